@@ -1,0 +1,2 @@
+//! wicket: a Kubernetes Ingress controller and HTTP reverse proxy.
+pub mod model;

@@ -1,0 +1,56 @@
+//! The snapshot: everything the data plane needs, in plain Rust types that know nothing of
+//! Kubernetes. The control plane builds one, the handoff publishes it whole, the proxy
+//! reads it. A snapshot is immutable once published.
+
+mod backend;
+mod path_table;
+mod problem;
+mod table;
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
+pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
+pub use problem::{ObjectRef, Problem, Reason};
+pub use table::{
+    AddError, DefaultBackend, HostMatch, Lookup, PathType, Route, RouteTable, RouteTableBuilder,
+    Target, VirtualHost,
+};
+
+/// An Ingress we saw but do not serve, and why (shown in `/debug/routes`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Ignored {
+    pub ingress: ObjectRef,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// 0 for the empty snapshot in place before the first publish, then 1, 2, ...
+    pub generation: u64,
+    pub published_at: Option<SystemTime>,
+    pub table: RouteTable,
+    pub problems: Vec<Problem>,
+    pub ignored: Vec<Ignored>,
+}
+
+impl Snapshot {
+    /// The placeholder before anything was built; the proxy answers 503 while it is current.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.generation > 0
+    }
+
+    /// Whether two snapshots would route, report and explain identically (generation and
+    /// time aside): an unchanged rebuild is not published.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        self.table == other.table
+            && self.problems == other.problems
+            && self.ignored == other.ignored
+    }
+}

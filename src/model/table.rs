@@ -1,0 +1,523 @@
+//! The routing table: virtual hosts by exact name, by wildcard suffix, and the catch-all,
+//! each with its own path table, plus the default backend.
+//!
+//! Exactly one virtual host is chosen for a request host (exact, else wildcard, else the
+//! rules without a host); the path is then matched inside that one only. A wildcard
+//! `*.foo.com` is stored under `foo.com` and matches a host whose first label is dropped
+//! to give `foo.com`: exactly one extra, non-empty label.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use super::backend::Backend;
+use super::path_table::{PathKind, PathTable, PathTableError};
+use super::problem::ObjectRef;
+
+/// A rule's host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostMatch {
+    /// `foo.bar.com`
+    Exact(String),
+    /// `*.foo.com`, stored as the suffix `foo.com`.
+    Wildcard(String),
+    /// Rules without a host.
+    Any,
+}
+
+impl fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(suffix) => write!(f, "*.{suffix}"),
+            HostMatch::Any => f.write_str("*"),
+        }
+    }
+}
+
+impl HostMatch {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostMatch::Exact(_) => "exact",
+            HostMatch::Wildcard(_) => "wildcard",
+            HostMatch::Any => "any",
+        }
+    }
+}
+
+/// `pathType` as written in the Ingress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    /// Treated as `Prefix`.
+    ImplementationSpecific,
+}
+
+impl PathType {
+    pub fn kind(self) -> PathKind {
+        match self {
+            PathType::Exact => PathKind::Exact,
+            PathType::Prefix | PathType::ImplementationSpecific => PathKind::Prefix,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathType::Exact => "Exact",
+            PathType::Prefix => "Prefix",
+            PathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+/// Where a route sends its requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Backend(Arc<Backend>),
+    /// The backend cannot be used (missing Service or port, refused ExternalName, resource
+    /// backend); requests get 503 and the reason is in the Problems list.
+    Unavailable(Arc<str>),
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            Target::Backend(b) => map.serialize_entry("backend", b.as_ref())?,
+            Target::Unavailable(reason) => map.serialize_entry("unavailable", reason.as_ref())?,
+        }
+        map.end()
+    }
+}
+
+impl Target {
+    pub fn backend(&self) -> Option<&Arc<Backend>> {
+        match self {
+            Target::Backend(b) => Some(b),
+            Target::Unavailable(_) => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// The path as written (an empty `ImplementationSpecific` path is shown as `/`).
+    pub path: String,
+    pub path_type: PathType,
+    /// The Ingress this rule comes from.
+    pub ingress: Arc<ObjectRef>,
+    #[serde(flatten)]
+    pub target: Target,
+}
+
+/// The default backend: what answers when no rule matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DefaultBackend {
+    /// The Ingress whose `spec.defaultBackend` this is; `None` for `--default-backend-service`.
+    pub ingress: Option<Arc<ObjectRef>>,
+    #[serde(flatten)]
+    pub target: Target,
+}
+
+#[derive(Clone, Debug)]
+pub struct VirtualHost {
+    pub host: HostMatch,
+    pub routes: Vec<Route>,
+    paths: PathTable,
+}
+
+impl PartialEq for VirtualHost {
+    fn eq(&self, other: &Self) -> bool {
+        // The path table is derived from `routes`.
+        self.host == other.host && self.routes == other.routes
+    }
+}
+
+impl VirtualHost {
+    fn new(host: HostMatch) -> Self {
+        Self {
+            host,
+            routes: Vec::new(),
+            paths: PathTable::new(),
+        }
+    }
+
+    pub fn lookup(&self, path: &str) -> Option<&Route> {
+        self.paths
+            .lookup(path)
+            .and_then(|i| self.routes.get(i as usize))
+    }
+}
+
+impl Serialize for VirtualHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("host", &self.host.to_string())?;
+        map.serialize_entry("match", self.host.kind())?;
+        map.serialize_entry("routes", &self.routes)?;
+        map.end()
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// A rule of the chosen virtual host matched.
+    Route {
+        vhost: &'a VirtualHost,
+        route: &'a Route,
+    },
+    /// No rule matched (or no virtual host was chosen); the default backend answers.
+    Default {
+        vhost: Option<&'a VirtualHost>,
+        backend: &'a DefaultBackend,
+    },
+    /// Nothing matched and there is no default backend: 404.
+    NotFound { vhost: Option<&'a VirtualHost> },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteTable {
+    exact: HashMap<Box<str>, VirtualHost, RandomState>,
+    wildcard: HashMap<Box<str>, VirtualHost, RandomState>,
+    catch_all: Option<VirtualHost>,
+    default_backend: Option<DefaultBackend>,
+}
+
+impl RouteTable {
+    /// The one virtual host for a normalised request host (lowercase, no port, no
+    /// trailing dot): exact, else wildcard, else catch-all.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        if let Some(vhost) = self.exact.get(host) {
+            return Some(vhost);
+        }
+        if !self.wildcard.is_empty() {
+            if let Some((label, rest)) = host.split_once('.') {
+                if !label.is_empty() && !rest.is_empty() {
+                    if let Some(vhost) = self.wildcard.get(rest) {
+                        return Some(vhost);
+                    }
+                }
+            }
+        }
+        self.catch_all.as_ref()
+    }
+
+    pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {
+        let vhost = self.virtual_host(host);
+        if let Some(route) = vhost.and_then(|v| v.lookup(path)) {
+            // `vhost` is Some when a route was found.
+            if let Some(vhost) = vhost {
+                return Lookup::Route { vhost, route };
+            }
+        }
+        match &self.default_backend {
+            Some(backend) => Lookup::Default { vhost, backend },
+            None => Lookup::NotFound { vhost },
+        }
+    }
+
+    pub fn default_backend(&self) -> Option<&DefaultBackend> {
+        self.default_backend.as_ref()
+    }
+
+    /// Virtual hosts in display order: exact by name, wildcards by name, catch-all last.
+    pub fn virtual_hosts(&self) -> Vec<&VirtualHost> {
+        let mut exact: Vec<&VirtualHost> = self.exact.values().collect();
+        exact.sort_by(|a, b| a.host.cmp(&b.host));
+        let mut wildcard: Vec<&VirtualHost> = self.wildcard.values().collect();
+        wildcard.sort_by(|a, b| a.host.cmp(&b.host));
+        exact.extend(wildcard);
+        exact.extend(self.catch_all.as_ref());
+        exact
+    }
+
+    /// Every backend the table can send traffic to (duplicates possible).
+    pub fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> + '_ {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.catch_all.as_ref())
+            .flat_map(|v| v.routes.iter().map(|r| &r.target))
+            .chain(self.default_backend.iter().map(|d| &d.target))
+            .filter_map(Target::backend)
+    }
+
+    pub fn route_count(&self) -> usize {
+        self.exact
+            .values()
+            .chain(self.wildcard.values())
+            .chain(self.catch_all.as_ref())
+            .map(|v| v.routes.len())
+            .sum()
+    }
+}
+
+impl Serialize for RouteTable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("hosts", &self.virtual_hosts())?;
+        map.serialize_entry("defaultBackend", &self.default_backend)?;
+        map.end()
+    }
+}
+
+/// Builds a [`RouteTable`]; the first claimant of a host + path + kind wins, so callers add
+/// routes in precedence order (oldest Ingress first).
+#[derive(Default)]
+pub struct RouteTableBuilder {
+    hosts: BTreeMap<HostMatch, VirtualHost>,
+    default_backend: Option<DefaultBackend>,
+}
+
+/// Why a route was not added.
+#[derive(Debug)]
+pub enum AddError<'a> {
+    /// Another route already has this host, path and kind.
+    Conflict(&'a Route),
+    Invalid(PathTableError),
+}
+
+impl RouteTableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes sure the virtual host exists, even without routes (a TLS-only host, say).
+    pub fn ensure_host(&mut self, host: HostMatch) {
+        self.hosts
+            .entry(host.clone())
+            .or_insert_with(|| VirtualHost::new(host));
+    }
+
+    pub fn add(&mut self, host: HostMatch, route: Route) -> Result<(), AddError<'_>> {
+        let vhost = self
+            .hosts
+            .entry(host.clone())
+            .or_insert_with(|| VirtualHost::new(host));
+        let kind = route.path_type.kind();
+        if let Some(existing) = vhost.paths.find(kind, &route.path) {
+            return Err(AddError::Conflict(&vhost.routes[existing as usize]));
+        }
+        let index = vhost.routes.len() as u32;
+        match vhost.paths.insert(kind, &route.path, index) {
+            Ok(()) => {
+                vhost.routes.push(route);
+                Ok(())
+            }
+            Err(e) => Err(AddError::Invalid(e)),
+        }
+    }
+
+    /// The first default backend set wins; returns the one already set otherwise.
+    pub fn set_default_backend(&mut self, backend: DefaultBackend) -> Result<(), &DefaultBackend> {
+        if self.default_backend.is_none() {
+            self.default_backend = Some(backend);
+            return Ok(());
+        }
+        match &self.default_backend {
+            Some(existing) => Err(existing),
+            None => Ok(()),
+        }
+    }
+
+    pub fn build(self) -> RouteTable {
+        let mut table = RouteTable {
+            default_backend: self.default_backend,
+            ..RouteTable::default()
+        };
+        for (host, mut vhost) in self.hosts {
+            // Routes in precedence order for display: most specific first.
+            let mut order: Vec<usize> = (0..vhost.routes.len()).collect();
+            order.sort_by(|&a, &b| display_order(&vhost.routes[a], &vhost.routes[b]));
+            if order.iter().enumerate().any(|(i, &j)| i != j) {
+                let routes = std::mem::take(&mut vhost.routes);
+                let mut paths = PathTable::new();
+                let mut reordered = Vec::with_capacity(routes.len());
+                for &j in &order {
+                    let route = routes[j].clone();
+                    // Re-inserting rules that were accepted once cannot fail.
+                    let _ =
+                        paths.insert(route.path_type.kind(), &route.path, reordered.len() as u32);
+                    reordered.push(route);
+                }
+                vhost.routes = reordered;
+                vhost.paths = paths;
+            }
+            match host {
+                HostMatch::Exact(name) => {
+                    table.exact.insert(name.into_boxed_str(), vhost);
+                }
+                HostMatch::Wildcard(suffix) => {
+                    table.wildcard.insert(suffix.into_boxed_str(), vhost);
+                }
+                HostMatch::Any => table.catch_all = Some(vhost),
+            }
+        }
+        table
+    }
+}
+
+/// Exact before Prefix; then more segments first; then by path.
+fn display_order(a: &Route, b: &Route) -> std::cmp::Ordering {
+    use super::path_table::segment_count;
+    let rank = |r: &Route| {
+        (
+            r.path_type.kind() != PathKind::Exact,
+            std::cmp::Reverse(segment_count(&r.path)),
+        )
+    };
+    rank(a).cmp(&rank(b)).then_with(|| a.path.cmp(&b.path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, path_type: PathType, ingress: &str) -> Route {
+        Route {
+            path: path.to_owned(),
+            path_type,
+            ingress: Arc::new(ObjectRef::namespaced("Ingress", "default", ingress)),
+            target: Target::Unavailable(Arc::from("test")),
+        }
+    }
+
+    fn matched<'a>(table: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
+        match table.lookup(host, path) {
+            Lookup::Route { route, .. } => Some(route.ingress.name.as_str()),
+            Lookup::Default { .. } => Some("default"),
+            Lookup::NotFound { .. } => None,
+        }
+    }
+
+    fn sample() -> RouteTable {
+        let mut b = RouteTableBuilder::new();
+        b.add(
+            HostMatch::Exact("foo.bar.com".into()),
+            route("/", PathType::Prefix, "exact"),
+        )
+        .unwrap();
+        b.add(
+            HostMatch::Wildcard("foo.com".into()),
+            route("/", PathType::Prefix, "wild"),
+        )
+        .unwrap();
+        b.add(HostMatch::Any, route("/", PathType::Prefix, "any"))
+            .unwrap();
+        b.add(
+            HostMatch::Exact("only-api.com".into()),
+            route("/api", PathType::Prefix, "api"),
+        )
+        .unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn exact_host_wins_over_wildcard_and_catch_all() {
+        let t = sample();
+        assert_eq!(matched(&t, "foo.bar.com", "/x"), Some("exact"));
+    }
+
+    #[test]
+    fn wildcard_matches_exactly_one_extra_label() {
+        let t = sample();
+        assert_eq!(matched(&t, "bar.foo.com", "/"), Some("wild"));
+        assert_eq!(matched(&t, "baz.bar.foo.com", "/"), Some("any"));
+        assert_eq!(matched(&t, "foo.com", "/"), Some("any"));
+        assert_eq!(matched(&t, ".foo.com", "/"), Some("any"));
+    }
+
+    #[test]
+    fn unknown_host_goes_to_rules_without_host() {
+        let t = sample();
+        assert_eq!(matched(&t, "elsewhere.org", "/x"), Some("any"));
+    }
+
+    #[test]
+    fn no_fall_through_to_a_less_specific_host() {
+        // only-api.com is chosen, its one rule does not match, and the catch-all's `/`
+        // must not be used: no default backend here, so nothing matches.
+        let t = sample();
+        assert_eq!(matched(&t, "only-api.com", "/web"), None);
+        assert_eq!(matched(&t, "only-api.com", "/api/v1"), Some("api"));
+    }
+
+    #[test]
+    fn default_backend_answers_when_no_rule_matches() {
+        let mut b = RouteTableBuilder::new();
+        b.add(
+            HostMatch::Exact("a.com".into()),
+            route("/x", PathType::Exact, "a"),
+        )
+        .unwrap();
+        b.set_default_backend(DefaultBackend {
+            ingress: None,
+            target: Target::Unavailable(Arc::from("test")),
+        })
+        .unwrap();
+        let t = b.build();
+        assert_eq!(matched(&t, "a.com", "/x"), Some("a"));
+        assert_eq!(matched(&t, "a.com", "/y"), Some("default"));
+        assert_eq!(matched(&t, "b.com", "/x"), Some("default"));
+    }
+
+    #[test]
+    fn the_first_claimant_of_a_path_wins() {
+        let mut b = RouteTableBuilder::new();
+        let host = HostMatch::Exact("a.com".into());
+        b.add(host.clone(), route("/x", PathType::Prefix, "old"))
+            .unwrap();
+        match b.add(
+            host.clone(),
+            route("/x/", PathType::ImplementationSpecific, "new"),
+        ) {
+            Err(AddError::Conflict(existing)) => assert_eq!(existing.ingress.name, "old"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // Same path but another kind is not a conflict.
+        b.add(host, route("/x", PathType::Exact, "exact")).unwrap();
+        let t = b.build();
+        assert_eq!(matched(&t, "a.com", "/x"), Some("exact"));
+        assert_eq!(matched(&t, "a.com", "/x/y"), Some("old"));
+    }
+
+    #[test]
+    fn routes_are_listed_most_specific_first_and_still_match() {
+        let mut b = RouteTableBuilder::new();
+        let host = HostMatch::Exact("a.com".into());
+        for (p, t) in [
+            ("/", PathType::Prefix),
+            ("/a/b", PathType::Prefix),
+            ("/a", PathType::Exact),
+            ("/a", PathType::Prefix),
+        ] {
+            b.add(host.clone(), route(p, t, p)).unwrap();
+        }
+        let t = b.build();
+        let vhost = t.virtual_host("a.com").unwrap();
+        let listed: Vec<(&str, PathType)> = vhost
+            .routes
+            .iter()
+            .map(|r| (r.path.as_str(), r.path_type))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("/a", PathType::Exact),
+                ("/a/b", PathType::Prefix),
+                ("/a", PathType::Prefix),
+                ("/", PathType::Prefix)
+            ]
+        );
+        assert_eq!(vhost.lookup("/a/b/c").unwrap().path, "/a/b");
+        assert_eq!(vhost.lookup("/a").unwrap().path_type, PathType::Exact);
+        assert_eq!(vhost.lookup("/z").unwrap().path, "/");
+    }
+}
