@@ -1,2 +1,3 @@
 //! wicket: a Kubernetes Ingress controller and HTTP reverse proxy.
+pub mod controller;
 pub mod model;

@@ -1,0 +1,297 @@
+//! The index: the Kubernetes objects translation reads, by kind, keyed by namespace/name.
+//!
+//! Sources (the manifests directory, the API server) change it with three verbs only:
+//! `apply` (add or replace one object), `delete` (remove one), and `reset` (replace every
+//! object of one kind at once, after a re-list, so objects deleted while a watch was down do
+//! not linger). The index itself is plain data; it never fails.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::model::Problem;
+
+/// The kinds wicket reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Ingress,
+    IngressClass,
+    Service,
+    EndpointSlice,
+    Endpoints,
+    Secret,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Ingress,
+        Kind::IngressClass,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Endpoints,
+        Kind::Secret,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Endpoints => "Endpoints",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::IngressClass)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// namespace/name; the namespace is empty for cluster-scoped kinds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One object of a kind we read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Ingress(Arc<Ingress>),
+    IngressClass(Arc<IngressClass>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
+    Endpoints(Arc<Endpoints>),
+    Secret(Arc<Secret>),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Ingress(_) => Kind::Ingress,
+            Object::IngressClass(_) => Kind::IngressClass,
+            Object::Service(_) => Kind::Service,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::Endpoints(_) => Kind::Endpoints,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+            Object::Endpoints(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        Key::of(self.meta())
+    }
+}
+
+/// Objects by kind. Ordered maps, so translation visits them in a stable order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Index {
+    pub ingresses: BTreeMap<Key, Arc<Ingress>>,
+    pub classes: BTreeMap<Key, Arc<IngressClass>>,
+    pub services: BTreeMap<Key, Arc<Service>>,
+    pub slices: BTreeMap<Key, Arc<EndpointSlice>>,
+    pub endpoints: BTreeMap<Key, Arc<Endpoints>>,
+    pub secrets: BTreeMap<Key, Arc<Secret>>,
+    /// Problems found by the source itself (a manifest that does not parse, say); carried
+    /// into the snapshot next to the problems translation finds.
+    pub source_problems: Vec<Problem>,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces one object.
+    pub fn apply(&mut self, object: Object) {
+        let key = object.key();
+        match object {
+            Object::Ingress(o) => {
+                self.ingresses.insert(key, o);
+            }
+            Object::IngressClass(o) => {
+                self.classes.insert(key, o);
+            }
+            Object::Service(o) => {
+                self.services.insert(key, o);
+            }
+            Object::EndpointSlice(o) => {
+                self.slices.insert(key, o);
+            }
+            Object::Endpoints(o) => {
+                self.endpoints.insert(key, o);
+            }
+            Object::Secret(o) => {
+                self.secrets.insert(key, o);
+            }
+        }
+    }
+
+    /// Removes one object; removing what is not there is not an error.
+    pub fn delete(&mut self, kind: Kind, key: &Key) {
+        match kind {
+            Kind::Ingress => {
+                self.ingresses.remove(key);
+            }
+            Kind::IngressClass => {
+                self.classes.remove(key);
+            }
+            Kind::Service => {
+                self.services.remove(key);
+            }
+            Kind::EndpointSlice => {
+                self.slices.remove(key);
+            }
+            Kind::Endpoints => {
+                self.endpoints.remove(key);
+            }
+            Kind::Secret => {
+                self.secrets.remove(key);
+            }
+        }
+    }
+
+    /// Replaces every object of `kind` with `objects` in one step. Objects of other kinds
+    /// in `objects` are ignored.
+    pub fn reset(&mut self, kind: Kind, objects: impl IntoIterator<Item = Object>) {
+        self.clear(kind);
+        for object in objects {
+            if object.kind() == kind {
+                self.apply(object);
+            }
+        }
+    }
+
+    fn clear(&mut self, kind: Kind) {
+        match kind {
+            Kind::Ingress => self.ingresses.clear(),
+            Kind::IngressClass => self.classes.clear(),
+            Kind::Service => self.services.clear(),
+            Kind::EndpointSlice => self.slices.clear(),
+            Kind::Endpoints => self.endpoints.clear(),
+            Kind::Secret => self.secrets.clear(),
+        }
+    }
+
+    /// Builds an index holding exactly `objects`.
+    pub fn from_objects(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut index = Self::new();
+        for object in objects {
+            index.apply(object);
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.ingresses.len()
+            + self.classes.len()
+            + self.services.len()
+            + self.slices.len()
+            + self.endpoints.len()
+            + self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(ns: &str, name: &str) -> Object {
+        Object::Service(Arc::new(Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn apply_replaces_and_delete_removes() {
+        let mut index = Index::new();
+        index.apply(service("a", "web"));
+        index.apply(service("a", "web"));
+        index.apply(service("b", "web"));
+        assert_eq!(index.services.len(), 2);
+        index.delete(Kind::Service, &Key::new("a", "web"));
+        assert_eq!(
+            index.services.keys().collect::<Vec<_>>(),
+            vec![&Key::new("b", "web")]
+        );
+        index.delete(Kind::Service, &Key::new("a", "missing"));
+    }
+
+    #[test]
+    fn reset_drops_objects_missing_from_the_relist() {
+        let mut index = Index::new();
+        index.apply(service("a", "old"));
+        index.apply(service("a", "kept"));
+        index.reset(
+            Kind::Service,
+            vec![service("a", "kept"), service("a", "new")],
+        );
+        let names: Vec<&str> = index.services.keys().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, vec!["kept", "new"]);
+    }
+
+    #[test]
+    fn reset_of_one_kind_leaves_the_others() {
+        let mut index = Index::new();
+        index.apply(service("a", "web"));
+        index.reset(Kind::Ingress, Vec::new());
+        assert_eq!(index.services.len(), 1);
+    }
+}

@@ -1,0 +1,41 @@
+//! The control plane: Kubernetes objects in (from manifest files, later the API server),
+//! one immutable snapshot out. Only this module knows Kubernetes types.
+
+pub mod class;
+pub mod files;
+pub mod index;
+pub mod manifest;
+pub mod publish;
+pub mod translate;
+
+use index::Key;
+
+/// What translation needs from the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `IngressClass.spec.controller` value that makes a class ours.
+    pub controller_name: String,
+    /// Class name accepted in the legacy `kubernetes.io/ingress.class` annotation.
+    pub ingress_class: String,
+    /// Serve Ingresses that name no class at all.
+    pub watch_ingress_without_class: bool,
+    /// Allow backends on `ExternalName` Services (they can point the proxy anywhere).
+    pub allow_external_name: bool,
+    /// The default backend when no Ingress of ours sets `spec.defaultBackend`.
+    pub default_backend_service: Option<Key>,
+}
+
+pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
+pub const DEFAULT_INGRESS_CLASS: &str = "wicket";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            controller_name: DEFAULT_CONTROLLER_NAME.to_owned(),
+            ingress_class: DEFAULT_INGRESS_CLASS.to_owned(),
+            watch_ingress_without_class: false,
+            allow_external_name: false,
+            default_backend_service: None,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The handoff: the newest complete snapshot, published atomically.
+//!
+//! Readers (`load` on the request path) never block and never see a half-built table.
+//! An unchanged rebuild is not published and wakes nobody. Each publish logs what changed
+//! and every Problem that is new since the previous snapshot — once per change, never per
+//! request.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::model::{Problem, Snapshot};
+
+/// Where the data plane reads the current snapshot.
+pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
+
+/// The single writer of the shared snapshot.
+pub struct Publisher {
+    current: SharedSnapshot,
+    generation: watch::Sender<u64>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Publisher {
+    /// Starts with the empty, not-ready snapshot (generation 0).
+    pub fn new() -> Self {
+        let (generation, _) = watch::channel(0);
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
+            generation,
+        }
+    }
+
+    pub fn shared(&self) -> SharedSnapshot {
+        self.current.clone()
+    }
+
+    /// Wakes on every publish with the new generation.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Publishes `snapshot` unless it is the same as the current one. Returns whether it was.
+    pub fn publish(&self, mut snapshot: Snapshot) -> bool {
+        let previous = self.current.load_full();
+        if previous.is_ready() && previous.same_content(&snapshot) {
+            return false;
+        }
+        snapshot.generation = previous.generation + 1;
+        snapshot.published_at = Some(SystemTime::now());
+        log_changes(&previous, &snapshot);
+        let generation = snapshot.generation;
+        self.current.store(Arc::new(snapshot));
+        self.generation.send_replace(generation);
+        true
+    }
+}
+
+fn log_changes(previous: &Snapshot, next: &Snapshot) {
+    let before: BTreeSet<&Problem> = previous.problems.iter().collect();
+    let after: BTreeSet<&Problem> = next.problems.iter().collect();
+    for problem in after.difference(&before) {
+        warn!(
+            kind = %problem.object.kind,
+            namespace = problem.object.namespace.as_deref().unwrap_or(""),
+            name = %problem.object.name,
+            reason = %problem.reason,
+            "{}", problem.message
+        );
+    }
+    let resolved = before.difference(&after).count();
+    let hosts_before: BTreeSet<String> = host_names(previous);
+    let hosts_after: BTreeSet<String> = host_names(next);
+    info!(
+        generation = next.generation,
+        hosts = hosts_after.len(),
+        routes = next.table.route_count(),
+        hosts_added = hosts_after.difference(&hosts_before).count(),
+        hosts_removed = hosts_before.difference(&hosts_after).count(),
+        problems = next.problems.len(),
+        problems_resolved = resolved,
+        "routing table published"
+    );
+}
+
+fn host_names(snapshot: &Snapshot) -> BTreeSet<String> {
+    snapshot
+        .table
+        .virtual_hosts()
+        .iter()
+        .map(|v| v.host.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ObjectRef, Reason};
+
+    fn with_problem(message: &str) -> Snapshot {
+        Snapshot {
+            problems: vec![Problem::new(
+                ObjectRef::new("File", None, "x"),
+                Reason::InvalidManifest,
+                message,
+            )],
+            ..Snapshot::empty()
+        }
+    }
+
+    #[test]
+    fn the_first_publish_makes_generation_one_even_when_empty() {
+        let p = Publisher::new();
+        assert!(!p.shared().load().is_ready());
+        assert!(p.publish(Snapshot::empty()));
+        let current = p.shared().load_full();
+        assert_eq!(current.generation, 1);
+        assert!(current.published_at.is_some());
+    }
+
+    #[test]
+    fn an_unchanged_rebuild_is_not_published_and_wakes_nobody() {
+        let p = Publisher::new();
+        let mut rx = p.subscribe();
+        assert!(p.publish(with_problem("a")));
+        assert!(rx.has_changed().unwrap());
+        rx.mark_unchanged();
+        assert!(!p.publish(with_problem("a")));
+        assert!(!rx.has_changed().unwrap());
+        assert_eq!(p.shared().load().generation, 1);
+        assert!(p.publish(with_problem("b")));
+        assert_eq!(*rx.borrow_and_update(), 2);
+    }
+
+    #[test]
+    fn a_reader_keeps_the_snapshot_it_loaded_across_a_swap() {
+        let p = Publisher::new();
+        p.publish(with_problem("a"));
+        let held = p.shared().load_full();
+        p.publish(with_problem("b"));
+        assert_eq!(held.problems[0].message, "a");
+        assert_eq!(p.shared().load().problems[0].message, "b");
+    }
+}

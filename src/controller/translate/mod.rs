@@ -1,0 +1,342 @@
+//! Translation: `Index` + `Settings` → `Snapshot`, a pure and deterministic function.
+//!
+//! It never fails as a whole. Anything invalid or dangling — a bad host, a path the API
+//! server would refuse, a missing Service or port, a conflicting rule, a broken Secret —
+//! becomes a [`Problem`] naming the object, and every valid route is still built.
+//!
+//! Precedence is decided here by the order routes are added: Ingresses oldest first
+//! (`creationTimestamp`, then namespace/name), so the older claimant of a host + path wins.
+
+mod service;
+mod tls;
+pub mod validate;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::jiff::Timestamp;
+
+use super::class::{Classes, Decision};
+use super::index::Index;
+use super::Settings;
+use crate::model::{
+    AddError, DefaultBackend, HostMatch, Ignored, ObjectRef, PathType, PortRef, Problem, Reason,
+    Route, RouteTableBuilder, Snapshot, Target,
+};
+
+pub use service::SERVICE_NAME_LABEL;
+pub use tls::TLS_SECRET_TYPE;
+
+/// Builds the snapshot (generation 0: the publisher numbers it).
+pub fn build(index: &Index, settings: &Settings) -> Snapshot {
+    let mut t = Translator {
+        settings,
+        problems: BTreeSet::new(),
+        services: service::Resolver::new(index, settings),
+        secrets: tls::SecretChecker::new(index),
+        table: RouteTableBuilder::new(),
+    };
+
+    let classes = Classes::new(index, settings);
+    let mut ours = Vec::new();
+    let mut ignored = Vec::new();
+    let mut class_problems = Vec::new();
+    for ingress in index.ingresses.values() {
+        match classes.decide(ingress, &mut class_problems) {
+            Decision::Ours => ours.push(ingress.as_ref()),
+            Decision::NotOurs(reason) => ignored.push(Ignored {
+                ingress: ingress_ref(ingress),
+                reason,
+            }),
+        }
+    }
+    t.problems.extend(class_problems);
+    ours.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
+    for ingress in ours {
+        t.ingress(ingress);
+    }
+    t.global_default_backend();
+
+    let Translator {
+        mut problems,
+        services,
+        table,
+        ..
+    } = t;
+    problems.extend(services.into_problems());
+    problems.extend(index.source_problems.iter().cloned());
+    ignored.sort();
+    Snapshot {
+        generation: 0,
+        published_at: None,
+        table: table.build(),
+        problems: problems.into_iter().collect(),
+        ignored,
+    }
+}
+
+/// Oldest first; objects without a creation time (hand-written manifests) after those with
+/// one; then namespace/name.
+fn age_key(ingress: &Ingress) -> (bool, Option<Timestamp>, &str, &str) {
+    let created = ingress.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (
+        created.is_none(),
+        created,
+        ingress.metadata.namespace.as_deref().unwrap_or(""),
+        ingress.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+fn ingress_ref(ingress: &Ingress) -> ObjectRef {
+    ObjectRef::new(
+        "Ingress",
+        ingress.metadata.namespace.as_deref(),
+        ingress.metadata.name.as_deref().unwrap_or(""),
+    )
+}
+
+struct Translator<'a> {
+    settings: &'a Settings,
+    problems: BTreeSet<Problem>,
+    services: service::Resolver<'a>,
+    secrets: tls::SecretChecker<'a>,
+    table: RouteTableBuilder,
+}
+
+impl Translator<'_> {
+    fn problem(&mut self, object: &ObjectRef, reason: Reason, message: String) {
+        self.problems
+            .insert(Problem::new(object.clone(), reason, message));
+    }
+
+    fn ingress(&mut self, ingress: &Ingress) {
+        let source = Arc::new(ingress_ref(ingress));
+        let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+        let Some(spec) = ingress.spec.as_ref() else {
+            self.problem(&source, Reason::InvalidIngress, "has no spec".into());
+            return;
+        };
+        let rules = spec.rules.as_deref().unwrap_or(&[]);
+        if rules.is_empty() && spec.default_backend.is_none() {
+            self.problem(
+                &source,
+                Reason::InvalidIngress,
+                "has neither rules nor spec.defaultBackend; it routes nothing".into(),
+            );
+        }
+
+        if let Some(backend) = &spec.default_backend {
+            let target = self.target(namespace, backend, &source, "spec.defaultBackend");
+            let candidate = DefaultBackend {
+                ingress: Some(source.clone()),
+                target,
+            };
+            if let Err(existing) = self.table.set_default_backend(candidate) {
+                let owner = existing
+                    .ingress
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "--default-backend-service".into());
+                self.problem(
+                    &source,
+                    Reason::DefaultBackendConflict,
+                    format!("spec.defaultBackend is ignored: {owner} (older) already sets the default backend"),
+                );
+            }
+        }
+
+        for (ri, rule) in rules.iter().enumerate() {
+            let host = match rule.host.as_deref() {
+                None | Some("") => HostMatch::Any,
+                Some(h) => match validate::host(h) {
+                    Ok(host) => host,
+                    Err(why) => {
+                        self.problem(
+                            &source,
+                            Reason::InvalidHost,
+                            format!("spec.rules[{ri}].host {h:?} {why}; rule ignored"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(http) = &rule.http else {
+                // A host without paths still claims the host: its requests go to the
+                // default backend, never to the rules without a host.
+                self.table.ensure_host(host);
+                continue;
+            };
+            for (pi, path) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let path_type = match path.path_type.as_str() {
+                    "Exact" => PathType::Exact,
+                    "Prefix" => PathType::Prefix,
+                    "ImplementationSpecific" => PathType::ImplementationSpecific,
+                    other => {
+                        self.problem(
+                            &source,
+                            Reason::InvalidPath,
+                            format!("{field}.pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific; path ignored"),
+                        );
+                        continue;
+                    }
+                };
+                let path_value = match validate::path(path.path.as_deref(), path_type) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        self.problem(
+                            &source,
+                            Reason::InvalidPath,
+                            format!("{field}: {why}; path ignored"),
+                        );
+                        continue;
+                    }
+                };
+                let target = self.target(namespace, &path.backend, &source, &field);
+                let route = Route {
+                    path: path_value,
+                    path_type,
+                    ingress: source.clone(),
+                    target,
+                };
+                let described = format!("{} {} on host {host}", path_type.as_str(), route.path);
+                let message = match self.table.add(host.clone(), route) {
+                    Ok(()) => None,
+                    Err(AddError::Conflict(existing)) if existing.ingress == source => Some((
+                        Reason::PathConflict,
+                        format!("{field}: {described} is listed twice in this Ingress; the first one is used"),
+                    )),
+                    Err(AddError::Conflict(existing)) => Some((
+                        Reason::PathConflict,
+                        format!(
+                            "{field}: {described} is already routed by {} (older); this rule is ignored",
+                            existing.ingress
+                        ),
+                    )),
+                    Err(AddError::Invalid(e)) => {
+                        Some((Reason::InvalidPath, format!("{field}: {e}; path ignored")))
+                    }
+                };
+                if let Some((reason, message)) = message {
+                    self.problem(&source, reason, message);
+                }
+            }
+        }
+
+        for (ti, tls) in spec.tls.iter().flatten().enumerate() {
+            for host in tls.hosts.iter().flatten() {
+                if let Err(why) = validate::host(host) {
+                    self.problem(
+                        &source,
+                        Reason::InvalidHost,
+                        format!("spec.tls[{ti}].hosts: {host:?} {why}"),
+                    );
+                }
+            }
+            if let Some(secret) = tls.secret_name.as_deref() {
+                if let Err((reason, why)) = self.secrets.check(namespace, secret) {
+                    self.problem(
+                        &source,
+                        reason,
+                        format!("spec.tls[{ti}]: {why}; its hosts get the default certificate"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// An Ingress backend to a route target; problems are reported against `source`.
+    fn target(
+        &mut self,
+        namespace: &str,
+        backend: &IngressBackend,
+        source: &ObjectRef,
+        field: &str,
+    ) -> Target {
+        let service = match (&backend.service, &backend.resource) {
+            (Some(service), None) => service,
+            (None, Some(resource)) => {
+                let message = format!(
+                    "{field}: resource backends ({} {}) are not supported; requests get 503",
+                    resource.kind, resource.name
+                );
+                self.problem(source, Reason::ResourceBackendUnsupported, message.clone());
+                return Target::Unavailable(Arc::from(message.as_str()));
+            }
+            _ => {
+                let message =
+                    format!("{field}: a backend needs exactly one of service and resource");
+                self.problem(source, Reason::InvalidIngress, message.clone());
+                return Target::Unavailable(Arc::from(message.as_str()));
+            }
+        };
+        let port = service.port.as_ref();
+        let port = match (
+            port.and_then(|p| p.number),
+            port.and_then(|p| p.name.as_deref()),
+        ) {
+            (Some(n), None) => match u16::try_from(n) {
+                Ok(n) if n > 0 => PortRef::Number(n),
+                _ => {
+                    return self.invalid(
+                        source,
+                        format!("{field}.service.port.number {n} is not a port number"),
+                    )
+                }
+            },
+            (None, Some(name)) if !name.is_empty() => PortRef::Name(name.to_owned()),
+            _ => {
+                return self.invalid(
+                    source,
+                    format!("{field}.service.port needs exactly one of number and name"),
+                )
+            }
+        };
+        let resolved = self.services.resolve(namespace, &service.name, &port);
+        if let Some((reason, message)) = resolved.problem {
+            self.problem(source, reason, format!("{field}: {message}"));
+        }
+        resolved.target
+    }
+
+    fn invalid(&mut self, source: &ObjectRef, message: String) -> Target {
+        self.problem(source, Reason::InvalidIngress, message.clone());
+        Target::Unavailable(Arc::from(message.as_str()))
+    }
+
+    /// `--default-backend-service`, used only when no Ingress of ours sets one.
+    fn global_default_backend(&mut self) {
+        let Some(key) = self.settings.default_backend_service.clone() else {
+            return;
+        };
+        let object = ObjectRef::namespaced("Service", &key.namespace, &key.name);
+        let target = match self.services.first_port(&key.namespace, &key.name) {
+            Some(port) => {
+                let resolved = self.services.resolve(&key.namespace, &key.name, &port);
+                if let Some((reason, message)) = resolved.problem {
+                    self.problem(
+                        &object,
+                        reason,
+                        format!("--default-backend-service: {message}"),
+                    );
+                }
+                resolved.target
+            }
+            None => {
+                let message =
+                    format!("--default-backend-service: Service {key} not found or has no ports");
+                self.problem(&object, Reason::BackendNotFound, message.clone());
+                Target::Unavailable(Arc::from(message.as_str()))
+            }
+        };
+        // An Ingress's default backend wins over the flag.
+        let _ = self.table.set_default_backend(DefaultBackend {
+            ingress: None,
+            target,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1382 @@
+//! Translation fed with objects, asserted on the snapshot: one test per rule of
+//! shared/design/SEMANTICS.md (Ingress classes, hosts, paths, default backend, Services).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::build;
+use crate::controller::index::{Index, Key, Object};
+use crate::controller::Settings;
+use crate::model::{Destination, Lookup, Problem, Reason, Snapshot, Target, UpstreamProtocol};
+
+// ---------------------------------------------------------------------------------------
+// Builders
+
+fn obj<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("test object")
+}
+
+fn mk_class(name: &str, controller: &str, default: bool) -> Object {
+    let annotations = if default {
+        json!({"ingressclass.kubernetes.io/is-default-class": "true"})
+    } else {
+        json!({})
+    };
+    Object::IngressClass(Arc::new(obj(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"controller": controller}
+    }))))
+}
+
+fn wicket_class() -> Object {
+    mk_class("wicket", "wicket.dev/ingress-controller", false)
+}
+
+/// An Ingress of class `wicket` with the given spec fields merged in.
+fn mk_ingress(ns: &str, name: &str, spec: Value) -> Object {
+    mk_ingress_full(ns, name, None, json!({}), spec)
+}
+
+fn mk_ingress_full(
+    ns: &str,
+    name: &str,
+    created: Option<&str>,
+    annotations: Value,
+    spec: Value,
+) -> Object {
+    let mut spec = spec;
+    if spec.get("ingressClassName").is_none()
+        && annotations.get("kubernetes.io/ingress.class").is_none()
+    {
+        spec["ingressClassName"] = json!("wicket");
+    }
+    if spec["ingressClassName"].is_null() {
+        spec.as_object_mut().map(|m| m.remove("ingressClassName"));
+    }
+    let mut metadata = json!({"namespace": ns, "name": name, "annotations": annotations});
+    if let Some(ts) = created {
+        metadata["creationTimestamp"] = json!(ts);
+    }
+    Object::Ingress(Arc::new(obj(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": metadata, "spec": spec
+    }))))
+}
+
+fn rule(host: &str, paths: Value) -> Value {
+    let mut r = json!({"http": {"paths": paths}});
+    if !host.is_empty() {
+        r["host"] = json!(host);
+    }
+    r
+}
+
+fn path(p: &str, path_type: &str, service: &str, port: Value) -> Value {
+    json!({"path": p, "pathType": path_type, "backend": {"service": {"name": service, "port": port}}})
+}
+
+fn prefix(p: &str, service: &str) -> Value {
+    path(p, "Prefix", service, json!({"number": 80}))
+}
+
+fn mk_service(ns: &str, name: &str, ports: Value) -> Object {
+    mk_service_spec(ns, name, json!({"selector": {"app": name}, "ports": ports}))
+}
+
+fn mk_service_spec(ns: &str, name: &str, spec: Value) -> Object {
+    Object::Service(Arc::new(obj(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"namespace": ns, "name": name},
+        "spec": spec
+    }))))
+}
+
+fn web_service(ns: &str, name: &str) -> Object {
+    mk_service(
+        ns,
+        name,
+        json!([{"name": "http", "port": 80, "targetPort": "http-web-svc"}]),
+    )
+}
+
+/// An EndpointSlice; endpoints are (ip, ready, serving, terminating).
+/// (ip, ready, serving, terminating); `None` leaves the condition out.
+type Ep<'a> = (&'a str, Option<bool>, Option<bool>, Option<bool>);
+
+fn mk_slice(ns: &str, name: &str, service: &str, ports: Value, endpoints: &[Ep<'_>]) -> Object {
+    mk_slice_typed(ns, name, service, "IPv4", ports, endpoints)
+}
+
+fn mk_slice_typed(
+    ns: &str,
+    name: &str,
+    service: &str,
+    address_type: &str,
+    ports: Value,
+    endpoints: &[Ep<'_>],
+) -> Object {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, ready, serving, terminating)| {
+            let mut conditions = json!({});
+            if let Some(v) = ready {
+                conditions["ready"] = json!(v);
+            }
+            if let Some(v) = serving {
+                conditions["serving"] = json!(v);
+            }
+            if let Some(v) = terminating {
+                conditions["terminating"] = json!(v);
+            }
+            json!({"addresses": [ip], "conditions": conditions,
+                   "targetRef": {"kind": "Pod", "name": format!("pod-{ip}")}})
+        })
+        .collect();
+    Object::EndpointSlice(Arc::new(obj(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"namespace": ns, "name": name,
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": address_type,
+        "ports": ports,
+        "endpoints": endpoints
+    }))))
+}
+
+fn ready(ip: &str) -> Ep<'_> {
+    (ip, Some(true), Some(true), Some(false))
+}
+
+fn http_slice(ns: &str, name: &str, service: &str, ips: &[&str]) -> Object {
+    let eps: Vec<_> = ips.iter().map(|ip| ready(ip)).collect();
+    mk_slice(
+        ns,
+        name,
+        service,
+        json!([{"name": "http", "port": 8080}]),
+        &eps,
+    )
+}
+
+fn settings() -> Settings {
+    Settings::default()
+}
+
+fn snapshot(objects: Vec<Object>) -> Snapshot {
+    build(&Index::from_objects(objects), &settings())
+}
+
+// ---------------------------------------------------------------------------------------
+// Assertions
+
+/// What a request to host+path reaches: "ingress-name -> backend-id", "ingress-name -> 503",
+/// "default -> ...", or None for 404.
+fn reach(s: &Snapshot, host: &str, path: &str) -> Option<String> {
+    let describe = |target: &Target| match target {
+        Target::Backend(b) => b.id.to_string(),
+        Target::Unavailable(_) => "503".to_owned(),
+    };
+    match s.table.lookup(host, path) {
+        Lookup::Route { route, .. } => Some(format!(
+            "{} -> {}",
+            route.ingress.name,
+            describe(&route.target)
+        )),
+        Lookup::Default { backend, .. } => {
+            Some(format!("default -> {}", describe(&backend.target)))
+        }
+        Lookup::NotFound { .. } => None,
+    }
+}
+
+/// Usable endpoint addresses for host+path.
+fn usable(s: &Snapshot, host: &str, path: &str) -> Vec<String> {
+    let target = match s.table.lookup(host, path) {
+        Lookup::Route { route, .. } => route.target.clone(),
+        Lookup::Default { backend, .. } => backend.target.clone(),
+        Lookup::NotFound { .. } => panic!("no route for {host}{path}"),
+    };
+    match target {
+        Target::Backend(b) => b.usable().map(|e| e.addr.to_string()).collect(),
+        Target::Unavailable(why) => panic!("unavailable: {why}"),
+    }
+}
+
+fn reasons(s: &Snapshot) -> Vec<(Reason, String)> {
+    s.problems
+        .iter()
+        .map(|p| {
+            (
+                p.reason,
+                format!(
+                    "{}/{}",
+                    p.object.namespace.clone().unwrap_or_default(),
+                    p.object.name
+                ),
+            )
+        })
+        .collect()
+}
+
+fn problem(s: &Snapshot, reason: Reason) -> &Problem {
+    s.problems
+        .iter()
+        .find(|p| p.reason == reason)
+        .unwrap_or_else(|| panic!("no {reason} problem in {:#?}", s.problems))
+}
+
+/// A small valid world: class, Service web with a ready endpoint.
+fn base() -> Vec<Object> {
+    vec![
+        wicket_class(),
+        web_service("default", "web"),
+        http_slice("default", "web-abc", "web", &["10.0.0.1"]),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Which Ingresses are ours
+
+#[test]
+fn ingress_naming_our_class_is_routed() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "site",
+        json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/x").as_deref(),
+        Some("site -> default/web:80")
+    );
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn ingress_of_another_controllers_class_is_ignored_with_a_reason() {
+    let mut objects = base();
+    objects.push(mk_class("nginx", "k8s.io/ingress-nginx", false));
+    objects.push(mk_ingress(
+        "default",
+        "theirs",
+        json!({"ingressClassName": "nginx", "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/"), None);
+    assert_eq!(s.ignored.len(), 1);
+    assert!(s.ignored[0].reason.contains("k8s.io/ingress-nginx"));
+    assert!(s.problems.is_empty());
+}
+
+#[test]
+fn ingress_naming_a_missing_class_is_not_ours_and_our_name_is_reported() {
+    let objects = vec![
+        web_service("default", "web"),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"ingressClassName": "wicket", "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+        mk_ingress(
+            "default",
+            "b",
+            json!({"ingressClassName": "other", "rules": [rule("b.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/"), None);
+    assert_eq!(reach(&s, "b.com", "/"), None);
+    // Only the one that names our --ingress-class gets a Problem.
+    assert_eq!(
+        reasons(&s),
+        vec![(Reason::IngressClassNotFound, "default/a".to_owned())]
+    );
+}
+
+#[test]
+fn legacy_annotation_wins_over_the_field_with_a_warning() {
+    let mut objects = base();
+    objects.push(mk_class("nginx", "k8s.io/ingress-nginx", false));
+    objects.push(mk_ingress_full(
+        "default",
+        "annotated",
+        None,
+        json!({"kubernetes.io/ingress.class": "wicket"}),
+        json!({"ingressClassName": "nginx", "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "annotated-other",
+        None,
+        json!({"kubernetes.io/ingress.class": "nginx"}),
+        json!({"ingressClassName": "wicket", "rules": [rule("b.com", json!([prefix("/", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("annotated -> default/web:80")
+    );
+    assert_eq!(reach(&s, "b.com", "/"), None);
+    let conflicts: Vec<_> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::IngressClassConflict)
+        .collect();
+    assert_eq!(conflicts.len(), 2);
+}
+
+#[test]
+fn annotation_with_the_ingress_class_flag_value_is_ours_without_any_class_object() {
+    let objects = vec![
+        web_service("default", "web"),
+        http_slice("default", "web-1", "web", &["10.0.0.1"]),
+        mk_ingress_full(
+            "default",
+            "legacy",
+            None,
+            json!({"kubernetes.io/ingress.class": "wicket"}),
+            json!({"ingressClassName": null, "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("legacy -> default/web:80")
+    );
+}
+
+#[test]
+fn ingress_without_class_needs_a_default_class_of_ours_or_the_flag() {
+    let classless = mk_ingress(
+        "default",
+        "plain",
+        json!({"ingressClassName": null, "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    );
+    let world = |class: Object| {
+        vec![
+            class,
+            web_service("default", "web"),
+            http_slice("default", "w", "web", &["10.0.0.1"]),
+            classless.clone(),
+        ]
+    };
+
+    let s = snapshot(world(wicket_class()));
+    assert_eq!(reach(&s, "a.com", "/"), None, "no default class: not ours");
+
+    let s = snapshot(world(mk_class(
+        "wicket",
+        "wicket.dev/ingress-controller",
+        true,
+    )));
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("plain -> default/web:80")
+    );
+
+    let s = snapshot(world(mk_class("nginx", "k8s.io/ingress-nginx", true)));
+    assert_eq!(
+        reach(&s, "a.com", "/"),
+        None,
+        "a default class of another controller"
+    );
+
+    let flag = Settings {
+        watch_ingress_without_class: true,
+        ..settings()
+    };
+    let s = build(&Index::from_objects(world(wicket_class())), &flag);
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("plain -> default/web:80")
+    );
+}
+
+#[test]
+fn controller_name_flag_decides_which_classes_are_ours() {
+    let objects = vec![
+        mk_class("mine", "example.com/custom", false),
+        web_service("default", "web"),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"ingressClassName": "mine", "rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let custom = Settings {
+        controller_name: "example.com/custom".into(),
+        ..settings()
+    };
+    let s = build(&Index::from_objects(objects.clone()), &custom);
+    assert!(reach(&s, "a.com", "/").is_some());
+    let s = snapshot(objects);
+    assert!(reach(&s, "a.com", "/").is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Hosts
+
+#[test]
+fn rules_for_one_host_merge_across_ingresses_and_namespaces() {
+    let mut objects = base();
+    objects.push(web_service("shop", "cart"));
+    objects.push(http_slice("shop", "cart-1", "cart", &["10.0.1.1"]));
+    objects.push(mk_ingress(
+        "default",
+        "site",
+        json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    objects.push(mk_ingress(
+        "shop",
+        "cart",
+        json!({"rules": [rule("a.com", json!([prefix("/cart", "cart")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/cart/items").as_deref(),
+        Some("cart -> shop/cart:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/other").as_deref(),
+        Some("site -> default/web:80")
+    );
+    assert_eq!(s.table.virtual_hosts().len(), 1);
+}
+
+#[test]
+fn wildcard_exact_and_hostless_rules_choose_one_virtual_host() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "site",
+        json!({"rules": [
+            rule("foo.bar.com", json!([prefix("/exact", "web")])),
+            rule("*.bar.com", json!([prefix("/wild", "web")])),
+            rule("", json!([prefix("/", "web")])),
+        ]}),
+    ));
+    let s = snapshot(objects);
+    assert!(reach(&s, "foo.bar.com", "/exact").is_some());
+    // The exact host was chosen; its paths do not match and there is no fall-through.
+    assert_eq!(reach(&s, "foo.bar.com", "/wild"), None);
+    assert!(reach(&s, "x.bar.com", "/wild").is_some());
+    assert_eq!(reach(&s, "x.bar.com", "/"), None);
+    assert!(
+        reach(&s, "x.y.bar.com", "/anything").is_some(),
+        "two labels: catch-all"
+    );
+    assert!(
+        reach(&s, "bar.com", "/").is_some(),
+        "no extra label: catch-all"
+    );
+}
+
+#[test]
+fn a_host_without_paths_claims_the_host_for_the_default_backend() {
+    let mut objects = base();
+    objects.push(web_service("default", "fallback"));
+    objects.push(http_slice("default", "fb", "fallback", &["10.0.9.9"]));
+    objects.push(mk_ingress(
+        "default",
+        "site",
+        json!({
+            "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+            "rules": [{"host": "tls-only.com"}, rule("", json!([prefix("/", "web")]))]
+        }),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "tls-only.com", "/").as_deref(),
+        Some("default -> default/fallback:80")
+    );
+    assert_eq!(
+        reach(&s, "other.com", "/").as_deref(),
+        Some("site -> default/web:80")
+    );
+}
+
+#[test]
+fn an_invalid_host_is_a_problem_and_other_rules_still_work() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "site",
+        json!({"rules": [
+            rule("Bad_Host.com", json!([prefix("/", "web")])),
+            rule("10.1.2.3", json!([prefix("/", "web")])),
+            rule("good.com", json!([prefix("/", "web")])),
+        ]}),
+    ));
+    let s = snapshot(objects);
+    assert!(reach(&s, "good.com", "/").is_some());
+    let invalid: Vec<_> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::InvalidHost)
+        .collect();
+    assert_eq!(invalid.len(), 2, "{:#?}", s.problems);
+    assert!(invalid
+        .iter()
+        .any(|p| p.message.contains("not an IP address")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths
+
+#[test]
+fn same_host_and_path_in_two_ingresses_the_older_wins_and_the_newer_is_reported() {
+    let mut objects = base();
+    objects.push(web_service("default", "other"));
+    objects.push(http_slice("default", "o", "other", &["10.0.0.2"]));
+    objects.push(mk_ingress_full("default", "a-newer", Some("2026-01-02T00:00:00Z"), json!({}),
+        json!({"ingressClassName": "wicket", "rules": [rule("a.com", json!([prefix("/api", "other")]))]})));
+    objects.push(mk_ingress_full("default", "z-older", Some("2026-01-01T00:00:00Z"), json!({}),
+        json!({"ingressClassName": "wicket", "rules": [rule("a.com", json!([prefix("/api", "web")]))]})));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/api").as_deref(),
+        Some("z-older -> default/web:80")
+    );
+    let p = problem(&s, Reason::PathConflict);
+    assert_eq!(p.object.name, "a-newer");
+    assert!(
+        p.message
+            .contains("already routed by Ingress default/z-older"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn without_creation_times_the_conflict_goes_to_namespace_then_name() {
+    let mut objects = base();
+    objects.push(web_service("b", "web"));
+    objects.push(http_slice("b", "w", "web", &["10.0.2.1"]));
+    objects.push(mk_ingress(
+        "b",
+        "first",
+        json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    objects.push(mk_ingress(
+        "default",
+        "second",
+        json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("first -> b/web:80")
+    );
+    assert_eq!(problem(&s, Reason::PathConflict).object.name, "second");
+}
+
+#[test]
+fn implementation_specific_is_prefix_and_conflicts_with_the_same_prefix() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([
+            path("/docs", "ImplementationSpecific", "web", json!({"number": 80})),
+            path("/docs/", "Prefix", "web", json!({"number": 80})),
+        ]))]}),
+    ));
+    let s = snapshot(objects);
+    assert!(reach(&s, "a.com", "/docs/intro").is_some());
+    assert_eq!(reach(&s, "a.com", "/docsintro"), None);
+    assert!(problem(&s, Reason::PathConflict)
+        .message
+        .contains("listed twice"));
+}
+
+#[test]
+fn exact_beats_prefix_and_longer_prefix_beats_shorter() {
+    let mut objects = base();
+    objects.push(web_service("default", "api"));
+    objects.push(http_slice("default", "api-1", "api", &["10.0.3.1"]));
+    objects.push(web_service("default", "login"));
+    objects.push(http_slice("default", "login-1", "login", &["10.0.3.2"]));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([
+            prefix("/", "web"),
+            prefix("/api", "api"),
+            path("/api/login", "Exact", "login", json!({"number": 80})),
+        ]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/api/login").as_deref(),
+        Some("a -> default/login:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/api/login/x").as_deref(),
+        Some("a -> default/api:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/apix").as_deref(),
+        Some("a -> default/web:80")
+    );
+}
+
+#[test]
+fn invalid_paths_are_problems_and_valid_siblings_still_route() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([
+            path("no-slash", "Prefix", "web", json!({"number": 80})),
+            path("/a//b", "Exact", "web", json!({"number": 80})),
+            path("/x", "Regex", "web", json!({"number": 80})),
+            prefix("/ok", "web"),
+        ]))]}),
+    ));
+    let s = snapshot(objects);
+    assert!(reach(&s, "a.com", "/ok").is_some());
+    assert_eq!(reach(&s, "a.com", "/x"), None);
+    let invalid = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::InvalidPath)
+        .count();
+    assert_eq!(invalid, 3, "{:#?}", s.problems);
+}
+
+// ---------------------------------------------------------------------------------------
+// Default backend
+
+#[test]
+fn oldest_default_backend_wins_and_the_others_are_reported() {
+    let mut objects = base();
+    objects.push(web_service("default", "fallback"));
+    objects.push(http_slice("default", "fb", "fallback", &["10.0.9.9"]));
+    let default_to =
+        |svc: &str| json!({"defaultBackend": {"service": {"name": svc, "port": {"number": 80}}}});
+    objects.push(mk_ingress_full(
+        "default",
+        "old",
+        Some("2025-01-01T00:00:00Z"),
+        json!({}),
+        {
+            let mut s = default_to("fallback");
+            s["ingressClassName"] = json!("wicket");
+            s
+        },
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "new",
+        Some("2025-06-01T00:00:00Z"),
+        json!({}),
+        {
+            let mut s = default_to("web");
+            s["ingressClassName"] = json!("wicket");
+            s
+        },
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "any.host", "/any").as_deref(),
+        Some("default -> default/fallback:80")
+    );
+    assert_eq!(
+        problem(&s, Reason::DefaultBackendConflict).object.name,
+        "new"
+    );
+}
+
+#[test]
+fn no_match_and_no_default_backend_is_not_found() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([prefix("/api", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/web"), None);
+    assert_eq!(reach(&s, "b.com", "/api"), None);
+}
+
+#[test]
+fn default_backend_service_flag_applies_unless_an_ingress_sets_one() {
+    let mut objects = base();
+    objects.push(web_service("infra", "errors"));
+    objects.push(http_slice("infra", "e", "errors", &["10.0.8.8"]));
+    let flag = Settings {
+        default_backend_service: Some(Key::new("infra", "errors")),
+        ..settings()
+    };
+    let s = build(&Index::from_objects(objects.clone()), &flag);
+    assert_eq!(
+        reach(&s, "x.com", "/").as_deref(),
+        Some("default -> infra/errors:80")
+    );
+
+    objects.push(mk_ingress(
+        "default",
+        "own",
+        json!({"defaultBackend": {"service": {"name": "web", "port": {"name": "http"}}}}),
+    ));
+    let s = build(&Index::from_objects(objects), &flag);
+    assert_eq!(
+        reach(&s, "x.com", "/").as_deref(),
+        Some("default -> default/web:80")
+    );
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn resource_backends_are_unsupported_and_answer_503() {
+    let mut objects = base();
+    objects.push(mk_ingress("default", "a", json!({"rules": [rule("a.com", json!([
+        {"path": "/static", "pathType": "Prefix", "backend": {"resource": {"apiGroup": "k8s.example.com", "kind": "StorageBucket", "name": "assets"}}},
+        prefix("/", "web"),
+    ]))]})));
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/static/x").as_deref(), Some("a -> 503"));
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("a -> default/web:80")
+    );
+    problem(&s, Reason::ResourceBackendUnsupported);
+}
+
+// ---------------------------------------------------------------------------------------
+// From a backend to pod addresses
+
+#[test]
+fn service_port_by_number_and_by_name_reach_the_same_pods() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([
+            path("/by-number", "Prefix", "web", json!({"number": 80})),
+            path("/by-name", "Prefix", "web", json!({"name": "http"})),
+        ]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(usable(&s, "a.com", "/by-number"), vec!["10.0.0.1:8080"]);
+    assert_eq!(usable(&s, "a.com", "/by-name"), vec!["10.0.0.1:8080"]);
+}
+
+#[test]
+fn named_target_port_resolves_through_the_slice_port_of_the_same_name() {
+    // Service port "http" (80) -> targetPort "http-web-svc"; the slice, written by the
+    // cluster, already says port "http" is 8080 on the pods.
+    let objects = vec![
+        wicket_class(),
+        mk_service(
+            "default",
+            "web",
+            json!([
+                {"name": "http", "port": 80, "targetPort": "http-web-svc"},
+                {"name": "metrics", "port": 9090, "targetPort": 9100},
+            ]),
+        ),
+        mk_slice(
+            "default",
+            "web-x",
+            "web",
+            json!([{"name": "metrics", "port": 9100}, {"name": "http", "port": 8080}]),
+            &[ready("10.0.0.1"), ready("10.0.0.2")],
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([
+                path("/", "Prefix", "web", json!({"number": 80})),
+                path("/metrics", "Prefix", "web", json!({"name": "metrics"})),
+            ]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec!["10.0.0.1:8080", "10.0.0.2:8080"]
+    );
+    // Multi-port Service: each Service port is its own backend.
+    assert_eq!(
+        usable(&s, "a.com", "/metrics"),
+        vec!["10.0.0.1:9100", "10.0.0.2:9100"]
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/metrics").as_deref(),
+        Some("a -> default/web:9090")
+    );
+}
+
+#[test]
+fn single_unnamed_service_port_matches_the_unnamed_slice_port() {
+    let objects = vec![
+        wicket_class(),
+        mk_service("default", "web", json!([{"port": 80, "targetPort": 3000}])),
+        mk_slice(
+            "default",
+            "web-x",
+            "web",
+            json!([{"port": 3000, "protocol": "TCP"}]),
+            &[ready("10.0.0.7")],
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.7:3000"]);
+}
+
+#[test]
+fn missing_service_and_missing_port_are_problems_and_answer_503() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([
+            prefix("/gone", "no-such-service"),
+            path("/wrong-port", "Prefix", "web", json!({"number": 8443})),
+            path("/wrong-name", "Prefix", "web", json!({"name": "grpc"})),
+            prefix("/", "web"),
+        ]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/gone").as_deref(), Some("a -> 503"));
+    assert_eq!(
+        reach(&s, "a.com", "/wrong-port").as_deref(),
+        Some("a -> 503")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/wrong-name").as_deref(),
+        Some("a -> 503")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/").as_deref(),
+        Some("a -> default/web:80")
+    );
+    assert!(problem(&s, Reason::BackendNotFound)
+        .message
+        .contains("Service default/no-such-service not found"));
+    let ports: Vec<_> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::PortNotFound)
+        .collect();
+    assert_eq!(ports.len(), 2);
+    assert!(
+        ports[0].message.contains("it has: 80/http"),
+        "{}",
+        ports[0].message
+    );
+}
+
+#[test]
+fn a_service_in_another_namespace_is_not_used() {
+    let objects = vec![
+        wicket_class(),
+        web_service("other", "web"),
+        http_slice("other", "w", "web", &["10.0.0.1"]),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/").as_deref(), Some("a -> 503"));
+    problem(&s, Reason::BackendNotFound);
+}
+
+#[test]
+fn slices_are_merged_deduplicated_and_fqdn_slices_skipped() {
+    let objects = vec![
+        wicket_class(),
+        web_service("default", "web"),
+        http_slice("default", "web-a", "web", &["10.0.0.1", "10.0.0.2"]),
+        http_slice("default", "web-b", "web", &["10.0.0.2", "10.0.0.3"]),
+        mk_slice_typed(
+            "default",
+            "web-v6",
+            "web",
+            "IPv6",
+            json!([{"name": "http", "port": 8080}]),
+            &[ready("fd00::1")],
+        ),
+        mk_slice_typed(
+            "default",
+            "web-fqdn",
+            "web",
+            "FQDN",
+            json!([{"name": "http", "port": 8080}]),
+            &[ready("pod.example.com")],
+        ),
+        // A slice of another Service is not ours to merge.
+        http_slice("default", "api-a", "api", &["10.9.9.9"]),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec![
+            "10.0.0.1:8080",
+            "10.0.0.2:8080",
+            "10.0.0.3:8080",
+            "[fd00::1]:8080"
+        ]
+    );
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn ready_endpoints_only_then_serving_terminating_then_none() {
+    let ingress = mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+    );
+    let world = |eps: &[Ep<'_>]| {
+        snapshot(vec![
+            wicket_class(),
+            web_service("default", "web"),
+            mk_slice(
+                "default",
+                "w",
+                "web",
+                json!([{"name": "http", "port": 8080}]),
+                eps,
+            ),
+            ingress.clone(),
+        ])
+    };
+    // Missing conditions mean ready.
+    let s = world(&[
+        ("10.0.0.1", None, None, None),
+        ("10.0.0.2", Some(false), Some(true), Some(true)),
+    ]);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.1:8080"]);
+    // During a rolling update nothing is ready: the serving, terminating ones are used.
+    let s = world(&[
+        ("10.0.0.1", Some(false), Some(true), Some(true)),
+        ("10.0.0.2", Some(false), Some(false), Some(true)),
+    ]);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.1:8080"]);
+    // Nothing serves: no usable endpoint (503 at request time), not a Problem.
+    let s = world(&[("10.0.0.1", Some(false), Some(false), Some(false))]);
+    assert!(usable(&s, "a.com", "/").is_empty());
+    assert!(s.problems.is_empty());
+}
+
+#[test]
+fn selector_less_service_uses_hand_written_slices() {
+    let objects = vec![
+        wicket_class(),
+        mk_service_spec(
+            "default",
+            "external-db-ui",
+            json!({"ports": [{"name": "web", "port": 80}]}),
+        ),
+        mk_slice(
+            "default",
+            "external-db-ui-1",
+            "external-db-ui",
+            json!([{"name": "web", "port": 80}]),
+            &[ready("192.168.10.5")],
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "external-db-ui")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["192.168.10.5:80"]);
+}
+
+#[test]
+fn endpoints_objects_count_as_mirrored_slices_and_bad_addresses_are_reported() {
+    let endpoints = Object::Endpoints(Arc::new(obj(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"namespace": "default", "name": "legacy"},
+        "subsets": [{
+            "addresses": [{"ip": "10.1.0.1"}, {"ip": "not-an-ip"}, {"ip": "10.1.0.2"}],
+            "notReadyAddresses": [{"ip": "10.1.0.3"}],
+            "ports": [{"name": "http", "port": 8000}]
+        }]
+    }))));
+    let objects = vec![
+        wicket_class(),
+        mk_service_spec(
+            "default",
+            "legacy",
+            json!({"ports": [{"name": "http", "port": 80}]}),
+        ),
+        endpoints,
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "legacy")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec!["10.1.0.1:8000", "10.1.0.2:8000"]
+    );
+    let p = problem(&s, Reason::InvalidEndpoint);
+    assert_eq!(p.object.kind, "Endpoints");
+    assert!(p.message.contains("not-an-ip"));
+    // The not-ready address is listed, but not usable.
+    match s.table.lookup("a.com", "/") {
+        Lookup::Route { route, .. } => match &route.target.backend().unwrap().destination {
+            Destination::Endpoints { endpoints, .. } => assert_eq!(endpoints.len(), 3),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn garbage_in_a_slice_skips_that_endpoint_only() {
+    let objects = vec![
+        wicket_class(),
+        web_service("default", "web"),
+        mk_slice(
+            "default",
+            "w",
+            "web",
+            json!([{"name": "http", "port": 8080}]),
+            &[ready("10.0.0.1"), ready("999.0.0.1"), ready("fd00::9")],
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.1:8080"]);
+    let bad: Vec<_> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::InvalidEndpoint)
+        .collect();
+    assert_eq!(bad.len(), 2);
+    assert!(bad.iter().all(|p| p.object.kind == "EndpointSlice"));
+}
+
+#[test]
+fn a_service_without_any_endpoints_source_is_reported() {
+    let objects = vec![
+        wicket_class(),
+        web_service("default", "web"),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(reach(&s, "a.com", "/").as_deref(), Some("a -> 503"));
+    assert!(problem(&s, Reason::NoEndpoints)
+        .message
+        .contains("kubernetes.io/service-name=web"));
+}
+
+#[test]
+fn external_name_is_refused_unless_allowed() {
+    let objects = vec![
+        wicket_class(),
+        mk_service_spec(
+            "default",
+            "ext",
+            json!({"type": "ExternalName", "externalName": "api.example.org."}),
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([path("/", "Prefix", "ext", json!({"number": 443}))]))]}),
+        ),
+    ];
+    let s = snapshot(objects.clone());
+    assert_eq!(reach(&s, "a.com", "/").as_deref(), Some("a -> 503"));
+    assert!(problem(&s, Reason::ExternalNameDisabled)
+        .message
+        .contains("--allow-external-name"));
+
+    let allow = Settings {
+        allow_external_name: true,
+        ..settings()
+    };
+    let s = build(&Index::from_objects(objects), &allow);
+    let Lookup::Route { route, .. } = s.table.lookup("a.com", "/") else {
+        panic!()
+    };
+    match &route.target.backend().unwrap().destination {
+        Destination::ExternalName {
+            host,
+            port,
+            authority,
+        } => {
+            assert_eq!((host.as_str(), *port), ("api.example.org", 443));
+            assert_eq!(authority.as_str(), "api.example.org:443");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn headless_services_use_their_endpoints() {
+    let objects = vec![
+        wicket_class(),
+        mk_service_spec(
+            "default",
+            "db",
+            json!({"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"name": "http", "port": 80}]}),
+        ),
+        http_slice("default", "db-1", "db", &["10.0.5.1"]),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "db")]))]}),
+        ),
+    ];
+    assert_eq!(
+        usable(&snapshot(objects), "a.com", "/"),
+        vec!["10.0.5.1:8080"]
+    );
+}
+
+#[test]
+fn session_affinity_client_ip_carries_its_timeout() {
+    let backend_of = |spec: Value| {
+        let s = snapshot(vec![
+            wicket_class(),
+            mk_service_spec("default", "web", spec),
+            http_slice("default", "w", "web", &["10.0.0.1"]),
+            mk_ingress(
+                "default",
+                "a",
+                json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+            ),
+        ]);
+        let Lookup::Route { route, .. } = s.table.lookup("a.com", "/") else {
+            panic!()
+        };
+        route.target.backend().unwrap().clone()
+    };
+    let ports = json!([{"name": "http", "port": 80}]);
+    assert_eq!(backend_of(json!({"ports": ports})).affinity, None);
+    assert_eq!(
+        backend_of(json!({"ports": ports, "sessionAffinity": "ClientIP"})).affinity,
+        Some(std::time::Duration::from_secs(10_800))
+    );
+    assert_eq!(
+        backend_of(json!({"ports": ports, "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}))
+        .affinity,
+        Some(std::time::Duration::from_secs(60))
+    );
+}
+
+#[test]
+fn app_protocol_chooses_the_upstream_protocol() {
+    let objects = vec![
+        wicket_class(),
+        mk_service(
+            "default",
+            "grpc",
+            json!([{"name": "grpc", "port": 50051, "appProtocol": "kubernetes.io/h2c"}]),
+        ),
+        mk_slice(
+            "default",
+            "g",
+            "grpc",
+            json!([{"name": "grpc", "port": 50051}]),
+            &[ready("10.0.0.1")],
+        ),
+        mk_service("default", "secure", json!([{"name": "https", "port": 443}])),
+        mk_slice(
+            "default",
+            "s",
+            "secure",
+            json!([{"name": "https", "port": 8443, "appProtocol": "https"}]),
+            &[ready("10.0.0.2")],
+        ),
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([
+                path("/grpc", "Prefix", "grpc", json!({"number": 50051})),
+                path("/secure", "Prefix", "secure", json!({"name": "https"})),
+                prefix("/", "grpc"),
+            ]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    let protocol = |p: &str| {
+        let Lookup::Route { route, .. } = s.table.lookup("a.com", p) else {
+            panic!()
+        };
+        route.target.backend().unwrap().protocol
+    };
+    assert_eq!(protocol("/grpc"), UpstreamProtocol::H2c);
+    assert_eq!(protocol("/secure"), UpstreamProtocol::Https);
+}
+
+#[test]
+fn the_same_backend_is_shared_by_every_route_that_uses_it() {
+    let mut objects = base();
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({"rules": [
+            rule("a.com", json!([prefix("/", "web")])),
+            rule("b.com", json!([path("/", "Prefix", "web", json!({"name": "http"}))])),
+        ]}),
+    ));
+    let s = snapshot(objects);
+    let backend = |h: &str| {
+        let Lookup::Route { route, .. } = s.table.lookup(h, "/") else {
+            panic!()
+        };
+        route.target.backend().unwrap().clone()
+    };
+    // Same Service port by number and by name: same balancer identity.
+    assert_eq!(backend("a.com").id, backend("b.com").id);
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS Secrets
+
+fn tls_secret(ns: &str, name: &str, crt: &str, key: &str, kind: &str) -> Object {
+    Object::Secret(Arc::new(obj(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": kind,
+        "metadata": {"namespace": ns, "name": name},
+        "stringData": {"tls.crt": crt, "tls.key": key}
+    }))))
+}
+
+fn self_signed(host: &str) -> (String, String) {
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+    (cert.cert.pem(), cert.signing_key.serialize_pem())
+}
+
+#[test]
+fn tls_secrets_are_checked_and_each_failure_is_reported() {
+    let (crt, key) = self_signed("a.com");
+    let (_, other_key) = self_signed("b.com");
+    let mut objects = base();
+    objects.push(tls_secret(
+        "default",
+        "good",
+        &crt,
+        &key,
+        "kubernetes.io/tls",
+    ));
+    objects.push(tls_secret("default", "opaque", &crt, &key, "Opaque"));
+    objects.push(tls_secret(
+        "default",
+        "garbage",
+        "not pem",
+        "not pem",
+        "kubernetes.io/tls",
+    ));
+    objects.push(tls_secret(
+        "default",
+        "mismatch",
+        &crt,
+        &other_key,
+        "kubernetes.io/tls",
+    ));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [
+                {"hosts": ["a.com"], "secretName": "good"},
+                {"hosts": ["b.com"], "secretName": "missing"},
+                {"hosts": ["c.com"], "secretName": "opaque"},
+                {"hosts": ["d.com"], "secretName": "garbage"},
+                {"hosts": ["e.com"], "secretName": "mismatch"},
+            ],
+            "rules": [rule("a.com", json!([prefix("/", "web")]))]
+        }),
+    ));
+    let s = snapshot(objects);
+    assert!(
+        reach(&s, "a.com", "/").is_some(),
+        "TLS problems never remove routes"
+    );
+    let messages: Vec<(Reason, &str)> = s
+        .problems
+        .iter()
+        .map(|p| (p.reason, p.message.as_str()))
+        .collect();
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert!(messages
+        .iter()
+        .any(|(r, m)| *r == Reason::TLSSecretNotFound && m.contains("default/missing")));
+    assert!(messages
+        .iter()
+        .any(|(r, m)| *r == Reason::TLSSecretInvalid && m.contains("\"Opaque\"")));
+    assert!(messages
+        .iter()
+        .any(|(r, m)| *r == Reason::TLSSecretInvalid && m.contains("default/garbage")));
+    assert!(messages
+        .iter()
+        .any(|(r, m)| *r == Reason::TLSSecretInvalid && m.contains("does not belong")));
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole-build properties
+
+#[test]
+fn translation_is_deterministic() {
+    let mut objects = base();
+    for i in 0..20 {
+        objects.push(mk_ingress("default", &format!("ing-{i}"), json!({"rules": [
+            rule(&format!("h{}.com", i % 3), json!([prefix(&format!("/p{}", i % 4), "web"), prefix("/missing", "nope")]))
+        ]})));
+    }
+    let a = snapshot(objects.clone());
+    objects.reverse();
+    let b = snapshot(objects);
+    assert!(a.same_content(&b));
+    assert_eq!(
+        serde_json::to_string(&a.table).unwrap(),
+        serde_json::to_string(&b.table).unwrap()
+    );
+    assert_eq!(a.problems, b.problems);
+}
+
+#[test]
+fn an_ingress_with_nothing_to_route_is_reported() {
+    let mut objects = base();
+    objects.push(mk_ingress("default", "empty", json!({})));
+    let s = snapshot(objects);
+    assert_eq!(problem(&s, Reason::InvalidIngress).object.name, "empty");
+}
+
+#[test]
+fn source_problems_are_carried_into_the_snapshot() {
+    let mut index = Index::from_objects(base());
+    index.source_problems.push(Problem::new(
+        crate::model::ObjectRef::new("File", None, "bad.yaml"),
+        Reason::InvalidManifest,
+        "oops",
+    ));
+    let s = build(&index, &settings());
+    assert_eq!(s.problems.len(), 1);
+    assert_eq!(s.problems[0].object.name, "bad.yaml");
+}
