@@ -1,3 +1,26 @@
-//! wicket: a Kubernetes Ingress controller and HTTP reverse proxy.
+//! wicket: a Kubernetes Ingress controller and HTTP reverse proxy in one process.
+//!
+//! ```text
+//!  manifests ──> index ──> translate (pure) ──> publish ──> ArcSwap<Snapshot>
+//!              apply/delete/reset   Snapshot + Problems          │
+//!                                                                ▼
+//!  client ─> listen ─> serve (h1/h2) ─> handler ─> route ─> balance ─> forward ─> pod
+//! ```
+//!
+//! * [`controller`] — the control plane: Kubernetes objects in, one immutable snapshot out.
+//! * [`model`] — the snapshot: hosts, paths, backends, endpoints, problems; no Kubernetes types.
+//! * [`proxy`] — the data plane: reads the current snapshot, forwards to pod addresses.
+//! * [`admin`] — `/healthz`, `/readyz`, `/debug/routes`; [`report`] renders the table.
+//! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`].
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod cli;
 pub mod controller;
+pub mod demo;
+pub mod echo;
 pub mod model;
+pub mod proxy;
+pub mod report;
+pub mod telemetry;

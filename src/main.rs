@@ -1,1 +1,68 @@
-fn main() {}
+//! The `wicket` binary: parse, initialise logging, run, and turn failure into a clear
+//! message and exit code. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use wicket::cli::{Cli, Command};
+use wicket::{app, check, demo, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(&cli.log_level, cli.log_format) {
+        eprintln!("wicket: {e}");
+        return ExitCode::from(2);
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wicket: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check(args) => {
+            let checked = check::check(&args.dir, &args.controller.settings(), args.json)?;
+            print!("{}", checked.output);
+            Ok(if checked.has_problems {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Demo(args) => {
+            runtime()?.block_on(demo::run(&args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let Some(dir) = args.manifests.clone() else {
+                anyhow::bail!(
+                    "cluster mode is not available in this version; \
+                     serve a directory of manifests with `wicket run --manifests DIR`"
+                );
+            };
+            let config = app::Config {
+                http_addr: args.http_addr,
+                admin_addr: args.admin_addr,
+                settings: args.controller.settings(),
+                upstream: args.proxy.upstream(),
+                max_connections: args.proxy.max_connections,
+                shutdown_delay: args.proxy.shutdown_delay,
+                shutdown_timeout: args.proxy.shutdown_timeout,
+            };
+            runtime()?.block_on(app::run(config, app::Source::Manifests(dir)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

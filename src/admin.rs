@@ -1,0 +1,162 @@
+//! The admin listener: `/healthz`, `/readyz` and `/debug/routes`.
+//!
+//! It is a separate listener (127.0.0.1:10254 by default) because it tells anyone who can
+//! reach it how the cluster is wired; it never shares a port with proxied traffic.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::controller::publish::SharedSnapshot;
+use crate::proxy::ProxyBody;
+use crate::report;
+
+/// Liveness and readiness shared by the admin endpoints and the shutdown sequence.
+#[derive(Debug, Default)]
+pub struct Health {
+    shutting_down: AtomicBool,
+}
+
+impl Health {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+pub struct Admin {
+    snapshot: SharedSnapshot,
+    health: Arc<Health>,
+}
+
+impl Admin {
+    pub fn new(snapshot: SharedSnapshot, health: Arc<Health>) -> Self {
+        Self { snapshot, health }
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                if self.health.is_shutting_down() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: shutting down\n",
+                    )
+                } else if !self.snapshot.load().is_ready() {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: no routing table published yet\n",
+                    )
+                } else {
+                    text(StatusCode::OK, "ready\n")
+                }
+            }
+            "/debug/routes" => {
+                let snapshot = self.snapshot.load_full();
+                if wants_text(req.uri().query()) {
+                    respond(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        report::to_text(&snapshot).into(),
+                    )
+                } else {
+                    respond(
+                        StatusCode::OK,
+                        "application/json",
+                        report::to_json(&snapshot),
+                    )
+                }
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "404 not found: try /healthz, /readyz or /debug/routes\n",
+            ),
+        }
+    }
+}
+
+fn wants_text(query: Option<&str>) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair == "format=text")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::publish::Publisher;
+    use crate::model::Snapshot;
+    use http_body_util::BodyExt;
+
+    async fn get(admin: &Admin, uri: &str) -> (StatusCode, String) {
+        let response = admin.handle(Request::get(uri).body(()).unwrap()).await;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_first_publish_and_shutdown() {
+        let publisher = Publisher::new();
+        let health = Arc::new(Health::default());
+        let admin = Admin::new(publisher.shared(), health.clone());
+        assert_eq!(get(&admin, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(&admin, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        publisher.publish(Snapshot::empty());
+        assert_eq!(get(&admin, "/readyz").await.0, StatusCode::OK);
+        health.begin_shutdown();
+        let (status, body) = get(&admin, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("shutting down"));
+        assert_eq!(get(&admin, "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn debug_routes_is_json_by_default_and_text_on_request() {
+        let publisher = Publisher::new();
+        publisher.publish(Snapshot::empty());
+        let admin = Admin::new(publisher.shared(), Arc::new(Health::default()));
+        let (status, body) = get(&admin, "/debug/routes").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["generation"], 1);
+        assert!(json["publishedAt"].as_str().unwrap().ends_with('Z'));
+        let (_, body) = get(&admin, "/debug/routes?format=text").await;
+        assert!(body.contains("No routes."));
+        assert_eq!(get(&admin, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+}

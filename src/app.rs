@@ -1,0 +1,266 @@
+//! Wiring only: a source feeds the controller, the controller publishes snapshots, the
+//! listeners serve them; and the shutdown sequence (not ready → stop accepting → drain).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use crate::admin::{Admin, Health};
+use crate::controller::files::{DirWatch, FilesError, ManifestDir};
+use crate::controller::publish::{Publisher, SharedSnapshot};
+use crate::controller::{translate, Settings};
+use crate::proxy::{listen, Balancer, Proxy, UpstreamSettings};
+
+/// How often expired client-IP pins are swept even when nothing changes.
+const BALANCER_SWEEP: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub settings: Settings,
+    pub upstream: UpstreamSettings,
+    pub max_connections: usize,
+    pub shutdown_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Loopback listeners on free ports and the default settings (tests, demo).
+    pub fn local() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings: Settings::default(),
+            upstream: UpstreamSettings::default(),
+            max_connections: 16_384,
+            shutdown_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where objects come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Manifests(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Manifests(#[from] FilesError),
+    #[error("{0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A started instance.
+pub struct Running {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    snapshot: SharedSnapshot,
+    health: Arc<Health>,
+    shutdown_delay: Duration,
+    stop_listeners: watch::Sender<bool>,
+    stop_controller: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Binds the listeners and starts every task; returns once serving (the first snapshot
+/// may still be loading: `/readyz` says when it is in).
+pub async fn start(config: Config, source: Source) -> Result<Running, StartError> {
+    let Source::Manifests(dir) = source;
+    let dir = ManifestDir::open(dir)?;
+
+    let http = listen::bind(config.http_addr, "HTTP").await?;
+    let admin = listen::bind(config.admin_addr, "admin").await?;
+    let http_addr = http.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let publisher = Publisher::new();
+    let snapshot = publisher.shared();
+    let generations = publisher.subscribe();
+    let health = Arc::new(Health::default());
+    let balancer = Arc::new(Balancer::new());
+    let (stop_listeners, listeners_rx) = watch::channel(false);
+    let (stop_controller, controller_rx) = watch::channel(false);
+
+    let background = vec![
+        tokio::spawn(run_manifests(
+            dir,
+            config.settings.clone(),
+            publisher,
+            controller_rx.clone(),
+        )),
+        tokio::spawn(maintain_balancer(
+            balancer.clone(),
+            snapshot.clone(),
+            generations,
+            controller_rx,
+        )),
+    ];
+
+    let proxy = Arc::new(Proxy::new(snapshot.clone(), balancer, &config.upstream));
+    let proxy_handler = move |conn, req| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(conn, req).await }
+    };
+    let admin_service = Admin::new(snapshot.clone(), health.clone());
+    let admin_handler = move |_conn, req| {
+        let admin = admin_service.clone();
+        async move { admin.handle(req).await }
+    };
+    let listeners = vec![
+        tokio::spawn(listen::run(
+            http,
+            proxy_handler,
+            config.max_connections,
+            listeners_rx.clone(),
+            config.shutdown_timeout,
+        )),
+        tokio::spawn(listen::run(
+            admin,
+            admin_handler,
+            ADMIN_MAX_CONNECTIONS,
+            listeners_rx,
+            config.shutdown_timeout,
+        )),
+    ];
+    info!(http = %http_addr, admin = %admin_addr, "listening");
+    Ok(Running {
+        http_addr,
+        admin_addr,
+        snapshot,
+        health,
+        shutdown_delay: config.shutdown_delay,
+        stop_listeners,
+        stop_controller,
+        listeners,
+        background,
+    })
+}
+
+/// The admin port serves probes and people, not traffic.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+impl Running {
+    /// The current snapshot, as the proxy sees it.
+    pub fn snapshot(&self) -> SharedSnapshot {
+        self.snapshot.clone()
+    }
+
+    /// Not ready at once; keep serving for the shutdown delay; stop accepting; drain open
+    /// connections (bounded); stop the controller.
+    pub async fn shutdown(self) {
+        self.health.begin_shutdown();
+        if !self.shutdown_delay.is_zero() {
+            info!(delay = ?self.shutdown_delay, "not ready; serving until the shutdown delay ends");
+            tokio::time::sleep(self.shutdown_delay).await;
+        }
+        let _ = self.stop_listeners.send(true);
+        for task in self.listeners {
+            let _ = task.await;
+        }
+        let _ = self.stop_controller.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        info!("stopped");
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config, source: Source) -> Result<(), StartError> {
+    let running = start(config, source).await?;
+    shutdown_signal().await;
+    info!("shutdown requested");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The manifests controller: load, translate, publish; again on every change.
+/// Reading and translating run on the blocking pool, so request workers never wait on disk.
+async fn run_manifests(
+    mut dir: ManifestDir,
+    settings: Settings,
+    publisher: Publisher,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Watch before the first read, so a change made in between is not missed.
+    let mut watch = DirWatch::new(dir.root());
+    info!(dir = %dir.root().display(), "serving manifests");
+    loop {
+        let settings = settings.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let index = dir.load();
+            let snapshot = translate::build(&index, &settings);
+            (dir, snapshot)
+        })
+        .await;
+        let snapshot;
+        (dir, snapshot) = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!(error = %e, "manifest reload failed; the last routing table stays in force");
+                return;
+            }
+        };
+        publisher.publish(snapshot);
+        tokio::select! {
+            more = watch.changed() => if !more { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Keeps balancer state in step with the snapshots: forget removed backends and expired pins.
+async fn maintain_balancer(
+    balancer: Arc<Balancer>,
+    snapshot: SharedSnapshot,
+    mut generations: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut sweep = tokio::time::interval(BALANCER_SWEEP);
+    loop {
+        tokio::select! {
+            changed = generations.changed() => if changed.is_err() { return },
+            _ = sweep.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        balancer.retain(&snapshot.load());
+    }
+}

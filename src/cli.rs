@@ -1,0 +1,213 @@
+//! Command line: `wicket run`, `wicket demo`, `wicket check`. Every flag has a default and
+//! an environment variable (`WICKET_...`); tools outside this repository depend on the names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::controller::index::Key;
+use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
+use crate::proxy::UpstreamSettings;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "wicket", version, about = "Kubernetes Ingress controller and HTTP reverse proxy", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter: a level (error, warn, info, debug, trace) or per-module directives.
+    #[arg(long, global = true, env = "WICKET_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "WICKET_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy: from a manifests directory (--manifests), or in a cluster.
+    Run(RunArgs),
+    /// Run a self-contained demo: example manifests and echo pods on loopback addresses.
+    Demo(DemoArgs),
+    /// Load and translate a manifests directory, print the routing table and its problems;
+    /// exit 1 if there are problems.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// IngressClass.spec.controller value that makes a class ours.
+    #[arg(long, env = "WICKET_CONTROLLER_NAME", default_value = DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Class name accepted in the legacy kubernetes.io/ingress.class annotation.
+    #[arg(long, env = "WICKET_INGRESS_CLASS", default_value = DEFAULT_INGRESS_CLASS)]
+    pub ingress_class: String,
+    /// Also serve Ingresses that name no ingress class.
+    #[arg(
+        long,
+        env = "WICKET_WATCH_INGRESS_WITHOUT_CLASS",
+        default_value_t = false
+    )]
+    pub watch_ingress_without_class: bool,
+    /// Allow backends on ExternalName Services (an Ingress author could then point the
+    /// proxy at any host).
+    #[arg(long, env = "WICKET_ALLOW_EXTERNAL_NAME", default_value_t = false)]
+    pub allow_external_name: bool,
+    /// NAMESPACE/NAME of a Service answering requests no rule matches, unless an Ingress
+    /// sets spec.defaultBackend.
+    #[arg(long, env = "WICKET_DEFAULT_BACKEND_SERVICE", value_parser = parse_key)]
+    pub default_backend_service: Option<Key>,
+}
+
+impl ControllerArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            controller_name: self.controller_name.clone(),
+            ingress_class: self.ingress_class.clone(),
+            watch_ingress_without_class: self.watch_ingress_without_class,
+            allow_external_name: self.allow_external_name,
+            default_backend_service: self.default_backend_service.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Time to open a TCP connection to a pod before trying another.
+    #[arg(long, env = "WICKET_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub upstream_connect_timeout: Duration,
+    /// Time to wait for a pod's response head (504 after it).
+    #[arg(long, env = "WICKET_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Most client connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "WICKET_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+    /// On SIGTERM: report not-ready and keep serving this long, so load balancers stop
+    /// sending new connections, before closing the listeners.
+    #[arg(long, env = "WICKET_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// After the listeners close: how long open connections get to finish.
+    #[arg(long, env = "WICKET_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl ProxyArgs {
+    pub fn upstream(&self) -> UpstreamSettings {
+        UpstreamSettings {
+            connect_timeout: self.upstream_connect_timeout,
+            response_timeout: self.upstream_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Directory of Kubernetes manifests (*.yaml, *.yml, *.json, recursively) to serve
+    /// instead of a cluster; edits apply live.
+    #[arg(long, env = "WICKET_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// Plain HTTP listener.
+    #[arg(long, env = "WICKET_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// HTTPS listener.
+    #[arg(long, env = "WICKET_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    pub https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /debug/routes.
+    #[arg(long, env = "WICKET_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
+    pub admin_addr: SocketAddr,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Plain HTTP listener of the demo proxy.
+    #[arg(long, env = "WICKET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// Admin listener of the demo proxy.
+    #[arg(long, env = "WICKET_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
+    pub admin_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The manifests directory to check.
+    pub dir: PathBuf,
+    /// Print the routing table as JSON (the /debug/routes format) instead of text.
+    #[arg(long, env = "WICKET_CHECK_JSON", default_value_t = false)]
+    pub json: bool,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+fn parse_key(s: &str) -> Result<Key, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(Key::new(ns, name))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_match_the_documented_ones() {
+        let cli = Cli::try_parse_from(["wicket", "run", "--manifests", "/m"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(run.https_addr.to_string(), "0.0.0.0:8443");
+        assert_eq!(run.admin_addr.to_string(), "127.0.0.1:10254");
+        let s = run.controller.settings();
+        assert_eq!(s.ingress_class, "wicket");
+        assert_eq!(s.controller_name, "wicket.dev/ingress-controller");
+        assert!(!s.watch_ingress_without_class && !s.allow_external_name);
+        assert_eq!(run.proxy.upstream_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn flags_parse_and_bad_values_are_refused() {
+        let cli = Cli::try_parse_from([
+            "wicket",
+            "run",
+            "--watch-ingress-without-class",
+            "--allow-external-name",
+            "--default-backend-service",
+            "infra/errors",
+            "--upstream-timeout",
+            "1500ms",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        let s = run.controller.settings();
+        assert!(s.watch_ingress_without_class && s.allow_external_name);
+        assert_eq!(s.default_backend_service, Some(Key::new("infra", "errors")));
+        assert_eq!(run.proxy.upstream_timeout, Duration::from_millis(1500));
+        assert!(
+            Cli::try_parse_from(["wicket", "run", "--default-backend-service", "errors"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["wicket", "run", "--http-addr", "nowhere"]).is_err());
+    }
+}

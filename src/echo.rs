@@ -1,0 +1,96 @@
+//! A tiny HTTP echo server that stands in for a pod (demo and tests): it answers every
+//! request with who it is and what it received, so routing and header rewriting can be
+//! seen with `curl`.
+//!
+//! The response carries `x-pod: NAME`, and a text body: the pod, the request line, then
+//! every request header, then the body size.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running echo pod. Dropping it stops the server.
+pub struct EchoServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoServer {
+    /// Binds `addr` (port 0 picks one) and serves until dropped.
+    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let pod: Arc<str> = Arc::from(name);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let pod = pod.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let pod = pod.clone();
+                        async move { Ok::<_, Infallible>(echo(&pod, addr, req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            name: name.to_owned(),
+            addr,
+            task,
+        })
+    }
+}
+
+async fn echo(pod: &str, addr: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let received = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let mut text = String::new();
+    let _ = writeln!(text, "pod: {pod} ({addr})");
+    let _ = writeln!(
+        text,
+        "request: {} {} {:?}",
+        parts.method, parts.uri, parts.version
+    );
+    for (name, value) in &parts.headers {
+        let _ = writeln!(text, "{name}: {}", value.to_str().unwrap_or("<binary>"));
+    }
+    let _ = writeln!(text, "body: {received} bytes");
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(pod) {
+        headers.insert("x-pod", v);
+    }
+    response
+}

@@ -1,0 +1,171 @@
+//! `ProxyError` and its one mapping to an HTTP response.
+//!
+//! Every way a request can fail ends here, and the `match` below is exhaustive: adding a
+//! variant without deciding its status does not compile. Bodies are short and never echo
+//! request data or internal names (those are in the logs and `/debug/routes`).
+
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, SERVER};
+use http::{Response, StatusCode};
+
+use super::body::ProxyBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The request itself is unacceptable (bad Host, dot-segments in the path, ...).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// `CONNECT`: wicket is a reverse proxy, not a forward proxy.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No routing table has been published yet.
+    #[error("no routing table yet")]
+    NotReady,
+    /// Nothing matched and there is no default backend.
+    #[error("no route")]
+    NoRoute,
+    /// The route's backend cannot be used (missing Service or port, ...).
+    #[error("backend unavailable: {0}")]
+    BackendUnavailable(Arc<str>),
+    /// The backend has no usable endpoint.
+    #[error("no usable endpoint for {0}")]
+    NoEndpoints(Arc<str>),
+    /// Could not connect to any endpoint tried.
+    #[error("cannot connect to {endpoint}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// Connecting, or waiting for the response head, took too long.
+    #[error("upstream {endpoint} timed out")]
+    Timeout { endpoint: String },
+    /// The upstream answered something that cannot be relayed.
+    #[error("upstream misbehaved: {0}")]
+    BadUpstream(&'static str),
+    /// The upstream connection failed after the request was sent, or answered garbage.
+    #[error("upstream {endpoint} failed")]
+    Upstream {
+        endpoint: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NotReady
+            | ProxyError::BackendUnavailable(_)
+            | ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadUpstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(why) => why,
+            ProxyError::MethodNotAllowed => "405 method not allowed\n",
+            ProxyError::NoRoute => "404 not found: no route for this host and path\n",
+            ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",
+            ProxyError::BackendUnavailable(_) => "503 service unavailable: backend unavailable\n",
+            ProxyError::NoEndpoints(_) => "503 service unavailable: no ready endpoint\n",
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadUpstream(_) => "502 bad gateway\n",
+            ProxyError::Timeout { .. } => "504 gateway timeout\n",
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let body = match &self {
+            ProxyError::BadRequest(why) => format!("400 bad request: {why}\n"),
+            other => other.body().to_owned(),
+        };
+        let mut response = Response::new(ProxyBody::full(body));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(SERVER, HeaderValue::from_static("wicket"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        if status == StatusCode::BAD_REQUEST {
+            // A client that sent garbage once does not get to keep the connection.
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn each_error_has_its_status_and_a_short_text_body() {
+        let cases = [
+            (
+                ProxyError::BadRequest("missing Host header"),
+                400,
+                "400 bad request: missing Host header\n",
+            ),
+            (
+                ProxyError::MethodNotAllowed,
+                405,
+                "405 method not allowed\n",
+            ),
+            (
+                ProxyError::NoRoute,
+                404,
+                "404 not found: no route for this host and path\n",
+            ),
+            (
+                ProxyError::NotReady,
+                503,
+                "503 service unavailable: routing table not loaded yet\n",
+            ),
+            (
+                ProxyError::NoEndpoints(Arc::from("a")),
+                503,
+                "503 service unavailable: no ready endpoint\n",
+            ),
+            (
+                ProxyError::Timeout {
+                    endpoint: "x".into(),
+                },
+                504,
+                "504 gateway timeout\n",
+            ),
+        ];
+        for (error, status, text) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[SERVER], "wicket");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, text);
+        }
+    }
+
+    #[test]
+    fn bad_requests_close_the_connection() {
+        let response = ProxyError::BadRequest("x").into_response();
+        assert_eq!(response.headers()[CONNECTION], "close");
+        let response = ProxyError::NoRoute.into_response();
+        assert!(response.headers().get(CONNECTION).is_none());
+    }
+}

@@ -1,0 +1,220 @@
+//! Forwarding to the pod: one pooled keep-alive hyper-util client shared by every worker,
+//! a connect timeout, a response-head timeout, and a retry on another endpoint when the
+//! connection could not be made (nothing was sent, so any method is safe to retry).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, Error as ClientError};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tracing::debug;
+
+use super::balance::Balancer;
+use super::body::UpstreamBody;
+use super::error::ProxyError;
+use crate::model::{Backend, Destination};
+
+/// Endpoints tried for one request before giving up.
+pub const MAX_ATTEMPTS: usize = 3;
+/// Idle upstream connections are closed after this; pods come and go.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per pod address.
+const POOL_MAX_IDLE_PER_HOST: usize = 128;
+/// TCP keepalive on upstream connections, to notice pods that vanished silently.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// Time to establish a TCP connection to a pod.
+    pub connect_timeout: Duration,
+    /// Time from sending the request to receiving the response head.
+    pub response_timeout: Duration,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+pub struct Forwarder {
+    client: Client<HttpConnector, UpstreamBody>,
+    response_timeout: Duration,
+}
+
+/// How one attempt failed.
+enum SendError {
+    /// The connection could not be made; nothing was sent.
+    Connect { error: ClientError, timed_out: bool },
+    /// No response head in time.
+    Timeout,
+    /// Failed after (part of) the request was sent.
+    Failed(ClientError),
+}
+
+/// The pod's response and the address that produced it (`None` for ExternalName).
+pub struct Upstreamed {
+    pub response: Response<Incoming>,
+    pub endpoint: Option<SocketAddr>,
+}
+
+impl Forwarder {
+    pub fn new(settings: &UpstreamSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_keepalive(Some(TCP_KEEPALIVE));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // The client's Host header is the one to send, never the pod address.
+            .set_host(false)
+            .build(connector);
+        Self {
+            client,
+            response_timeout: settings.response_timeout,
+        }
+    }
+
+    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(SendError::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) if error.is_connect() => {
+                let timed_out = is_timeout(&error);
+                Err(SendError::Connect { error, timed_out })
+            }
+            Ok(Err(error)) => Err(SendError::Failed(error)),
+        }
+    }
+
+    /// Sends the request to an endpoint of `backend`; on a connect failure, to another.
+    /// `parts` must already be rewritten for the upstream (headers, version).
+    pub async fn forward(
+        &self,
+        balancer: &Balancer,
+        backend: &Backend,
+        client_ip: IpAddr,
+        mut parts: Parts,
+        body: Incoming,
+    ) -> Result<Upstreamed, ProxyError> {
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        // An empty body is rebuilt for free on a retry; a real one is handed back by the
+        // client when it was dropped unread.
+        let empty = body.is_end_stream();
+        let mut body = Some(body);
+        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+        let mut attempts = 0;
+        let possible = match &backend.destination {
+            Destination::Endpoints { usable, .. } => usable.len().min(MAX_ATTEMPTS),
+            Destination::ExternalName { .. } => 1,
+        };
+
+        loop {
+            let (authority, endpoint): (Authority, Option<SocketAddr>) = match &backend.destination
+            {
+                Destination::ExternalName { authority, .. } => (authority.clone(), None),
+                Destination::Endpoints { .. } => {
+                    match balancer.pick(backend, client_ip, &tried[..attempts]) {
+                        Some(e) => (e.authority.clone(), Some(e.addr)),
+                        None => return Err(ProxyError::NoEndpoints(backend.id.clone())),
+                    }
+                }
+            };
+            attempts += 1;
+            let last = attempts >= possible;
+
+            let mut uri = Uri::builder()
+                .scheme(Scheme::HTTP)
+                .authority(authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build()
+                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+            // Clone the request head only when another attempt could follow.
+            let mut head = if last {
+                std::mem::replace(&mut parts, empty_parts())
+            } else {
+                parts.clone()
+            };
+            std::mem::swap(&mut head.uri, &mut uri);
+            let (upstream_body, reclaim) = match (empty, body.take()) {
+                (false, Some(b)) => {
+                    let (b, rx) = UpstreamBody::reclaimable(b);
+                    (b, Some(rx))
+                }
+                _ => (UpstreamBody::empty(), None),
+            };
+
+            match self.send(Request::from_parts(head, upstream_body)).await {
+                Ok(response) => return Ok(Upstreamed { response, endpoint }),
+                Err(SendError::Timeout) => {
+                    return Err(ProxyError::Timeout {
+                        endpoint: authority.to_string(),
+                    })
+                }
+                Err(SendError::Failed(source)) => {
+                    return Err(ProxyError::Upstream {
+                        endpoint: authority.to_string(),
+                        source,
+                    })
+                }
+                Err(SendError::Connect { error, timed_out }) => {
+                    debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
+                    if let Some(addr) = endpoint {
+                        tried[attempts - 1] = addr;
+                    }
+                    if let Some(mut rx) = reclaim {
+                        body = rx.try_recv().ok();
+                    }
+                    let retry = !last && (empty || body.is_some());
+                    if !retry {
+                        return Err(if timed_out {
+                            ProxyError::Timeout {
+                                endpoint: authority.to_string(),
+                            }
+                        } else {
+                            ProxyError::Connect {
+                                endpoint: authority.to_string(),
+                                source: error,
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn empty_parts() -> Parts {
+    Request::new(()).into_parts().0
+}
+
+/// Whether a connect error was a timeout (504) rather than a refusal (502).
+fn is_timeout(error: &ClientError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,304 @@
+//! Header rewriting between client and pod.
+//!
+//! Requests reach the pod unchanged except: hop-by-hop headers go (`Connection` and what it
+//! names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` unless
+//! upgrading), and the `X-Forwarded-*` family, `X-Real-IP` and `X-Request-ID` are set.
+//! Responses lose their hop-by-hop headers and get `Server: wicket` when the pod sent none.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, SERVER, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// A client-supplied request id longer than this is replaced.
+const MAX_REQUEST_ID_LEN: usize = 200;
+
+/// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket and the like).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers. With `upgrade`, `Upgrade` and `Connection: upgrade` stay.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        // Headers named in Connection are hop-by-hop too.
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|name| !(upgrade && name == UPGRADE))
+            .collect();
+        for name in named {
+            headers.remove(&name);
+        }
+        headers.remove(CONNECTION);
+    }
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(TE);
+    headers.remove(TRAILER);
+    headers.remove(TRANSFER_ENCODING);
+    // Proxy-Connection, Proxy-Authorization, and `Proxy` (httpoxy). Collecting an empty
+    // iterator does not allocate.
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str() == "proxy" || k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// What the `X-Forwarded-*` headers say about the downstream connection.
+pub struct Forwarded<'a> {
+    pub client_ip: IpAddr,
+    pub proto: &'static str,
+    /// The port the client connected to.
+    pub port: u16,
+    /// The request's host as the client sent it (Host header or `:authority`).
+    pub host: Option<&'a str>,
+}
+
+/// Sets the forwarding headers; returns the request id used.
+pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
+    let mut ip = String::with_capacity(46);
+    let _ = write!(ip, "{}", fwd.client_ip);
+
+    // X-Forwarded-For: append the client to whatever chain came in (one header).
+    let mut chain = String::new();
+    for value in headers.get_all(&X_FORWARDED_FOR).iter() {
+        if let Ok(v) = value.to_str() {
+            if !chain.is_empty() {
+                chain.push_str(", ");
+            }
+            chain.push_str(v.trim());
+        }
+    }
+    let xff = if chain.is_empty() {
+        ip.clone()
+    } else {
+        chain.push_str(", ");
+        chain.push_str(&ip);
+        chain
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    if let Ok(v) = HeaderValue::try_from(ip) {
+        headers.insert(X_REAL_IP.clone(), v);
+    }
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.proto),
+    );
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(fwd.port));
+    match fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+
+    let keep = headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| valid_request_id(v.as_bytes()))
+        .cloned();
+    match keep {
+        Some(id) => id,
+        None => {
+            let id = new_request_id();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    }
+}
+
+fn valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// 128 random bits as 32 hex digits (fastrand: no syscall per request).
+fn new_request_id() -> HeaderValue {
+    let id = format!("{:032x}", fastrand::u128(..));
+    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 wants one, joined with "; "
+/// (RFC 9113 §8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (cookies.next(), cookies.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// An HTTP/2 request has `:authority` and maybe no `Host`; HTTP/1.1 needs `Host`.
+pub fn ensure_host(headers: &mut HeaderMap, authority: Option<&str>) {
+    if headers.contains_key(HOST) {
+        return;
+    }
+    if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+        headers.insert(HOST, v);
+    }
+}
+
+/// Response headers towards the client.
+pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
+    remove_hop_by_hop(headers, upgrade);
+    if !headers.contains_key(SERVER) {
+        headers.insert(SERVER, HeaderValue::from_static("wicket"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy", "http://evil:3128"),
+            ("x-kept", "yes"),
+            ("authorization", "Bearer t"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-kept", "authorization"]);
+    }
+
+    #[test]
+    fn an_upgrade_keeps_upgrade_and_connection_upgrade() {
+        let mut h = map(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+        ]);
+        assert!(is_upgrade_request(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!h.contains_key("x-hop"));
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_client_and_overwrite_the_rest() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", "10.1.1.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "spoofed"),
+            ("x-real-ip", "1.1.1.1"),
+        ]);
+        set_forwarded(
+            &mut h,
+            &Forwarded {
+                client_ip: "192.0.2.9".parse().unwrap(),
+                proto: "http",
+                port: 8080,
+                host: Some("shop.example.com"),
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.1.1, 192.0.2.9");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example.com");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(h["x-real-ip"], "192.0.2.9");
+    }
+
+    #[test]
+    fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
+        let fwd = Forwarded {
+            client_ip: "::1".parse().unwrap(),
+            proto: "http",
+            port: 80,
+            host: None,
+        };
+        let mut h = map(&[("x-request-id", "abc-123")]);
+        assert_eq!(set_forwarded(&mut h, &fwd), "abc-123");
+        let mut h = map(&[("x-request-id", &"x".repeat(500))]);
+        let id = set_forwarded(&mut h, &fwd);
+        assert_eq!(id.len(), 32);
+        assert_eq!(h["x-request-id"], id);
+        let mut h = HeaderMap::new();
+        let a = set_forwarded(&mut h, &fwd);
+        let mut h = HeaderMap::new();
+        assert_ne!(a, set_forwarded(&mut h, &fwd));
+    }
+
+    #[test]
+    fn split_cookies_are_joined_for_http1() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2")]);
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn server_header_is_added_only_when_missing() {
+        let mut h = HeaderMap::new();
+        prepare_response(&mut h, false);
+        assert_eq!(h["server"], "wicket");
+        let mut h = map(&[("server", "gunicorn"), ("connection", "close")]);
+        prepare_response(&mut h, false);
+        assert_eq!(h["server"], "gunicorn");
+        assert!(!h.contains_key("connection"));
+    }
+}

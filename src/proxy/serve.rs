@@ -1,0 +1,103 @@
+//! Serving connections exactly the way hyper-util's `server_graceful` example does:
+//! the auto builder (HTTP/1.1 and HTTP/2 with prior knowledge on one port), upgrades on,
+//! every connection watched by a `GracefulShutdown` so shutdown drains, with a bound.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use super::body::ProxyBody;
+use super::handler::ConnInfo;
+
+/// A client has this long to send a complete request head (slowloris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest HTTP/1.1 request head; bigger ones get 431. nginx allows 4 × 8 KiB by default.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// HTTP/2 streams a client may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// HTTP/2 header block limit, the same as HTTP/1.1's.
+const MAX_HEADER_LIST_SIZE: u32 = 64 * 1024;
+/// HTTP/2 ping interval and timeout, to drop dead clients.
+const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Server {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    pub fn new() -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .max_header_list_size(MAX_HEADER_LIST_SIZE)
+            .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+        }
+    }
+
+    /// Serves one connection on its own task; `permit` is held until it closes.
+    pub fn serve<IO, H, Fut>(
+        &self,
+        io: IO,
+        conn: ConnInfo,
+        handler: H,
+        permit: Option<OwnedSemaphorePermit>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
+    {
+        let service = service_fn(move |req| {
+            let response = handler(conn, req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = self.graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(peer = %conn.peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    /// Asks every connection to finish its requests and close; waits at most `timeout`.
+    /// Returns whether all connections closed in time.
+    pub async fn drain(self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.graceful.shutdown())
+            .await
+            .is_ok()
+    }
+}

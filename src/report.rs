@@ -1,0 +1,180 @@
+//! The routing table for people: JSON for `/debug/routes`, and a text table for
+//! `wicket check` and `/debug/routes?format=text`. Both say where every host and path goes,
+//! which endpoints take the traffic, what is wrong, and which Ingresses are not ours.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::model::{
+    Backend, DefaultBackend, Destination, Ignored, Problem, Snapshot, Target, VirtualHost,
+};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutesView<'a> {
+    generation: u64,
+    published_at: Option<String>,
+    hosts: Vec<&'a VirtualHost>,
+    default_backend: Option<&'a DefaultBackend>,
+    problems: &'a [Problem],
+    ignored_ingresses: &'a [Ignored],
+}
+
+pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
+    RoutesView {
+        generation: snapshot.generation,
+        published_at: snapshot.published_at.map(rfc3339),
+        hosts: snapshot.table.virtual_hosts(),
+        default_backend: snapshot.table.default_backend(),
+        problems: &snapshot.problems,
+        ignored_ingresses: &snapshot.ignored,
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn to_json(snapshot: &Snapshot) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(&view(snapshot)).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Endpoint summary for one target: "2/3 ready: 10.0.0.1:8080, 10.0.0.2:8080".
+fn describe(target: &Target) -> (String, String) {
+    match target {
+        Target::Unavailable(why) => ("-".to_owned(), format!("503: {why}")),
+        Target::Backend(backend) => (backend_name(backend), endpoints(backend)),
+    }
+}
+
+fn backend_name(b: &Backend) -> String {
+    format!("{}/{}:{}", b.namespace, b.service, b.port)
+}
+
+/// How many endpoints are listed by address before "+N more".
+const LISTED_ENDPOINTS: usize = 3;
+
+fn endpoints(b: &Backend) -> String {
+    match &b.destination {
+        Destination::ExternalName { host, port, .. } => format!("ExternalName {host}:{port}"),
+        Destination::Endpoints {
+            endpoints,
+            usable,
+            fallback,
+        } => {
+            if usable.is_empty() {
+                return format!("503: none of {} endpoint(s) ready", endpoints.len());
+            }
+            let state = if *fallback { "terminating" } else { "ready" };
+            let mut s = format!("{}/{} {state}: ", usable.len(), endpoints.len());
+            let listed: Vec<String> = b
+                .usable()
+                .take(LISTED_ENDPOINTS)
+                .map(|e| e.addr.to_string())
+                .collect();
+            s.push_str(&listed.join(", "));
+            if usable.len() > LISTED_ENDPOINTS {
+                let _ = write!(s, " +{} more", usable.len() - LISTED_ENDPOINTS);
+            }
+            s
+        }
+    }
+}
+
+/// The routing table as aligned text columns, then the Problems and ignored Ingresses.
+pub fn to_text(snapshot: &Snapshot) -> String {
+    let mut rows: Vec<[String; 6]> = vec![[
+        "HOST".into(),
+        "PATH".into(),
+        "TYPE".into(),
+        "INGRESS".into(),
+        "BACKEND".into(),
+        "ENDPOINTS".into(),
+    ]];
+    for vhost in snapshot.table.virtual_hosts() {
+        let host = vhost.host.to_string();
+        if vhost.routes.is_empty() {
+            rows.push([
+                host.clone(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "(default backend)".into(),
+                String::new(),
+            ]);
+        }
+        for route in &vhost.routes {
+            let (backend, eps) = describe(&route.target);
+            rows.push([
+                host.clone(),
+                route.path.clone(),
+                route.path_type.as_str().into(),
+                format!(
+                    "{}/{}",
+                    route.ingress.namespace.as_deref().unwrap_or(""),
+                    route.ingress.name
+                ),
+                backend,
+                eps,
+            ]);
+        }
+    }
+    if let Some(default) = snapshot.table.default_backend() {
+        let (backend, eps) = describe(&default.target);
+        let source = match &default.ingress {
+            Some(i) => format!("{}/{}", i.namespace.as_deref().unwrap_or(""), i.name),
+            None => "--default-backend-service".into(),
+        };
+        rows.push([
+            "(default backend)".into(),
+            "-".into(),
+            "-".into(),
+            source,
+            backend,
+            eps,
+        ]);
+    }
+
+    let mut out = String::new();
+    if rows.len() == 1 {
+        out.push_str("No routes.\n");
+    } else {
+        let widths: Vec<usize> = (0..6)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+
+    if !snapshot.problems.is_empty() {
+        let _ = writeln!(out, "\nProblems ({}):", snapshot.problems.len());
+        for p in &snapshot.problems {
+            let _ = writeln!(out, "  {}  {}  {}", p.object, p.reason, p.message);
+        }
+    }
+    if !snapshot.ignored.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nIngresses not served by wicket ({}):",
+            snapshot.ignored.len()
+        );
+        for i in &snapshot.ignored {
+            let _ = writeln!(out, "  {}  {}", i.ingress, i.reason);
+        }
+    }
+    out
+}
