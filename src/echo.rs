@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 pub struct EchoServer {
     pub name: String,
     pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -40,11 +42,14 @@ impl EchoServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let pod: Arc<str> = Arc::from(name);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let pod = pod.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -60,8 +65,14 @@ impl EchoServer {
         Ok(Self {
             name: name.to_owned(),
             addr,
+            connections,
             task,
         })
+    }
+
+    /// TCP connections accepted so far (shows whether the proxy reuses connections).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 

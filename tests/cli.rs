@@ -1,0 +1,320 @@
+//! The `wicket` binary as a user runs it: check, run, demo, signals, exit codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wicket");
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn wicket(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("WICKET_LOG_FORMAT")
+        .output()
+        .expect("run wicket")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const GOOD: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: wicket}\nspec: {controller: wicket.dev/ingress-controller}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{name: http, port: 80}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: shop\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- addresses: [\"10.1.2.3\"]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: site, namespace: shop}\nspec:\n  ingressClassName: wicket\n  rules:\n  - host: shop.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+
+fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn check_prints_the_routing_table_and_exits_0_when_all_is_well() {
+    let dir = dir_with(&[("app.yaml", GOOD)]);
+    let out = wicket(&["check", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("shop.example.com"), "{text}");
+    assert!(text.contains("shop/site"));
+    assert!(text.contains("10.1.2.3:8080"));
+    assert!(text.contains("No problems."));
+}
+
+#[test]
+fn check_lists_problems_and_exits_1() {
+    let broken = GOOD.replace("path: /,", "path: api,").replace(
+        "name: web, port: {number: 80}",
+        "name: missing, port: {number: 80}",
+    );
+    let dir = dir_with(&[
+        ("app.yaml", GOOD),
+        ("broken.yaml", "kind: [\n"),
+        ("more.yaml", &broken.replace("name: site", "name: other")),
+    ]);
+    let out = wicket(&["check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Problems ("), "{text}");
+    assert!(text.contains("InvalidManifest"), "{text}");
+    assert!(text.contains("broken.yaml"), "{text}");
+    assert!(text.contains("InvalidPath"), "{text}");
+    // The good file is still routed.
+    assert!(text.contains("shop.example.com"));
+}
+
+#[test]
+fn check_json_is_the_debug_routes_document() {
+    let dir = dir_with(&[("app.yaml", GOOD)]);
+    let out = wicket(&["check", "--json", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["hosts"][0]["host"], "shop.example.com");
+    assert_eq!(doc["problems"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn run_without_manifests_explains_and_fails() {
+    let out = wicket(&[
+        "run",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--manifests"), "{}", stderr(&out));
+}
+
+#[test]
+fn run_with_a_missing_directory_says_which() {
+    let out = wicket(&["run", "--manifests", "/no/such/place"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/no/such/place"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_busy_port_is_a_clear_start_up_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let dir = dir_with(&[("app.yaml", GOOD)]);
+    let out = wicket(&[
+        "run",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--http-addr",
+        &addr,
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (HTTP)")),
+        "{err}"
+    );
+}
+
+/// Reads a child's stdout/stderr lines on threads, so tests can wait for a line.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut Child) -> Lines {
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        for reader in [
+            Box::new(out) as Box<dyn std::io::Read + Send>,
+            Box::new(err),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn until(&mut self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if done(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {DEADLINE:?}; output:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "wicket did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn run_takes_its_flags_from_wicket_environment_variables_and_stops_on_sigterm() {
+    let dir = dir_with(&[("app.yaml", GOOD)]);
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .env("WICKET_MANIFESTS", dir.path())
+        .env("WICKET_HTTP_ADDR", "127.0.0.1:0")
+        .env("WICKET_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WICKET_LOG_FORMAT", "json")
+        .env("WICKET_WATCH_INGRESS_WITHOUT_CLASS", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    let listening = lines.until("the listening log line", |l| l.contains("\"listening\""));
+    let fields: serde_json::Value = serde_json::from_str(&listening).expect("JSON log line");
+    let admin = fields["admin"].as_str().unwrap().to_owned();
+    let http = fields["http"].as_str().unwrap().to_owned();
+    lines.until("the first publish", |l| {
+        l.contains("routing table published")
+    });
+    assert_eq!(curl(&[&format!("http://{admin}/readyz")]), "ready\n");
+    // The Ingress in GOOD names a class; one without a class is served because of the env var.
+    let classless = GOOD
+        .replace("  ingressClassName: wicket\n", "")
+        .replace("name: site", "name: plain")
+        .replace("shop.example.com", "plain.example.com");
+    std::fs::write(dir.path().join("plain.yaml"), classless).unwrap();
+    lines.until("the second publish", |l| {
+        l.contains("routing table published") && l.contains("\"generation\":2")
+    });
+    let table = curl(&[&format!("http://{admin}/debug/routes?format=text")]);
+    assert!(table.contains("plain.example.com"), "{table}");
+    // 10.1.2.3 is not reachable from here: the request is routed, the connection fails.
+    let status = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "Host: unknown.example",
+        &format!("http://{http}/"),
+    ]);
+    assert_eq!(status, "404");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+    lines.until("the stop log line", |l| l.contains("\"stopped\""));
+}
+
+#[test]
+fn demo_answers_the_commands_it_prints_and_exits_on_ctrl_c() {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("WICKET_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    lines.until("the demo instructions", |l| l.contains("Ctrl-C to stop"));
+    let commands: Vec<String> = lines
+        .seen
+        .iter()
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix("curl ")
+                .map(|c| c.split("   #").next().unwrap().trim().to_owned())
+        })
+        .collect();
+    assert!(commands.len() >= 5, "{:?}", lines.seen);
+    let manifests = lines
+        .seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("Manifests: "))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .unwrap();
+    assert!(Path::new(&manifests).exists());
+    let mut pods = std::collections::BTreeSet::new();
+    for command in &commands {
+        let out = Command::new("sh")
+            .args(["-c", &format!("curl -f {command}")])
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "curl {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!body.is_empty(), "curl {command} printed nothing");
+        if let Some(pod) = body.lines().next().and_then(|l| l.strip_prefix("pod: ")) {
+            pods.insert(pod.split(' ').next().unwrap().to_owned());
+        }
+    }
+    // The commands reach web, api and the default backend.
+    for service in ["web-", "api-", "fallback-"] {
+        assert!(
+            pods.iter().any(|p| p.starts_with(service)),
+            "{service} not reached: {pods:?}"
+        );
+    }
+    signal(&child, "INT");
+    assert!(wait_exit(&mut child).success());
+    // The demo removes its temporary manifests on the way out.
+    assert!(!Path::new(&manifests).exists());
+}

@@ -1,0 +1,200 @@
+//! What happens when pods fail: retries before the first byte, 502, 504; and protocol
+//! upgrades passing through.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use wicket::app::Config;
+
+/// A loopback address nothing listens on (bound, then closed).
+async fn dead_address() -> SocketAddr {
+    let ip = format!("127.{}.{}.9", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn svc(name: &str) -> String {
+    format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n")
+}
+
+#[tokio::test]
+async fn a_pod_that_refuses_connections_is_skipped_even_for_requests_with_a_body() {
+    let live = pods("web", 1).await;
+    let dead = dead_address().await;
+    let manifests = format!(
+        "{CLASS}{}{}{}{}",
+        svc("web"),
+        slice("web", "web-live", live[0].addr.port(), &ips(&live)),
+        slice("web", "web-dead", dead.port(), &[dead.ip().to_string()]),
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    );
+    let w = Wicket::start(&manifests).await;
+    for i in 0..10 {
+        let req = w
+            .request(Method::POST, "a.test", "/submit")
+            .body(Full::new(Bytes::from(format!("payload-{i}"))))
+            .unwrap();
+        let reply = w.send(req).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}: {}", reply.body);
+        assert_eq!(reply.pod(), "web-0");
+        assert!(reply.body.contains("body: 9 bytes"), "{}", reply.body);
+    }
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn every_pod_refusing_gives_502() {
+    let dead = dead_address().await;
+    let manifests = format!(
+        "{CLASS}{}{}{}",
+        svc("web"),
+        slice("web", "web-dead", dead.port(), &[dead.ip().to_string()]),
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    );
+    let w = Wicket::start(&manifests).await;
+    let reply = w.get("a.test", "/").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.body, "502 bad gateway\n");
+    w.stop().await;
+}
+
+/// Accepts connections, reads the request, then does `behaviour`.
+async fn misbehaving_pod(behaviour: &'static str) -> SocketAddr {
+    let ip = format!("127.{}.{}.7", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                match behaviour {
+                    "silent" => {
+                        let _ = stream.read(&mut buf).await; // never answers
+                    }
+                    "garbage" => {
+                        let _ = stream.write_all(b"this is not http\r\n\r\n").await;
+                    }
+                    _ => {} // "close": hang up without a response
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn one_pod_world(addr: SocketAddr, config: Config) -> Wicket {
+    let manifests = format!(
+        "{CLASS}{}{}{}",
+        svc("web"),
+        slice("web", "web-1", addr.port(), &[addr.ip().to_string()]),
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    );
+    Wicket::start_with(&manifests, config).await
+}
+
+#[tokio::test]
+async fn a_pod_that_never_answers_gives_504_after_the_upstream_timeout() {
+    let addr = misbehaving_pod("silent").await;
+    let mut config = Config::local();
+    config.upstream.response_timeout = Duration::from_millis(300);
+    let w = one_pod_world(addr, config).await;
+    let reply = w.get("a.test", "/").await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(reply.body, "504 gateway timeout\n");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_pod_that_answers_garbage_or_hangs_up_gives_502() {
+    for behaviour in ["garbage", "close"] {
+        let addr = misbehaving_pod(behaviour).await;
+        let w = one_pod_world(addr, Config::local()).await;
+        let reply = w.get("a.test", "/").await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{behaviour}");
+        w.stop().await;
+    }
+}
+
+/// A pod that accepts an HTTP/1.1 upgrade and then echoes bytes.
+async fn upgrading_pod() -> SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let ip = format!("127.{}.{}.5", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service =
+                    service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+                        let upgrade = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            if let Ok(upgraded) = upgrade.await {
+                                let mut io = TokioIo::new(upgraded);
+                                let mut buf = [0u8; 64];
+                                while let Ok(n) = io.read(&mut buf).await {
+                                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        });
+                        let response = http::Response::builder()
+                            .status(StatusCode::SWITCHING_PROTOCOLS)
+                            .header("connection", "upgrade")
+                            .header("upgrade", "websocket")
+                            .body(Full::<Bytes>::default())
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_both_ways() {
+    let addr = upgrading_pod().await;
+    let w = one_pod_world(addr, Config::local()).await;
+    let mut stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for message in [&b"ping"[..], b"hello through the tunnel"] {
+        stream.write_all(message).await.unwrap();
+        let mut echoed = vec![0u8; message.len()];
+        tokio::time::timeout(DEADLINE, stream.read_exact(&mut echoed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, message);
+    }
+    w.stop().await;
+}
