@@ -1,1 +1,226 @@
-fn main() {}
+//! Routing core benchmarks.
+//!
+//! * `translate/full`: 2,000 hosts × 5 paths plus 100 wildcard hosts × 5 paths (10,500
+//!   rules), 10,000 Services, 10,000 EndpointSlices with 5 endpoints each (50,000
+//!   endpoints): one complete build of the snapshot. Target ≤ 150 ms.
+//! * `lookup/*`: normalise the Host and find the route: hit, miss, wildcard. Target
+//!   ≤ 300 ns median.
+//!
+//! Run: `cargo bench --bench routing`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec,
+    IngressRule, IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use wicket::controller::index::{Index, Object};
+use wicket::controller::{translate, Settings};
+use wicket::model::{Lookup, Snapshot};
+use wicket::proxy::route::normalize_host;
+
+const HOSTS: usize = 2_000;
+const WILDCARD_HOSTS: usize = 100;
+const PATHS_PER_HOST: usize = 5;
+const SERVICES: usize = 10_000;
+const ENDPOINTS_PER_SLICE: usize = 5;
+
+fn meta(ns: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        namespace: Some(ns.to_owned()),
+        name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn path(p: String, service: usize) -> HTTPIngressPath {
+    HTTPIngressPath {
+        path: Some(p),
+        path_type: "Prefix".to_owned(),
+        backend: IngressBackend {
+            service: Some(IngressServiceBackend {
+                name: format!("svc-{service}"),
+                port: Some(ServiceBackendPort {
+                    name: Some("http".to_owned()),
+                    number: None,
+                }),
+            }),
+            resource: None,
+        },
+    }
+}
+
+fn ingress(i: usize, host: String) -> Object {
+    let paths = (0..PATHS_PER_HOST)
+        .map(|p| {
+            let service = (i * PATHS_PER_HOST + p) % SERVICES;
+            let route = if p == 0 {
+                "/".to_owned()
+            } else {
+                format!("/api/v{p}/items")
+            };
+            path(route, service)
+        })
+        .collect();
+    Object::Ingress(Arc::new(Ingress {
+        metadata: meta("bench", &format!("ing-{i}")),
+        spec: Some(IngressSpec {
+            ingress_class_name: Some("wicket".to_owned()),
+            rules: Some(vec![IngressRule {
+                host: Some(host),
+                http: Some(HTTPIngressRuleValue { paths }),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+fn world() -> Index {
+    let mut objects = vec![Object::IngressClass(Arc::new(IngressClass {
+        metadata: ObjectMeta {
+            name: Some("wicket".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(IngressClassSpec {
+            controller: Some("wicket.dev/ingress-controller".to_owned()),
+            parameters: None,
+        }),
+    }))];
+    for i in 0..HOSTS {
+        objects.push(ingress(i, format!("host-{i}.example.com")));
+    }
+    for i in 0..WILDCARD_HOSTS {
+        objects.push(ingress(HOSTS + i, format!("*.tenant-{i}.example.com")));
+    }
+    for s in 0..SERVICES {
+        objects.push(Object::Service(Arc::new(Service {
+            metadata: meta("bench", &format!("svc-{s}")),
+            spec: Some(ServiceSpec {
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_owned()),
+                    port: 80,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })));
+        let endpoints = (0..ENDPOINTS_PER_SLICE)
+            .map(|e| Endpoint {
+                addresses: vec![format!("10.{}.{}.{}", s / 250, s % 250, e + 1)],
+                conditions: Some(EndpointConditions {
+                    ready: Some(true),
+                    serving: Some(true),
+                    terminating: Some(false),
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let mut labels = BTreeMap::new();
+        labels.insert("kubernetes.io/service-name".to_owned(), format!("svc-{s}"));
+        objects.push(Object::EndpointSlice(Arc::new(EndpointSlice {
+            metadata: ObjectMeta {
+                labels: Some(labels),
+                ..meta("bench", &format!("svc-{s}-abcde"))
+            },
+            address_type: "IPv4".to_owned(),
+            endpoints,
+            ports: Some(vec![EndpointPort {
+                name: Some("http".to_owned()),
+                port: Some(8080),
+                ..Default::default()
+            }]),
+        })));
+    }
+    Index::from_objects(objects)
+}
+
+fn lookup(snapshot: &Snapshot, raw_host: &str, path: &str) -> bool {
+    let Ok(host) = normalize_host(raw_host) else {
+        return false;
+    };
+    matches!(snapshot.table.lookup(&host, path), Lookup::Route { .. })
+}
+
+fn benches(c: &mut Criterion) {
+    let index = world();
+    let settings = Settings::default();
+    let snapshot = translate::build(&index, &settings);
+    assert!(
+        snapshot.problems.is_empty(),
+        "{:?}",
+        &snapshot.problems[..3.min(snapshot.problems.len())]
+    );
+    assert_eq!(
+        snapshot.table.route_count(),
+        (HOSTS + WILDCARD_HOSTS) * PATHS_PER_HOST
+    );
+
+    let mut group = c.benchmark_group("translate");
+    group.sample_size(20);
+    group.bench_function("full", |b| {
+        b.iter(|| translate::build(black_box(&index), &settings))
+    });
+    group.finish();
+
+    assert!(lookup(
+        &snapshot,
+        "host-1234.example.com",
+        "/api/v3/items/42"
+    ));
+    assert!(lookup(
+        &snapshot,
+        "x.tenant-42.example.com",
+        "/api/v2/items"
+    ));
+    assert!(!lookup(&snapshot, "nobody.example.org", "/"));
+    let mut group = c.benchmark_group("lookup");
+    group.bench_function("hit", |b| {
+        b.iter(|| {
+            lookup(
+                &snapshot,
+                black_box("host-1234.example.com"),
+                black_box("/api/v3/items/42"),
+            )
+        })
+    });
+    group.bench_function("hit_mixed_case_with_port", |b| {
+        b.iter(|| {
+            lookup(
+                &snapshot,
+                black_box("Host-1234.Example.com:8080"),
+                black_box("/api/v3/items/42"),
+            )
+        })
+    });
+    group.bench_function("wildcard", |b| {
+        b.iter(|| {
+            lookup(
+                &snapshot,
+                black_box("shop.tenant-42.example.com"),
+                black_box("/api/v2/items"),
+            )
+        })
+    });
+    group.bench_function("miss", |b| {
+        b.iter(|| {
+            lookup(
+                &snapshot,
+                black_box("nobody.example.org"),
+                black_box("/index.html"),
+            )
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(routing, benches);
+criterion_main!(routing);

@@ -82,8 +82,12 @@ impl Endpoint {
 }
 
 /// `SocketAddr`'s display form (`1.2.3.4:80`, `[::1]:80`) is always a valid authority.
+/// One allocation: the text is handed to the authority without a copy.
 fn authority_of(addr: SocketAddr) -> Authority {
-    match Authority::try_from(addr.to_string().as_str()) {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(48);
+    let _ = write!(text, "{addr}");
+    match Authority::from_maybe_shared(bytes::Bytes::from(text)) {
         Ok(authority) => authority,
         // Unreachable: a socket address always prints as host:port.
         Err(_) => Authority::from_static("0.0.0.0:0"),

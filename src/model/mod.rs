@@ -15,7 +15,7 @@ pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, Upstre
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use problem::{ObjectRef, Problem, Reason};
 pub use table::{
-    AddError, DefaultBackend, HostMatch, Lookup, PathType, Route, RouteTable, RouteTableBuilder,
+    DefaultBackend, HostMatch, Lookup, PathType, Rejected, Route, RouteTable, RouteTableBuilder,
     Target, VirtualHost,
 };
 

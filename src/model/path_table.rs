@@ -70,15 +70,18 @@ impl PathTable {
                         format!("{escaped}/{{*rest}}"),
                     ]
                 };
-                // Insert into a copy first so a failure cannot leave half a rule behind.
-                let mut router = self.prefix.clone();
-                for route in routes {
-                    router.insert(route, value).map_err(|e| match e {
-                        matchit::InsertError::Conflict { .. } => PathTableError::Duplicate,
-                        other => PathTableError::Router(other),
-                    })?;
+                for (i, route) in routes.iter().enumerate() {
+                    if let Err(e) = self.prefix.insert(route.clone(), value) {
+                        // Never leave half a rule behind.
+                        for inserted in &routes[..i] {
+                            self.prefix.remove(inserted.clone());
+                        }
+                        return Err(match e {
+                            matchit::InsertError::Conflict { .. } => PathTableError::Duplicate,
+                            other => PathTableError::Router(other),
+                        });
+                    }
                 }
-                self.prefix = router;
                 self.prefixes.insert(normalized.into_boxed_str(), value);
                 Ok(())
             }

@@ -15,7 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::backend::Backend;
-use super::path_table::{PathKind, PathTable, PathTableError};
+use super::path_table::{normalize_prefix, PathKind, PathTable};
 use super::problem::ObjectRef;
 
 /// A rule's host.
@@ -272,16 +272,22 @@ impl Serialize for RouteTable {
 /// routes in precedence order (oldest Ingress first).
 #[derive(Default)]
 pub struct RouteTableBuilder {
-    hosts: BTreeMap<HostMatch, VirtualHost>,
+    hosts: BTreeMap<HostMatch, PendingHost>,
     default_backend: Option<DefaultBackend>,
 }
 
-/// Why a route was not added.
+/// A route refused because `existing` claimed its host, path and kind first.
 #[derive(Debug)]
-pub enum AddError<'a> {
-    /// Another route already has this host, path and kind.
-    Conflict(&'a Route),
-    Invalid(PathTableError),
+pub struct Rejected<'a> {
+    pub route: Route,
+    pub existing: &'a Route,
+}
+
+/// A virtual host being built: its routes, and which (kind, normalised path) each claims.
+#[derive(Default)]
+struct PendingHost {
+    routes: Vec<Route>,
+    claimed: HashMap<(PathKind, String), usize, RandomState>,
 }
 
 impl RouteTableBuilder {
@@ -291,28 +297,27 @@ impl RouteTableBuilder {
 
     /// Makes sure the virtual host exists, even without routes (a TLS-only host, say).
     pub fn ensure_host(&mut self, host: HostMatch) {
-        self.hosts
-            .entry(host.clone())
-            .or_insert_with(|| VirtualHost::new(host));
+        self.hosts.entry(host).or_default();
     }
 
-    pub fn add(&mut self, host: HostMatch, route: Route) -> Result<(), AddError<'_>> {
-        let vhost = self
-            .hosts
-            .entry(host.clone())
-            .or_insert_with(|| VirtualHost::new(host));
+    /// Adds a route; if another route already holds its host, path and kind, gives the
+    /// route back with the one that holds them.
+    pub fn add(&mut self, host: HostMatch, route: Route) -> Result<(), Rejected<'_>> {
+        let pending = self.hosts.entry(host).or_default();
         let kind = route.path_type.kind();
-        if let Some(existing) = vhost.paths.find(kind, &route.path) {
-            return Err(AddError::Conflict(&vhost.routes[existing as usize]));
+        let key = match kind {
+            PathKind::Exact => route.path.clone(),
+            PathKind::Prefix => normalize_prefix(&route.path),
+        };
+        if let Some(&existing) = pending.claimed.get(&(kind, key.clone())) {
+            return Err(Rejected {
+                route,
+                existing: &pending.routes[existing],
+            });
         }
-        let index = vhost.routes.len() as u32;
-        match vhost.paths.insert(kind, &route.path, index) {
-            Ok(()) => {
-                vhost.routes.push(route);
-                Ok(())
-            }
-            Err(e) => Err(AddError::Invalid(e)),
-        }
+        pending.claimed.insert((kind, key), pending.routes.len());
+        pending.routes.push(route);
+        Ok(())
     }
 
     /// The first default backend set wins; returns the one already set otherwise.
@@ -327,30 +332,32 @@ impl RouteTableBuilder {
         }
     }
 
+    /// Sorts each host's routes for display (most specific first) and builds its path
+    /// table once, in that order.
     pub fn build(self) -> RouteTable {
         let mut table = RouteTable {
             default_backend: self.default_backend,
             ..RouteTable::default()
         };
-        for (host, mut vhost) in self.hosts {
-            // Routes in precedence order for display: most specific first.
-            let mut order: Vec<usize> = (0..vhost.routes.len()).collect();
-            order.sort_by(|&a, &b| display_order(&vhost.routes[a], &vhost.routes[b]));
-            if order.iter().enumerate().any(|(i, &j)| i != j) {
-                let routes = std::mem::take(&mut vhost.routes);
-                let mut paths = PathTable::new();
-                let mut reordered = Vec::with_capacity(routes.len());
-                for &j in &order {
-                    let route = routes[j].clone();
-                    // Re-inserting rules that were accepted once cannot fail.
-                    let _ =
-                        paths.insert(route.path_type.kind(), &route.path, reordered.len() as u32);
-                    reordered.push(route);
+        for (host, pending) in self.hosts {
+            let mut routes = pending.routes;
+            routes.sort_by(display_order);
+            let mut vhost = VirtualHost::new(host);
+            for route in routes {
+                let index = vhost.routes.len() as u32;
+                match vhost
+                    .paths
+                    .insert(route.path_type.kind(), &route.path, index)
+                {
+                    Ok(()) => vhost.routes.push(route),
+                    // Claims were checked in `add` and paths are escaped, so matchit has
+                    // nothing to refuse; should it ever, the route is left out, loudly.
+                    Err(error) => {
+                        tracing::error!(host = %vhost.host, path = %route.path, %error, "route left out of the path table")
+                    }
                 }
-                vhost.routes = reordered;
-                vhost.paths = paths;
             }
-            match host {
+            match vhost.host.clone() {
                 HostMatch::Exact(name) => {
                     table.exact.insert(name.into_boxed_str(), vhost);
                 }
@@ -478,7 +485,10 @@ mod tests {
             host.clone(),
             route("/x/", PathType::ImplementationSpecific, "new"),
         ) {
-            Err(AddError::Conflict(existing)) => assert_eq!(existing.ingress.name, "old"),
+            Err(rejected) => {
+                assert_eq!(rejected.existing.ingress.name, "old");
+                assert_eq!(rejected.route.ingress.name, "new");
+            }
             other => panic!("expected a conflict, got {other:?}"),
         }
         // Same path but another kind is not a conflict.

@@ -21,7 +21,7 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    AddError, DefaultBackend, HostMatch, Ignored, ObjectRef, PathType, PortRef, Problem, Reason,
+    DefaultBackend, HostMatch, Ignored, ObjectRef, PathType, PortRef, Problem, Reason, Rejected,
     Route, RouteTableBuilder, Snapshot, Target,
 };
 
@@ -104,13 +104,13 @@ struct Translator<'a> {
     table: RouteTableBuilder,
 }
 
-impl Translator<'_> {
+impl<'a> Translator<'a> {
     fn problem(&mut self, object: &ObjectRef, reason: Reason, message: String) {
         self.problems
             .insert(Problem::new(object.clone(), reason, message));
     }
 
-    fn ingress(&mut self, ingress: &Ingress) {
+    fn ingress(&mut self, ingress: &'a Ingress) {
         let source = Arc::new(ingress_ref(ingress));
         let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
         let Some(spec) = ingress.spec.as_ref() else {
@@ -200,26 +200,26 @@ impl Translator<'_> {
                     ingress: source.clone(),
                     target,
                 };
-                let described = format!("{} {} on host {host}", path_type.as_str(), route.path);
                 let message = match self.table.add(host.clone(), route) {
                     Ok(()) => None,
-                    Err(AddError::Conflict(existing)) if existing.ingress == source => Some((
-                        Reason::PathConflict,
-                        format!("{field}: {described} is listed twice in this Ingress; the first one is used"),
-                    )),
-                    Err(AddError::Conflict(existing)) => Some((
-                        Reason::PathConflict,
-                        format!(
-                            "{field}: {described} is already routed by {} (older); this rule is ignored",
-                            existing.ingress
-                        ),
-                    )),
-                    Err(AddError::Invalid(e)) => {
-                        Some((Reason::InvalidPath, format!("{field}: {e}; path ignored")))
+                    Err(Rejected { route, existing }) => {
+                        let what = format!(
+                            "{field}: {} {} on host {host}",
+                            path_type.as_str(),
+                            route.path
+                        );
+                        Some(if existing.ingress == source {
+                            format!("{what} is listed twice in this Ingress; the first one is used")
+                        } else {
+                            format!(
+                                "{what} is already routed by {} (older); this rule is ignored",
+                                existing.ingress
+                            )
+                        })
                     }
                 };
-                if let Some((reason, message)) = message {
-                    self.problem(&source, reason, message);
+                if let Some(message) = message {
+                    self.problem(&source, Reason::PathConflict, message);
                 }
             }
         }
@@ -249,8 +249,8 @@ impl Translator<'_> {
     /// An Ingress backend to a route target; problems are reported against `source`.
     fn target(
         &mut self,
-        namespace: &str,
-        backend: &IngressBackend,
+        namespace: &'a str,
+        backend: &'a IngressBackend,
         source: &ObjectRef,
         field: &str,
     ) -> Target {
@@ -293,7 +293,7 @@ impl Translator<'_> {
                 )
             }
         };
-        let resolved = self.services.resolve(namespace, &service.name, &port);
+        let resolved = self.services.resolve(namespace, &service.name, port);
         if let Some((reason, message)) = resolved.problem {
             self.problem(source, reason, format!("{field}: {message}"));
         }
@@ -307,13 +307,13 @@ impl Translator<'_> {
 
     /// `--default-backend-service`, used only when no Ingress of ours sets one.
     fn global_default_backend(&mut self) {
-        let Some(key) = self.settings.default_backend_service.clone() else {
+        let Some(key) = self.settings.default_backend_service.as_ref() else {
             return;
         };
         let object = ObjectRef::namespaced("Service", &key.namespace, &key.name);
         let target = match self.services.first_port(&key.namespace, &key.name) {
             Some(port) => {
-                let resolved = self.services.resolve(&key.namespace, &key.name, &port);
+                let resolved = self.services.resolve(&key.namespace, &key.name, port);
                 if let Some((reason, message)) = resolved.problem {
                     self.problem(
                         &object,

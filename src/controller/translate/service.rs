@@ -11,11 +11,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use foldhash::fast::RandomState;
+use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::validate;
-use crate::controller::index::{Index, Key};
+use crate::controller::index::Index;
 use crate::controller::Settings;
 use crate::model::{
     select_usable, Backend, Destination, Endpoint, ObjectRef, PortRef, Problem, Reason, Target,
@@ -44,19 +45,34 @@ impl Resolved {
     }
 }
 
+/// (namespace, name), borrowed from the index.
+type Name<'a> = (&'a str, &'a str);
+
 pub struct Resolver<'a> {
-    index: &'a Index,
     settings: &'a Settings,
-    /// EndpointSlices by (namespace, service name), in slice-name order.
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
-    cache: HashMap<(String, String, PortRef), Resolved>,
+    /// Services, EndpointSlices (by the service they label, in slice-name order) and
+    /// Endpoints by (namespace, name): built once so lookups allocate nothing.
+    services: HashMap<Name<'a>, &'a Service, RandomState>,
+    slices: HashMap<Name<'a>, Vec<&'a EndpointSlice>, RandomState>,
+    endpoints: HashMap<Name<'a>, &'a Endpoints, RandomState>,
+    cache: HashMap<(Name<'a>, PortRef), Resolved, RandomState>,
     /// Problems about EndpointSlices and Endpoints themselves (bad addresses).
     endpoint_problems: BTreeSet<Problem>,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(index: &'a Index, settings: &'a Settings) -> Self {
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        let services = index
+            .services
+            .iter()
+            .map(|(k, v)| ((k.namespace.as_str(), k.name.as_str()), v.as_ref()))
+            .collect();
+        let endpoints = index
+            .endpoints
+            .iter()
+            .map(|(k, v)| ((k.namespace.as_str(), k.name.as_str()), v.as_ref()))
+            .collect();
+        let mut slices: HashMap<Name<'a>, Vec<&EndpointSlice>, RandomState> = HashMap::default();
         for (key, slice) in &index.slices {
             let service = slice
                 .metadata
@@ -71,10 +87,11 @@ impl<'a> Resolver<'a> {
             }
         }
         Self {
-            index,
             settings,
+            services,
             slices,
-            cache: HashMap::new(),
+            endpoints,
+            cache: HashMap::default(),
             endpoint_problems: BTreeSet::new(),
         }
     }
@@ -84,38 +101,38 @@ impl<'a> Resolver<'a> {
     }
 
     /// Resolves `namespace/service` port `port`; the same triple is resolved once per build.
-    pub fn resolve(&mut self, namespace: &str, service: &str, port: &PortRef) -> Resolved {
-        let key = (namespace.to_owned(), service.to_owned(), port.clone());
+    pub fn resolve(&mut self, namespace: &'a str, service: &'a str, port: PortRef) -> Resolved {
+        let key = ((namespace, service), port);
         if let Some(hit) = self.cache.get(&key) {
             return hit.clone();
         }
-        let resolved = self.resolve_uncached(namespace, service, port);
+        let resolved = self.resolve_uncached(namespace, service, &key.1);
         self.cache.insert(key, resolved.clone());
         resolved
     }
 
     /// The Service's first port, for `--default-backend-service`.
     pub fn first_port(&self, namespace: &str, service: &str) -> Option<PortRef> {
-        let svc = self.index.services.get(&Key::new(namespace, service))?;
+        let svc = self.services.get(&(namespace, service))?;
         let port = svc.spec.as_ref()?.ports.as_ref()?.first()?;
         u16::try_from(port.port).ok().map(PortRef::Number)
     }
 
     fn resolve_uncached(&mut self, namespace: &str, name: &str, port: &PortRef) -> Resolved {
-        let Some(svc) = self.index.services.get(&Key::new(namespace, name)) else {
+        let Some(&svc) = self.services.get(&(namespace, name)) else {
             return Resolved::unavailable(
                 Reason::BackendNotFound,
                 format!("Service {namespace}/{name} not found"),
             );
         };
-        let spec = svc.spec.clone().unwrap_or_default();
-        let ports = spec.ports.as_deref().unwrap_or(&[]);
+        let spec = svc.spec.as_ref();
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
         let svc_port = ports.iter().find(|p| match port {
             PortRef::Number(n) => p.port == i32::from(*n),
             PortRef::Name(want) => p.name.as_deref() == Some(want.as_str()),
         });
 
-        if spec.type_.as_deref() == Some("ExternalName") {
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             return self.external_name(namespace, name, svc, port, svc_port);
         }
 
@@ -310,11 +327,11 @@ impl<'a> Resolver<'a> {
                         continue;
                     }
                 };
-                let conditions = ep.conditions.clone().unwrap_or_default();
+                let conditions = ep.conditions.as_ref();
                 // Missing conditions: ready = true, serving = ready, terminating = false.
-                let ready = conditions.ready.unwrap_or(true);
-                let serving = conditions.serving.unwrap_or(ready);
-                let terminating = conditions.terminating.unwrap_or(false);
+                let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+                let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+                let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
                 let mut endpoint =
                     Endpoint::new(SocketAddr::new(ip, number), ready, serving, terminating);
                 endpoint.pod = ep
@@ -326,7 +343,7 @@ impl<'a> Resolver<'a> {
             }
         }
 
-        if let Some(endpoints) = self.index.endpoints.get(&Key::new(namespace, service)) {
+        if let Some(endpoints) = self.endpoints.get(&(namespace, service)).copied() {
             out.any_source = true;
             let object = || ObjectRef::namespaced("Endpoints", namespace, service);
             for (si, subset) in endpoints.subsets.iter().flatten().enumerate() {
