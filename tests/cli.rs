@@ -318,3 +318,14 @@ fn demo_answers_the_commands_it_prints_and_exits_on_ctrl_c() {
     // The demo removes its temporary manifests on the way out.
     assert!(!Path::new(&manifests).exists());
 }
+
+#[test]
+fn the_quickstart_example_checks_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let out = wicket(&["check", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    for expected in ["www.example.test", "*.preview.example.test", "127.0.0.1:9001", "127.0.0.1:9002"] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}

@@ -378,4 +378,37 @@ mod tests {
         assert!(messages[2].contains("no apiVersion or kind"));
         assert!(messages[3].contains("not an object"));
     }
+
+    /// Random edits of a valid manifest: every outcome is objects or problems, never a panic,
+    /// and translation of whatever parsed never panics either.
+    #[test]
+    fn mangled_manifests_never_panic() {
+        let valid = include_str!("../../examples/quickstart/ingress.yaml").to_owned()
+            + "---\n"
+            + include_str!("../../examples/quickstart/web.yaml")
+            + "---\n"
+            + include_str!("../../examples/quickstart/docs.yaml");
+        let mut rng = fastrand::Rng::with_seed(11);
+        let pieces = [":", "-", " ", "\n", "{", "[", "\"", "'", "---\n", "~", "&a", "*a", "!!binary", "0x", "é", "\t"];
+        for _ in 0..400 {
+            let mut text: Vec<char> = valid.chars().collect();
+            for _ in 0..rng.usize(1..6) {
+                let at = rng.usize(0..text.len());
+                match rng.u8(0..3) {
+                    0 => {
+                        text.remove(at);
+                    }
+                    1 => text.splice(at..at, pieces[rng.usize(0..pieces.len())].chars()).for_each(drop),
+                    _ => {
+                        let other = rng.usize(0..text.len());
+                        text.swap(at, other);
+                    }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            let parsed = parse("fuzz.yaml", &text, false);
+            let index = crate::controller::index::Index::from_objects(parsed.objects);
+            let _ = crate::controller::translate::build(&index, &crate::controller::Settings::default());
+        }
+    }
 }

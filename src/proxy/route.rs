@@ -94,6 +94,9 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     if host.is_empty() {
         return Err("empty Host header");
     }
+    if host.starts_with('.') || host.ends_with('.') || host.contains("..") {
+        return Err("empty label in Host");
+    }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Ok(Cow::Owned(host.to_ascii_lowercase()))
     } else {
@@ -152,6 +155,9 @@ mod tests {
             "exa/mple.com",
             ".",
             "a\\b",
+            "a..",
+            "a..b.com",
+            ".a.com",
         ] {
             assert!(normalize_host(bad).is_err(), "{bad:?}");
         }
@@ -201,6 +207,25 @@ mod tests {
             "/v1.2/x",
         ] {
             assert!(check_path(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_host_and_path_checks() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let alphabet = b"aZ09.-_:[]@%/\\ \t\x00\xff.:";
+        for _ in 0..50_000 {
+            let len = rng.usize(0..40);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| if rng.bool() { alphabet[rng.usize(0..alphabet.len())] } else { rng.u8(..) })
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            if let Ok(host) = normalize_host(&text) {
+                // Whatever is accepted is normalised: no uppercase, no trailing dot.
+                assert!(!host.bytes().any(|b| b.is_ascii_uppercase()));
+                assert!(!host.ends_with('.'));
+            }
+            let _ = check_path(&text);
         }
     }
 }
