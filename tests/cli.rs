@@ -325,7 +325,12 @@ fn the_quickstart_example_checks_clean() {
     let out = wicket(&["check", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stdout(&out));
     let text = stdout(&out);
-    for expected in ["www.example.test", "*.preview.example.test", "127.0.0.1:9001", "127.0.0.1:9002"] {
+    for expected in [
+        "www.example.test",
+        "*.preview.example.test",
+        "127.0.0.1:9001",
+        "127.0.0.1:9002",
+    ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
 }

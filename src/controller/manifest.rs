@@ -389,7 +389,10 @@ mod tests {
             + "---\n"
             + include_str!("../../examples/quickstart/docs.yaml");
         let mut rng = fastrand::Rng::with_seed(11);
-        let pieces = [":", "-", " ", "\n", "{", "[", "\"", "'", "---\n", "~", "&a", "*a", "!!binary", "0x", "é", "\t"];
+        let pieces = [
+            ":", "-", " ", "\n", "{", "[", "\"", "'", "---\n", "~", "&a", "*a", "!!binary", "0x",
+            "é", "\t",
+        ];
         for _ in 0..400 {
             let mut text: Vec<char> = valid.chars().collect();
             for _ in 0..rng.usize(1..6) {
@@ -398,7 +401,9 @@ mod tests {
                     0 => {
                         text.remove(at);
                     }
-                    1 => text.splice(at..at, pieces[rng.usize(0..pieces.len())].chars()).for_each(drop),
+                    1 => text
+                        .splice(at..at, pieces[rng.usize(0..pieces.len())].chars())
+                        .for_each(drop),
                     _ => {
                         let other = rng.usize(0..text.len());
                         text.swap(at, other);
@@ -408,7 +413,10 @@ mod tests {
             let text: String = text.into_iter().collect();
             let parsed = parse("fuzz.yaml", &text, false);
             let index = crate::controller::index::Index::from_objects(parsed.objects);
-            let _ = crate::controller::translate::build(&index, &crate::controller::Settings::default());
+            let _ = crate::controller::translate::build(
+                &index,
+                &crate::controller::Settings::default(),
+            );
         }
     }
 }

@@ -150,4 +150,51 @@ mod tests {
         assert_eq!(held.problems[0].message, "a");
         assert_eq!(p.shared().load().problems[0].message, "b");
     }
+
+    /// Captures what `f` logs, as text.
+    fn logs_of(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn each_problem_is_logged_once_when_it_appears_not_on_every_rebuild() {
+        let p = Publisher::new();
+        let logs = logs_of(|| {
+            p.publish(with_problem("port 8080 missing"));
+            // Rebuilds that change nothing, or change something else, do not repeat it.
+            for _ in 0..5 {
+                p.publish(with_problem("port 8080 missing"));
+            }
+            let mut both = with_problem("port 8080 missing");
+            both.problems.push(Problem::new(
+                ObjectRef::new("File", None, "y"),
+                Reason::InvalidManifest,
+                "another",
+            ));
+            p.publish(both);
+        });
+        assert_eq!(logs.matches("port 8080 missing").count(), 1, "{logs}");
+        assert_eq!(logs.matches("another").count(), 1, "{logs}");
+        assert_eq!(logs.matches("routing table published").count(), 2, "{logs}");
+    }
 }

@@ -217,7 +217,13 @@ mod tests {
         for _ in 0..50_000 {
             let len = rng.usize(0..40);
             let bytes: Vec<u8> = (0..len)
-                .map(|_| if rng.bool() { alphabet[rng.usize(0..alphabet.len())] } else { rng.u8(..) })
+                .map(|_| {
+                    if rng.bool() {
+                        alphabet[rng.usize(0..alphabet.len())]
+                    } else {
+                        rng.u8(..)
+                    }
+                })
                 .collect();
             let text = String::from_utf8_lossy(&bytes);
             if let Ok(host) = normalize_host(&text) {
