@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foldhash::fast::RandomState;
-use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::validate;
@@ -334,11 +334,7 @@ impl<'a> Resolver<'a> {
                 let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
                 let mut endpoint =
                     Endpoint::new(SocketAddr::new(ip, number), ready, serving, terminating);
-                endpoint.pod = ep
-                    .target_ref
-                    .as_ref()
-                    .filter(|r| r.kind.as_deref() == Some("Pod"))
-                    .and_then(|r| r.name.clone());
+                endpoint.pod = pod_name(ep.target_ref.as_ref());
                 found.push(endpoint);
             }
         }
@@ -397,11 +393,7 @@ impl<'a> Resolver<'a> {
                     // ready nor serving.
                     let mut endpoint =
                         Endpoint::new(SocketAddr::new(ip, number), is_ready, is_ready, false);
-                    endpoint.pod = address
-                        .target_ref
-                        .as_ref()
-                        .filter(|r| r.kind.as_deref() == Some("Pod"))
-                        .and_then(|r| r.name.clone());
+                    endpoint.pod = pod_name(address.target_ref.as_ref());
                     found.push(endpoint);
                 }
             }
@@ -441,6 +433,13 @@ fn parse_ip(address: &str, family: Family) -> Result<IpAddr, &'static str> {
         _ if ip.is_multicast() => Err("is a multicast address"),
         _ => Ok(ip),
     }
+}
+
+/// The pod behind an endpoint, when its `targetRef` names one.
+fn pod_name(target: Option<&ObjectReference>) -> Option<String> {
+    target
+        .filter(|r| r.kind.as_deref() == Some("Pod"))
+        .and_then(|r| r.name.clone())
 }
 
 fn upstream_protocol(app_protocol: Option<&str>) -> UpstreamProtocol {
