@@ -88,32 +88,28 @@ pub struct Forwarded<'a> {
 
 /// Sets the forwarding headers; returns the request id used.
 pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
-    let mut ip = String::with_capacity(46);
-    let _ = write!(ip, "{}", fwd.client_ip);
+    // One allocation for the client address, shared by X-Real-IP and (usually) XFF.
+    let mut text = String::with_capacity(46);
+    let _ = write!(text, "{}", fwd.client_ip);
+    let ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
 
-    // X-Forwarded-For: append the client to whatever chain came in (one header).
-    let mut chain = String::new();
-    for value in headers.get_all(&X_FORWARDED_FOR).iter() {
-        if let Ok(v) = value.to_str() {
-            if !chain.is_empty() {
+    // X-Forwarded-For: append the client to whatever chain came in, as one header.
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut chain = String::new();
+        for value in headers.get_all(&X_FORWARDED_FOR).iter() {
+            if let Ok(v) = value.to_str() {
+                chain.push_str(v.trim());
                 chain.push_str(", ");
             }
-            chain.push_str(v.trim());
         }
-    }
-    let xff = if chain.is_empty() {
-        ip.clone()
+        chain.push_str(ip.to_str().unwrap_or_default());
+        HeaderValue::try_from(chain).unwrap_or_else(|_| ip.clone())
     } else {
-        chain.push_str(", ");
-        chain.push_str(&ip);
-        chain
+        ip.clone()
     };
-    if let Ok(v) = HeaderValue::try_from(xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::try_from(ip) {
-        headers.insert(X_REAL_IP.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), ip);
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.proto),
