@@ -65,6 +65,10 @@ pub struct ControllerArgs {
     /// sets spec.defaultBackend.
     #[arg(long, env = "WICKET_DEFAULT_BACKEND_SERVICE", value_parser = parse_key)]
     pub default_backend_service: Option<Key>,
+    /// NAMESPACE/NAME of a kubernetes.io/tls Secret served to clients without SNI and to
+    /// TLS hosts without a usable certificate (default: a self-signed one made at start-up).
+    #[arg(long, env = "WICKET_DEFAULT_CERTIFICATE", value_parser = parse_key)]
+    pub default_certificate: Option<Key>,
 }
 
 impl ControllerArgs {
@@ -75,6 +79,7 @@ impl ControllerArgs {
             watch_ingress_without_class: self.watch_ingress_without_class,
             allow_external_name: self.allow_external_name,
             default_backend_service: self.default_backend_service.clone(),
+            default_certificate: self.default_certificate.clone(),
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct Settings {
     pub allow_external_name: bool,
     /// The default backend when no Ingress of ours sets `spec.defaultBackend`.
     pub default_backend_service: Option<Key>,
+    /// The Secret served to clients without SNI and to TLS hosts without a usable
+    /// certificate; `None` means the self-signed certificate made at start-up.
+    pub default_certificate: Option<Key>,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -36,6 +39,7 @@ impl Default for Settings {
             watch_ingress_without_class: false,
             allow_external_name: false,
             default_backend_service: None,
+            default_certificate: None,
         }
     }
 }

@@ -20,8 +20,10 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 with prior knowledge over TCP (`kubernetes.io/h2c`).
     H2c,
-    /// HTTP over TLS to the pod (`https`).
+    /// HTTP/1.1 over TLS to the pod (`https`, backend-protocol `HTTPS`).
     Https,
+    /// HTTP/2 over TLS to the pod (backend-protocol `GRPCS`).
+    H2,
 }
 
 /// The Service port as the Ingress names it.

@@ -6,6 +6,7 @@ mod backend;
 mod path_table;
 mod problem;
 mod table;
+mod tls;
 
 use std::time::SystemTime;
 
@@ -18,6 +19,7 @@ pub use table::{
     DefaultBackend, HostMatch, Lookup, PathType, Rejected, Route, RouteTable, RouteTableBuilder,
     Target, VirtualHost,
 };
+pub use tls::{Certificate, TlsBinding, TlsHost, TlsTable, TlsTableBuilder};
 
 /// An Ingress we saw but do not serve, and why (shown in `/debug/routes`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -32,6 +34,7 @@ pub struct Snapshot {
     pub generation: u64,
     pub published_at: Option<SystemTime>,
     pub table: RouteTable,
+    pub tls: TlsTable,
     pub problems: Vec<Problem>,
     pub ignored: Vec<Ignored>,
 }
@@ -50,6 +53,7 @@ impl Snapshot {
     /// time aside): an unchanged rebuild is not published.
     pub fn same_content(&self, other: &Snapshot) -> bool {
         self.table == other.table
+            && self.tls == other.tls
             && self.problems == other.problems
             && self.ignored == other.ignored
     }

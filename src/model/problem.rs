@@ -79,6 +79,16 @@ pub enum Reason {
     TLSSecretInvalid,
     /// The same TLS host with different Secrets in two Ingresses; the older one wins.
     TLSHostConflict,
+    /// The certificate has expired; it is still served.
+    TLSCertificateExpired,
+    /// The certificate's names do not cover the TLS host; it is still served.
+    TLSHostNotCovered,
+    /// A TLS host that no rule routes.
+    TLSHostWithoutRule,
+    /// An annotation wicket reads, with a value it cannot use.
+    InvalidAnnotation,
+    /// An ingress-nginx annotation wicket does not implement: it has no effect.
+    UnsupportedAnnotation,
 }
 
 impl Reason {
@@ -103,6 +113,11 @@ impl Reason {
             Reason::TLSSecretNotFound => "TLSSecretNotFound",
             Reason::TLSSecretInvalid => "TLSSecretInvalid",
             Reason::TLSHostConflict => "TLSHostConflict",
+            Reason::TLSCertificateExpired => "TLSCertificateExpired",
+            Reason::TLSHostNotCovered => "TLSHostNotCovered",
+            Reason::TLSHostWithoutRule => "TLSHostWithoutRule",
+            Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
         }
     }
 }

@@ -14,7 +14,7 @@ use foldhash::fast::RandomState;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use super::backend::Backend;
+use super::backend::{Backend, UpstreamProtocol};
 use super::path_table::{normalize_prefix, PathKind, PathTable};
 use super::problem::ObjectRef;
 
@@ -114,6 +114,11 @@ pub struct Route {
     pub ingress: Arc<ObjectRef>,
     #[serde(flatten)]
     pub target: Target,
+    /// Plain-HTTP requests to a TLS host are redirected to HTTPS (that Ingress allows it).
+    pub ssl_redirect: bool,
+    /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<UpstreamProtocol>,
 }
 
 /// The default backend: what answers when no rule matches.
@@ -123,6 +128,9 @@ pub struct DefaultBackend {
     pub ingress: Option<Arc<ObjectRef>>,
     #[serde(flatten)]
     pub target: Target,
+    /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<UpstreamProtocol>,
 }
 
 #[derive(Clone, Debug)]
@@ -320,6 +328,23 @@ impl RouteTableBuilder {
         Ok(())
     }
 
+    /// Whether some rule's virtual host takes requests for this TLS host: the same exact
+    /// host, an exact host's wildcard, or the same wildcard.
+    pub fn routes_host(&self, host: &HostMatch) -> bool {
+        if self.hosts.contains_key(host) {
+            return true;
+        }
+        match host {
+            HostMatch::Exact(name) => name.split_once('.').is_some_and(|(label, rest)| {
+                !label.is_empty()
+                    && self
+                        .hosts
+                        .contains_key(&HostMatch::Wildcard(rest.to_owned()))
+            }),
+            HostMatch::Wildcard(_) | HostMatch::Any => false,
+        }
+    }
+
     /// The first default backend set wins; returns the one already set otherwise.
     pub fn set_default_backend(&mut self, backend: DefaultBackend) -> Result<(), &DefaultBackend> {
         if self.default_backend.is_none() {
@@ -393,6 +418,8 @@ mod tests {
             path_type,
             ingress: Arc::new(ObjectRef::namespaced("Ingress", "default", ingress)),
             target: Target::Unavailable(Arc::from("test")),
+            ssl_redirect: true,
+            protocol: None,
         }
     }
 
@@ -467,6 +494,7 @@ mod tests {
         b.set_default_backend(DefaultBackend {
             ingress: None,
             target: Target::Unavailable(Arc::from("test")),
+            protocol: None,
         })
         .unwrap();
         let t = b.build();

@@ -7,12 +7,14 @@
 //! Precedence is decided here by the order routes are added: Ingresses oldest first
 //! (`creationTimestamp`, then namespace/name), so the older claimant of a host + path wins.
 
+mod annotations;
 mod service;
 mod tls;
 pub mod validate;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 use k8s_openapi::jiff::Timestamp;
@@ -22,7 +24,7 @@ use super::index::Index;
 use super::Settings;
 use crate::model::{
     DefaultBackend, HostMatch, Ignored, ObjectRef, PathType, PortRef, Problem, Reason, Rejected,
-    Route, RouteTableBuilder, Snapshot, Target,
+    Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -36,6 +38,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         services: service::Resolver::new(index, settings),
         secrets: tls::SecretChecker::new(index),
         table: RouteTableBuilder::new(),
+        tls: TlsTableBuilder::new(),
     };
 
     let classes = Classes::new(index, settings);
@@ -57,11 +60,14 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         t.ingress(ingress);
     }
     t.global_default_backend();
+    t.default_certificate();
+    t.tls_hosts_without_rules();
 
     let Translator {
         mut problems,
         services,
         table,
+        tls,
         ..
     } = t;
     problems.extend(services.into_problems());
@@ -71,6 +77,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         generation: 0,
         published_at: None,
         table: table.build(),
+        tls: tls.build(),
         problems: problems.into_iter().collect(),
         ignored,
     }
@@ -102,6 +109,7 @@ struct Translator<'a> {
     services: service::Resolver<'a>,
     secrets: tls::SecretChecker<'a>,
     table: RouteTableBuilder,
+    tls: TlsTableBuilder,
 }
 
 impl<'a> Translator<'a> {
@@ -117,6 +125,9 @@ impl<'a> Translator<'a> {
             self.problem(&source, Reason::InvalidIngress, "has no spec".into());
             return;
         };
+        let mut annotation_problems = Vec::new();
+        let options = annotations::read(ingress, &source, &mut annotation_problems);
+        self.problems.extend(annotation_problems);
         let rules = spec.rules.as_deref().unwrap_or(&[]);
         if rules.is_empty() && spec.default_backend.is_none() {
             self.problem(
@@ -131,6 +142,7 @@ impl<'a> Translator<'a> {
             let candidate = DefaultBackend {
                 ingress: Some(source.clone()),
                 target,
+                protocol: options.protocol,
             };
             if let Err(existing) = self.table.set_default_backend(candidate) {
                 let owner = existing
@@ -199,6 +211,8 @@ impl<'a> Translator<'a> {
                     path_type,
                     ingress: source.clone(),
                     target,
+                    ssl_redirect: options.ssl_redirect,
+                    protocol: options.protocol,
                 };
                 let message = match self.table.add(host.clone(), route) {
                     Ok(()) => None,
@@ -224,25 +238,147 @@ impl<'a> Translator<'a> {
             }
         }
 
+        self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// `spec.tls`: each host bound to its Secret's certificate, or to the default one with
+    /// the reason. A section without hosts covers the hosts of this Ingress's rules.
+    fn tls_sections(
+        &mut self,
+        ingress: &'a Ingress,
+        namespace: &str,
+        source: &Arc<ObjectRef>,
+        redirect: bool,
+    ) {
+        let Some(spec) = ingress.spec.as_ref() else {
+            return;
+        };
+        let rule_hosts: Vec<&str> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.as_deref())
+            .filter(|h| !h.is_empty())
+            .collect();
         for (ti, tls) in spec.tls.iter().flatten().enumerate() {
-            for host in tls.hosts.iter().flatten() {
-                if let Err(why) = validate::host(host) {
-                    self.problem(
-                        &source,
-                        Reason::InvalidHost,
-                        format!("spec.tls[{ti}].hosts: {host:?} {why}"),
+            let binding = match tls.secret_name.as_deref().filter(|n| !n.is_empty()) {
+                None => TlsBinding::Default(format!("spec.tls[{ti}] names no Secret")),
+                Some(secret) => match self.secrets.check(namespace, secret) {
+                    Ok(cert) => {
+                        if cert.is_expired(SystemTime::now()) {
+                            self.problem(
+                                source,
+                                Reason::TLSCertificateExpired,
+                                format!(
+                                    "spec.tls[{ti}]: the certificate in Secret {namespace}/{secret} expired on {}; it is still served",
+                                    humantime::format_rfc3339_seconds(cert.not_after)
+                                ),
+                            );
+                        }
+                        TlsBinding::Secret(cert)
+                    }
+                    Err((reason, why)) => {
+                        self.problem(
+                            source,
+                            reason,
+                            format!("spec.tls[{ti}]: {why}; its hosts get the default certificate"),
+                        );
+                        TlsBinding::Default(why)
+                    }
+                },
+            };
+            let listed: Vec<&str> = match tls.hosts.as_deref() {
+                Some(hosts) if !hosts.is_empty() => hosts.iter().map(String::as_str).collect(),
+                _ => rule_hosts.clone(),
+            };
+            for host in listed {
+                let host_match = match validate::host(host) {
+                    Ok(h) => h,
+                    Err(why) => {
+                        self.problem(
+                            source,
+                            Reason::InvalidHost,
+                            format!("spec.tls[{ti}].hosts: {host:?} {why}"),
+                        );
+                        continue;
+                    }
+                };
+                if let TlsBinding::Secret(cert) = &binding {
+                    if !cert.covers(&host_match) {
+                        self.problem(
+                            source,
+                            Reason::TLSHostNotCovered,
+                            format!(
+                                "spec.tls[{ti}]: the certificate in Secret {} is for {} and does not cover {host}; clients will reject it",
+                                cert.secret.name,
+                                cert.names.join(", ")
+                            ),
+                        );
+                    }
+                }
+                let entry = TlsHost {
+                    host: host_match,
+                    ingress: source.clone(),
+                    binding: binding.clone(),
+                    redirect,
+                };
+                if let Err(existing) = self.tls.add(entry) {
+                    let holder = match &existing.binding {
+                        TlsBinding::Secret(cert) => format!("Secret {}", cert.secret.name),
+                        TlsBinding::Default(_) => "the default certificate".to_owned(),
+                    };
+                    let message = format!(
+                        "spec.tls[{ti}]: host {host} already uses {holder} from {} (older); this entry is ignored",
+                        existing.ingress
                     );
+                    self.problem(source, Reason::TLSHostConflict, message);
                 }
             }
-            if let Some(secret) = tls.secret_name.as_deref() {
-                if let Err((reason, why)) = self.secrets.check(namespace, secret) {
+        }
+    }
+
+    /// A TLS host that no rule routes is almost always a typo (`www.` in one, not the other).
+    fn tls_hosts_without_rules(&mut self) {
+        let orphans: Vec<(Arc<ObjectRef>, String)> = self
+            .tls
+            .hosts()
+            .filter(|h| !self.table.routes_host(&h.host))
+            .map(|h| (h.ingress.clone(), h.host.to_string()))
+            .collect();
+        for (ingress, host) in orphans {
+            self.problem(
+                &ingress,
+                Reason::TLSHostWithoutRule,
+                format!("TLS host {host} has no rule with that host; its requests go to the rules without a host, else the default backend"),
+            );
+        }
+    }
+
+    /// `--default-certificate`: served without SNI and to TLS hosts without their own.
+    fn default_certificate(&mut self) {
+        let Some(key) = self.settings.default_certificate.as_ref() else {
+            return;
+        };
+        let object = ObjectRef::namespaced("Secret", &key.namespace, &key.name);
+        match self.secrets.check(&key.namespace, &key.name) {
+            Ok(cert) => {
+                if cert.is_expired(SystemTime::now()) {
                     self.problem(
-                        &source,
-                        reason,
-                        format!("spec.tls[{ti}]: {why}; its hosts get the default certificate"),
+                        &object,
+                        Reason::TLSCertificateExpired,
+                        "--default-certificate: the certificate has expired; it is still served"
+                            .into(),
                     );
                 }
+                self.tls.set_default(cert);
             }
+            Err((reason, why)) => self.problem(
+                &object,
+                reason,
+                format!(
+                    "--default-certificate: {why}; the self-signed certificate is served instead"
+                ),
+            ),
         }
     }
 
@@ -334,6 +470,7 @@ impl<'a> Translator<'a> {
         let _ = self.table.set_default_backend(DefaultBackend {
             ingress: None,
             target,
+            protocol: None,
         });
     }
 }

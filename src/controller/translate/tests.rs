@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use super::build;
 use crate::controller::index::{Index, Key, Object};
 use crate::controller::Settings;
-use crate::model::{Destination, Lookup, Problem, Reason, Snapshot, Target, UpstreamProtocol};
+use crate::model::{
+    Destination, Lookup, Problem, Reason, Snapshot, Target, TlsBinding, UpstreamProtocol,
+};
 
 // ---------------------------------------------------------------------------------------
 // Builders
@@ -1257,7 +1259,7 @@ fn the_same_backend_is_shared_by_every_route_that_uses_it() {
 }
 
 // ---------------------------------------------------------------------------------------
-// TLS Secrets
+// TLS
 
 fn tls_secret(ns: &str, name: &str, crt: &str, key: &str, kind: &str) -> Object {
     Object::Secret(Arc::new(obj(json!({
@@ -1267,15 +1269,43 @@ fn tls_secret(ns: &str, name: &str, crt: &str, key: &str, kind: &str) -> Object 
     }))))
 }
 
-fn self_signed(host: &str) -> (String, String) {
-    let cert = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
-    (cert.cert.pem(), cert.signing_key.serialize_pem())
+/// A self-signed certificate for `names`, valid until `not_after_year`.
+fn cert_for(names: &[&str], not_after_year: i32) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after_year, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn good_secret(ns: &str, name: &str, names: &[&str]) -> Object {
+    let (crt, key) = cert_for(names, 2099);
+    tls_secret(ns, name, &crt, &key, "kubernetes.io/tls")
+}
+
+/// Rules for every host, so TLS hosts are never "without rule" unless a test wants it.
+fn routed(hosts: &[&str]) -> Value {
+    Value::Array(
+        hosts
+            .iter()
+            .map(|h| rule(h, json!([prefix("/", "web")])))
+            .collect(),
+    )
+}
+
+fn served_secret(s: &Snapshot, sni: &str) -> Option<String> {
+    s.tls
+        .certificate_for(Some(sni))
+        .map(|c| c.secret.name.clone())
 }
 
 #[test]
 fn tls_secrets_are_checked_and_each_failure_is_reported() {
-    let (crt, key) = self_signed("a.com");
-    let (_, other_key) = self_signed("b.com");
+    let (crt, key) = cert_for(&["a.com"], 2099);
+    let (_, other_key) = cert_for(&["b.com"], 2099);
     let mut objects = base();
     objects.push(tls_secret(
         "default",
@@ -1310,7 +1340,7 @@ fn tls_secrets_are_checked_and_each_failure_is_reported() {
                 {"hosts": ["d.com"], "secretName": "garbage"},
                 {"hosts": ["e.com"], "secretName": "mismatch"},
             ],
-            "rules": [rule("a.com", json!([prefix("/", "web")]))]
+            "rules": routed(&["a.com", "b.com", "c.com", "d.com", "e.com"])
         }),
     ));
     let s = snapshot(objects);
@@ -1336,6 +1366,256 @@ fn tls_secrets_are_checked_and_each_failure_is_reported() {
     assert!(messages
         .iter()
         .any(|(r, m)| *r == Reason::TLSSecretInvalid && m.contains("does not belong")));
+    // Each broken host gets the default certificate (none configured: the fallback).
+    assert_eq!(served_secret(&s, "a.com").as_deref(), Some("good"));
+    for host in ["b.com", "c.com", "d.com", "e.com"] {
+        assert_eq!(served_secret(&s, host), None, "{host}");
+        match &s.tls.host(host).unwrap().binding {
+            TlsBinding::Default(why) => assert!(!why.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn sni_picks_the_exact_host_then_the_wildcard_then_the_default() {
+    let mut objects = base();
+    objects.push(good_secret("default", "exact", &["www.shop.com"]));
+    objects.push(good_secret("default", "wild", &["*.shop.com"]));
+    objects.push(good_secret("default", "fallback", &["fallback.example"]));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [
+                {"hosts": ["www.shop.com"], "secretName": "exact"},
+                {"hosts": ["*.shop.com"], "secretName": "wild"},
+            ],
+            "rules": routed(&["www.shop.com", "*.shop.com"])
+        }),
+    ));
+    let with_default = Settings {
+        default_certificate: Some(Key::new("default", "fallback")),
+        ..settings()
+    };
+    let s = build(&Index::from_objects(objects), &with_default);
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+    assert_eq!(served_secret(&s, "www.shop.com").as_deref(), Some("exact"));
+    assert_eq!(served_secret(&s, "api.shop.com").as_deref(), Some("wild"));
+    assert_eq!(
+        served_secret(&s, "a.b.shop.com").as_deref(),
+        Some("fallback")
+    );
+    assert_eq!(served_secret(&s, "shop.com").as_deref(), Some("fallback"));
+    assert_eq!(
+        s.tls.certificate_for(None).map(|c| c.secret.name.as_str()),
+        Some("fallback")
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_served_and_reported() {
+    let (crt, key) = cert_for(&["old.com"], 2021);
+    let mut objects = base();
+    objects.push(tls_secret(
+        "default",
+        "old",
+        &crt,
+        &key,
+        "kubernetes.io/tls",
+    ));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [{"hosts": ["old.com"], "secretName": "old"}],
+            "rules": routed(&["old.com"])
+        }),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(served_secret(&s, "old.com").as_deref(), Some("old"));
+    assert!(problem(&s, Reason::TLSCertificateExpired)
+        .message
+        .contains("2021-01-01"));
+}
+
+#[test]
+fn a_certificate_that_does_not_cover_its_host_is_reported() {
+    let mut objects = base();
+    objects.push(good_secret("default", "s", &["other.com", "*.other.com"]));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [{"hosts": ["x.other.com", "mine.com"], "secretName": "s"}],
+            "rules": routed(&["x.other.com", "mine.com"])
+        }),
+    ));
+    let s = snapshot(objects);
+    let p = problem(&s, Reason::TLSHostNotCovered);
+    assert!(
+        p.message.contains("does not cover mine.com"),
+        "{}",
+        p.message
+    );
+    assert_eq!(s.problems.len(), 1, "{:#?}", s.problems);
+}
+
+#[test]
+fn the_same_tls_host_with_another_secret_goes_to_the_older_ingress() {
+    let mut objects = base();
+    objects.push(good_secret("default", "first", &["a.com"]));
+    objects.push(good_secret("default", "second", &["a.com"]));
+    let tls = |secret: &str| json!({"ingressClassName": "wicket", "tls": [{"hosts": ["a.com"], "secretName": secret}], "rules": routed(&["a.com"])});
+    objects.push(mk_ingress_full(
+        "default",
+        "new",
+        Some("2026-02-01T00:00:00Z"),
+        json!({}),
+        tls("second"),
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "old",
+        Some("2026-01-01T00:00:00Z"),
+        json!({}),
+        tls("first"),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(served_secret(&s, "a.com").as_deref(), Some("first"));
+    let p = problem(&s, Reason::TLSHostConflict);
+    assert_eq!(p.object.name, "new");
+    assert!(
+        p.message.contains("Secret first from Ingress default/old"),
+        "{}",
+        p.message
+    );
+}
+
+#[test]
+fn a_tls_section_without_hosts_covers_the_rule_hosts() {
+    let mut objects = base();
+    objects.push(good_secret("default", "s", &["a.com", "b.com"]));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [{"secretName": "s"}],
+            "rules": routed(&["a.com", "b.com"])
+        }),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(served_secret(&s, "a.com").as_deref(), Some("s"));
+    assert_eq!(served_secret(&s, "b.com").as_deref(), Some("s"));
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn a_tls_host_without_any_rule_is_reported() {
+    let mut objects = base();
+    objects.push(good_secret(
+        "default",
+        "s",
+        &["www.a.com", "a.com", "x.w.com"],
+    ));
+    objects.push(mk_ingress(
+        "default",
+        "a",
+        json!({
+            "tls": [{"hosts": ["www.a.com", "x.w.com"], "secretName": "s"}],
+            "rules": routed(&["a.com", "*.w.com"])
+        }),
+    ));
+    let s = snapshot(objects);
+    // x.w.com is routed by the wildcard rule; www.a.com by nothing.
+    let orphans: Vec<&str> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::TLSHostWithoutRule)
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert!(orphans[0].contains("www.a.com"));
+    assert_eq!(
+        served_secret(&s, "www.a.com").as_deref(),
+        Some("s"),
+        "still served"
+    );
+}
+
+#[test]
+fn a_broken_default_certificate_falls_back_to_self_signed_with_a_problem() {
+    let mut objects = base();
+    objects.push(tls_secret(
+        "infra",
+        "default-cert",
+        "nope",
+        "nope",
+        "kubernetes.io/tls",
+    ));
+    let flag = Settings {
+        default_certificate: Some(Key::new("infra", "default-cert")),
+        ..settings()
+    };
+    let s = build(&Index::from_objects(objects), &flag);
+    assert!(s.tls.default_certificate().is_none());
+    let p = problem(&s, Reason::TLSSecretInvalid);
+    assert_eq!(p.object.kind, "Secret");
+    assert!(p.message.contains("self-signed"));
+}
+
+#[test]
+fn a_rotated_secret_makes_a_different_snapshot() {
+    let ingress = mk_ingress(
+        "default",
+        "a",
+        json!({"tls": [{"hosts": ["a.com"], "secretName": "s"}], "rules": routed(&["a.com"])}),
+    );
+    let world = |secret: Object| {
+        let mut objects = base();
+        objects.push(secret);
+        objects.push(ingress.clone());
+        snapshot(objects)
+    };
+    let before = world(good_secret("default", "s", &["a.com"]));
+    let again = before.clone();
+    let after = world(good_secret("default", "s", &["a.com"]));
+    assert!(before.same_content(&again));
+    assert!(
+        !before.same_content(&after),
+        "a new certificate in the same Secret must be published"
+    );
+}
+
+#[test]
+fn annotations_set_the_redirect_and_protocol_of_every_route_of_the_ingress() {
+    let mut objects = base();
+    objects.push(mk_ingress_full(
+        "default",
+        "grpc",
+        None,
+        json!({"nginx.ingress.kubernetes.io/backend-protocol": "GRPC", "wicket.dev/ssl-redirect": "false"}),
+        json!({"ingressClassName": "wicket", "rules": routed(&["g.com"]),
+               "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}),
+    ));
+    objects.push(mk_ingress(
+        "default",
+        "plain",
+        json!({"rules": routed(&["p.com"])}),
+    ));
+    let s = snapshot(objects);
+    let route = |h: &str| match s.table.lookup(h, "/") {
+        Lookup::Route { route, .. } => route.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(route("g.com").protocol, Some(UpstreamProtocol::H2c));
+    assert!(!route("g.com").ssl_redirect);
+    assert_eq!(route("p.com").protocol, None);
+    assert!(route("p.com").ssl_redirect);
+    assert_eq!(
+        s.table.default_backend().unwrap().protocol,
+        Some(UpstreamProtocol::H2c)
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,243 @@
+//! TLS in the snapshot: which certificate each SNI name gets, and why.
+//!
+//! TLS hosts come from the Ingresses' `spec.tls[].hosts`; each is bound to the certificate
+//! of its Secret, or to the default certificate with the reason. An SNI name looks up its
+//! exact host, then a wildcard host (`*.example.com` covers one extra label), then the
+//! default certificate (`--default-certificate`, else the self-signed one made at start-up,
+//! which lives outside the snapshot).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use foldhash::fast::RandomState;
+use rustls::sign::CertifiedKey;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use super::problem::ObjectRef;
+use super::table::HostMatch;
+
+/// A certificate and key from a Secret, checked and ready to serve.
+pub struct Certificate {
+    pub secret: ObjectRef,
+    pub key: Arc<CertifiedKey>,
+    /// DNS names of the end-entity certificate (subjectAltName, else the CN).
+    pub names: Vec<String>,
+    pub not_after: SystemTime,
+    /// Identifies the bytes of the chain and key: a rotated Secret compares unequal, so the
+    /// new certificate is published.
+    pub fingerprint: u64,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("secret", &self.secret)
+            .field("names", &self.names)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret == other.secret && self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for Certificate {}
+
+impl Certificate {
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.not_after <= now
+    }
+
+    /// Whether one of the certificate's names covers `host` (exact, or a `*.` name one
+    /// label up). A wildcard TLS host is covered by the same wildcard name.
+    pub fn covers(&self, host: &HostMatch) -> bool {
+        let wanted = match host {
+            HostMatch::Exact(h) => h.as_str(),
+            HostMatch::Wildcard(suffix) => {
+                return self.names.iter().any(|n| {
+                    n.strip_prefix("*.")
+                        .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+                });
+            }
+            HostMatch::Any => return true,
+        };
+        self.names.iter().any(|name| {
+            if let Some(suffix) = name.strip_prefix("*.") {
+                wanted.split_once('.').is_some_and(|(label, rest)| {
+                    !label.is_empty() && rest.eq_ignore_ascii_case(suffix)
+                })
+            } else {
+                name.eq_ignore_ascii_case(wanted)
+            }
+        })
+    }
+}
+
+impl Serialize for Certificate {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry(
+            "secret",
+            &format!(
+                "{}/{}",
+                self.secret.namespace.as_deref().unwrap_or(""),
+                self.secret.name
+            ),
+        )?;
+        map.serialize_entry("names", &self.names)?;
+        map.serialize_entry(
+            "notAfter",
+            &humantime::format_rfc3339_seconds(self.not_after).to_string(),
+        )?;
+        map.serialize_entry("expired", &self.is_expired(SystemTime::now()))?;
+        map.end()
+    }
+}
+
+/// What a TLS host is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsBinding {
+    Secret(Arc<Certificate>),
+    /// The default certificate, and why the host's own is not used.
+    Default(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsHost {
+    pub host: HostMatch,
+    /// The Ingress whose `spec.tls` lists this host (the oldest, when several do).
+    pub ingress: Arc<ObjectRef>,
+    pub binding: TlsBinding,
+    /// Whether that Ingress allows the plain-HTTP → HTTPS redirect.
+    pub redirect: bool,
+}
+
+impl Serialize for TlsHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("host", &self.host.to_string())?;
+        map.serialize_entry("ingress", self.ingress.as_ref())?;
+        match &self.binding {
+            TlsBinding::Secret(cert) => map.serialize_entry("certificate", cert.as_ref())?,
+            TlsBinding::Default(why) => map.serialize_entry("defaultCertificateBecause", why)?,
+        }
+        map.serialize_entry("sslRedirect", &self.redirect)?;
+        map.end()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsTable {
+    exact: HashMap<Box<str>, TlsHost, RandomState>,
+    wildcard: HashMap<Box<str>, TlsHost, RandomState>,
+    default: Option<Arc<Certificate>>,
+}
+
+impl TlsTable {
+    /// The TLS host entry for a normalised host name: exact, then wildcard.
+    pub fn host(&self, host: &str) -> Option<&TlsHost> {
+        if let Some(entry) = self.exact.get(host) {
+            return Some(entry);
+        }
+        if self.wildcard.is_empty() {
+            return None;
+        }
+        let (label, rest) = host.split_once('.')?;
+        if label.is_empty() {
+            return None;
+        }
+        self.wildcard.get(rest)
+    }
+
+    /// The certificate for a (normalised) SNI name: its host's own, else the configured
+    /// default; `None` means the self-signed fallback.
+    pub fn certificate_for(&self, sni: Option<&str>) -> Option<&Arc<Certificate>> {
+        match sni.and_then(|name| self.host(name)).map(|h| &h.binding) {
+            Some(TlsBinding::Secret(cert)) => Some(cert),
+            _ => self.default.as_ref(),
+        }
+    }
+
+    pub fn default_certificate(&self) -> Option<&Arc<Certificate>> {
+        self.default.as_ref()
+    }
+
+    /// TLS hosts in display order: exact by name, then wildcards.
+    pub fn hosts(&self) -> Vec<&TlsHost> {
+        let mut exact: Vec<&TlsHost> = self.exact.values().collect();
+        exact.sort_by(|a, b| a.host.cmp(&b.host));
+        let mut wildcard: Vec<&TlsHost> = self.wildcard.values().collect();
+        wildcard.sort_by(|a, b| a.host.cmp(&b.host));
+        exact.extend(wildcard);
+        exact
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcard.is_empty()
+    }
+}
+
+/// Builds a [`TlsTable`]; the first Ingress to list a host wins it.
+#[derive(Default)]
+pub struct TlsTableBuilder {
+    hosts: BTreeMap<HostMatch, TlsHost>,
+    default: Option<Arc<Certificate>>,
+}
+
+impl TlsTableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a TLS host; if the host is already bound to a different certificate (or
+    /// reason), returns the entry that holds it. The same binding twice is fine.
+    pub fn add(&mut self, entry: TlsHost) -> Result<(), &TlsHost> {
+        use std::collections::btree_map::Entry;
+        match self.hosts.entry(entry.host.clone()) {
+            Entry::Vacant(v) => {
+                v.insert(entry);
+                Ok(())
+            }
+            Entry::Occupied(o) => {
+                let existing = o.into_mut();
+                if existing.binding == entry.binding {
+                    Ok(())
+                } else {
+                    Err(existing)
+                }
+            }
+        }
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &TlsHost> {
+        self.hosts.values()
+    }
+
+    pub fn set_default(&mut self, cert: Arc<Certificate>) {
+        self.default = Some(cert);
+    }
+
+    pub fn build(self) -> TlsTable {
+        let mut table = TlsTable {
+            default: self.default,
+            ..TlsTable::default()
+        };
+        for (host, entry) in self.hosts {
+            match host {
+                HostMatch::Exact(name) => {
+                    table.exact.insert(name.into_boxed_str(), entry);
+                }
+                HostMatch::Wildcard(suffix) => {
+                    table.wildcard.insert(suffix.into_boxed_str(), entry);
+                }
+                HostMatch::Any => {}
+            }
+        }
+        table
+    }
+}
