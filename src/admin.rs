@@ -10,6 +10,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::controller::publish::SharedSnapshot;
+use crate::proxy::tls::TlsStats;
 use crate::proxy::ProxyBody;
 use crate::report;
 
@@ -33,11 +34,16 @@ impl Health {
 pub struct Admin {
     snapshot: SharedSnapshot,
     health: Arc<Health>,
+    tls: Option<Arc<TlsStats>>,
 }
 
 impl Admin {
-    pub fn new(snapshot: SharedSnapshot, health: Arc<Health>) -> Self {
-        Self { snapshot, health }
+    pub fn new(snapshot: SharedSnapshot, health: Arc<Health>, tls: Option<Arc<TlsStats>>) -> Self {
+        Self {
+            snapshot,
+            health,
+            tls,
+        }
     }
 
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
@@ -70,10 +76,14 @@ impl Admin {
                         report::to_text(&snapshot).into(),
                     )
                 } else {
+                    let handshakes = self.tls.as_ref().map(|t| report::Handshakes {
+                        completed: t.handshakes.load(Ordering::Relaxed),
+                        failed: t.failures.load(Ordering::Relaxed),
+                    });
                     respond(
                         StatusCode::OK,
                         "application/json",
-                        report::to_json(&snapshot),
+                        report::to_json(&snapshot, handshakes),
                     )
                 }
             }
@@ -130,7 +140,7 @@ mod tests {
     async fn readiness_follows_the_first_publish_and_shutdown() {
         let publisher = Publisher::new();
         let health = Arc::new(Health::default());
-        let admin = Admin::new(publisher.shared(), health.clone());
+        let admin = Admin::new(publisher.shared(), health.clone(), None);
         assert_eq!(get(&admin, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             get(&admin, "/readyz").await.0,
@@ -149,7 +159,7 @@ mod tests {
     async fn debug_routes_is_json_by_default_and_text_on_request() {
         let publisher = Publisher::new();
         publisher.publish(Snapshot::empty());
-        let admin = Admin::new(publisher.shared(), Arc::new(Health::default()));
+        let admin = Admin::new(publisher.shared(), Arc::new(Health::default()), None);
         let (status, body) = get(&admin, "/debug/routes").await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -14,7 +14,8 @@ use crate::admin::{Admin, Health};
 use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
-use crate::proxy::{listen, Balancer, Proxy, UpstreamSettings};
+use crate::proxy::tls::{self, Terminator, TlsError, TlsStats};
+use crate::proxy::{listen, Balancer, Proxy, ProxySettings};
 
 /// How often expired client-IP pins are swept even when nothing changes.
 const BALANCER_SWEEP: Duration = Duration::from_secs(60);
@@ -22,9 +23,10 @@ const BALANCER_SWEEP: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Config {
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub settings: Settings,
-    pub upstream: UpstreamSettings,
+    pub proxy: ProxySettings,
     pub max_connections: usize,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -35,9 +37,10 @@ impl Config {
     pub fn local() -> Self {
         Self {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            https_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             settings: Settings::default(),
-            upstream: UpstreamSettings::default(),
+            proxy: ProxySettings::default(),
             max_connections: 16_384,
             shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
@@ -55,14 +58,19 @@ pub enum Source {
 pub enum StartError {
     #[error(transparent)]
     Manifests(#[from] FilesError),
-    #[error("{0}")]
+    #[error(transparent)]
     Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A started instance.
 pub struct Running {
     pub http_addr: SocketAddr,
+    pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// TLS handshakes and failures since start.
+    pub tls_stats: Arc<TlsStats>,
     snapshot: SharedSnapshot,
     health: Arc<Health>,
     shutdown_delay: Duration,
@@ -79,8 +87,10 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let dir = ManifestDir::open(dir)?;
 
     let http = listen::bind(config.http_addr, "HTTP").await?;
+    let https = listen::bind(config.https_addr, "HTTPS").await?;
     let admin = listen::bind(config.admin_addr, "admin").await?;
     let http_addr = http.local_addr()?;
+    let https_addr = https.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
     let publisher = Publisher::new();
@@ -106,12 +116,31 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         )),
     ];
 
-    let proxy = Arc::new(Proxy::new(snapshot.clone(), balancer, &config.upstream));
+    let fallback = tls::self_signed()?;
+    if config.settings.default_certificate.is_none() {
+        info!(
+            name = tls::SELF_SIGNED_NAME,
+            "no --default-certificate: clients without SNI and TLS hosts without a usable certificate get a self-signed certificate made at start-up"
+        );
+    }
+    let tls_stats = Arc::new(TlsStats::default());
+    let terminator = Arc::new(Terminator::new(
+        snapshot.clone(),
+        fallback,
+        tls_stats.clone(),
+    )?);
+
+    let mut proxy_settings = config.proxy.clone();
+    if proxy_settings.https_redirect_port == 0 {
+        // 0: redirect to this instance's own HTTPS port (the demo, tests).
+        proxy_settings.https_redirect_port = https_addr.port();
+    }
+    let proxy = Arc::new(Proxy::new(snapshot.clone(), balancer, &proxy_settings));
     let proxy_handler = move |conn, req| {
         let proxy = proxy.clone();
         async move { proxy.handle(conn, req).await }
     };
-    let admin_service = Admin::new(snapshot.clone(), health.clone());
+    let admin_service = Admin::new(snapshot.clone(), health.clone(), Some(tls_stats.clone()));
     let admin_handler = move |_conn, req| {
         let admin = admin_service.clone();
         async move { admin.handle(req).await }
@@ -119,6 +148,15 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let listeners = vec![
         tokio::spawn(listen::run(
             http,
+            None,
+            proxy_handler.clone(),
+            config.max_connections,
+            listeners_rx.clone(),
+            config.shutdown_timeout,
+        )),
+        tokio::spawn(listen::run(
+            https,
+            Some(terminator),
             proxy_handler,
             config.max_connections,
             listeners_rx.clone(),
@@ -126,16 +164,19 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         )),
         tokio::spawn(listen::run(
             admin,
+            None,
             admin_handler,
             ADMIN_MAX_CONNECTIONS,
             listeners_rx,
             config.shutdown_timeout,
         )),
     ];
-    info!(http = %http_addr, admin = %admin_addr, "listening");
+    info!(http = %http_addr, https = %https_addr, admin = %admin_addr, "listening");
     Ok(Running {
         http_addr,
+        https_addr,
         admin_addr,
+        tls_stats,
         snapshot,
         health,
         shutdown_delay: config.shutdown_delay,

@@ -16,7 +16,7 @@ pub fn check(dir: &Path, settings: &Settings, json: bool) -> Result<Checked, Fil
     let index = ManifestDir::open(dir)?.load();
     let snapshot = translate::build(&index, settings);
     let output = if json {
-        String::from_utf8_lossy(&report::to_json(&snapshot)).into_owned()
+        String::from_utf8_lossy(&report::to_json(&snapshot, None)).into_owned()
     } else {
         let mut text = report::to_text(&snapshot);
         if snapshot.problems.is_empty() {

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::controller::index::Key;
 use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
-use crate::proxy::UpstreamSettings;
+use crate::proxy::{Hsts, ProxySettings, UpstreamSettings};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -102,13 +102,37 @@ pub struct ProxyArgs {
     /// After the listeners close: how long open connections get to finish.
     #[arg(long, env = "WICKET_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Do not redirect plain-HTTP requests for TLS hosts to HTTPS (on by default; an
+    /// Ingress can also opt out with wicket.dev/ssl-redirect: "false").
+    #[arg(long, env = "WICKET_NO_SSL_REDIRECT", default_value_t = false)]
+    pub no_ssl_redirect: bool,
+    /// The public HTTPS port written into redirects (left out of the URL when 443).
+    #[arg(long, env = "WICKET_HTTPS_REDIRECT_PORT", default_value_t = 443)]
+    pub https_redirect_port: u16,
+    /// Send Strict-Transport-Security on HTTPS responses of TLS hosts.
+    #[arg(long, env = "WICKET_HSTS", default_value_t = false)]
+    pub hsts: bool,
+    /// HSTS max-age in seconds.
+    #[arg(long, env = "WICKET_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    pub hsts_max_age: u64,
+    /// Add includeSubDomains to HSTS.
+    #[arg(long, env = "WICKET_HSTS_INCLUDE_SUBDOMAINS", default_value_t = false)]
+    pub hsts_include_subdomains: bool,
 }
 
 impl ProxyArgs {
-    pub fn upstream(&self) -> UpstreamSettings {
-        UpstreamSettings {
-            connect_timeout: self.upstream_connect_timeout,
-            response_timeout: self.upstream_timeout,
+    pub fn settings(&self) -> ProxySettings {
+        ProxySettings {
+            upstream: UpstreamSettings {
+                connect_timeout: self.upstream_connect_timeout,
+                response_timeout: self.upstream_timeout,
+            },
+            ssl_redirect: !self.no_ssl_redirect,
+            https_redirect_port: self.https_redirect_port,
+            hsts: self.hsts.then_some(Hsts {
+                max_age: self.hsts_max_age,
+                include_subdomains: self.hsts_include_subdomains,
+            }),
         }
     }
 }
@@ -122,7 +146,7 @@ pub struct RunArgs {
     /// Plain HTTP listener.
     #[arg(long, env = "WICKET_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// HTTPS listener.
+    /// HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN).
     #[arg(long, env = "WICKET_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     pub https_addr: SocketAddr,
     /// Admin listener: /healthz, /readyz, /debug/routes.
@@ -139,6 +163,9 @@ pub struct DemoArgs {
     /// Plain HTTP listener of the demo proxy.
     #[arg(long, env = "WICKET_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    /// HTTPS listener of the demo proxy.
+    #[arg(long, env = "WICKET_HTTPS_ADDR", default_value = "127.0.0.1:8443")]
+    pub https_addr: SocketAddr,
     /// Admin listener of the demo proxy.
     #[arg(long, env = "WICKET_ADMIN_ADDR", default_value = "127.0.0.1:10254")]
     pub admin_addr: SocketAddr,
@@ -188,6 +215,45 @@ mod tests {
         assert_eq!(s.controller_name, "wicket.dev/ingress-controller");
         assert!(!s.watch_ingress_without_class && !s.allow_external_name);
         assert_eq!(run.proxy.upstream_timeout, Duration::from_secs(60));
+        let p = run.proxy.settings();
+        assert!(p.ssl_redirect);
+        assert_eq!(p.https_redirect_port, 443);
+        assert_eq!(p.hsts, None);
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "wicket",
+            "run",
+            "--no-ssl-redirect",
+            "--https-redirect-port",
+            "8443",
+            "--hsts",
+            "--hsts-max-age",
+            "600",
+            "--hsts-include-subdomains",
+            "--default-certificate",
+            "infra/wildcard",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        let p = run.proxy.settings();
+        assert!(!p.ssl_redirect);
+        assert_eq!(p.https_redirect_port, 8443);
+        assert_eq!(
+            p.hsts,
+            Some(Hsts {
+                max_age: 600,
+                include_subdomains: true
+            })
+        );
+        assert_eq!(
+            run.controller.settings().default_certificate,
+            Some(Key::new("infra", "wildcard"))
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ use crate::echo::EchoServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
+    #[error("cannot make the demo's certificate: {0}")]
+    Certificate(String),
     #[error("cannot start the demo's echo pods: {0}")]
     Pods(#[source] std::io::Error),
     #[error("cannot write the demo manifests: {0}")]
@@ -74,8 +76,26 @@ async fn start_pods() -> std::io::Result<Vec<Pod>> {
     Ok(pods)
 }
 
+/// The host served over HTTPS in the demo, with a certificate made at start.
+const SECURE_HOST: &str = "secure.localhost";
+
+/// A self-signed certificate and key (PEM) for the demo's HTTPS host.
+fn demo_certificate() -> Result<(String, String), DemoError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| DemoError::Certificate(e.to_string()))?;
+    let params = rcgen::CertificateParams::new(vec![SECURE_HOST.to_owned()])
+        .map_err(|e| DemoError::Certificate(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| DemoError::Certificate(e.to_string()))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines().map(|l| format!("{by}{l}\n")).collect()
+}
+
 /// The example manifests for `pods`.
-fn manifests(pods: &[Pod]) -> String {
+fn manifests(pods: &[Pod], (crt, key): &(String, String)) -> String {
     let mut y = String::from(
         "# wicket demo manifests. Edit and save: the routing table changes live, no reload.\n\
          # See it with: curl 'http://ADMIN/debug/routes?format=text'\n\
@@ -117,19 +137,22 @@ fn manifests(pods: &[Pod]) -> String {
     y.push_str(
         "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: demo\n  namespace: demo\nspec:\n  defaultBackend:\n    service: {name: fallback, port: {number: 80}}\n  rules:\n  - host: web.localhost\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {name: http}}}}\n      - {path: /api, pathType: Prefix, backend: {service: {name: api, port: {number: 8080}}}}\n  - host: \"*.apps.localhost\"\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n  - host: api.localhost\n    http:\n      paths:\n      - {path: /healthz, pathType: Exact, backend: {service: {name: api, port: {name: http}}}}\n      - {path: /v1, pathType: Prefix, backend: {service: {name: api, port: {name: http}}}}\n",
     );
+    let _ = write!(
+        y,
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: secure-tls\n  namespace: demo\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}\
+         ---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: secure\n  namespace: demo\nspec:\n  tls:\n  - hosts: [{SECURE_HOST}]\n    secretName: secure-tls\n  rules:\n  - host: {SECURE_HOST}\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{name: http}}}}}}}}\n",
+        indent(crt, "    "),
+        indent(key, "    ")
+    );
     y
 }
 
-fn instructions(
-    http: SocketAddr,
-    admin: SocketAddr,
-    pods: &[Pod],
-    file: &std::path::Path,
-) -> String {
+fn instructions(running: &app::Running, pods: &[Pod], file: &std::path::Path) -> String {
+    let (http, https, admin) = (running.http_addr, running.https_addr, running.admin_addr);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "wicket demo: proxy on http://{http}, admin on http://{admin}"
+        "wicket demo: proxy on http://{http} and https://{https}, admin on http://{admin}"
     );
     for (service, _) in SERVICES {
         let addrs: Vec<String> = pods
@@ -150,6 +173,7 @@ fn instructions(
         file.display()
     );
     let _ = writeln!(s, "\nTry:");
+    let (port, ip) = (https.port(), https.ip());
     let commands = [
         (
             format!("curl -s -H 'Host: web.localhost' http://{http}/"),
@@ -170,6 +194,14 @@ fn instructions(
         (
             format!("curl -s -H 'Host: nowhere.example' http://{http}/"),
             "no rule matches: the default backend",
+        ),
+        (
+            format!("curl -si -H 'Host: {SECURE_HOST}' http://{http}/"),
+            "a TLS host over plain HTTP: 308 to HTTPS",
+        ),
+        (
+            format!("curl -sk --resolve {SECURE_HOST}:{port}:{ip} https://{SECURE_HOST}:{port}/"),
+            "HTTPS, certificate chosen by SNI (self-signed: -k)",
         ),
         (
             format!("curl -s 'http://{admin}/debug/routes?format=text'"),
@@ -195,18 +227,18 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
         .tempdir()
         .map_err(DemoError::Manifests)?;
     let file: PathBuf = dir.path().join("demo.yaml");
-    std::fs::write(&file, manifests(&pods)).map_err(DemoError::Manifests)?;
+    std::fs::write(&file, manifests(&pods, &demo_certificate()?)).map_err(DemoError::Manifests)?;
 
-    let config = Config {
+    let mut config = Config {
         http_addr: args.http_addr,
+        https_addr: args.https_addr,
         admin_addr: args.admin_addr,
         ..Config::local()
     };
+    // Redirects point at the demo's own HTTPS port.
+    config.proxy.https_redirect_port = 0;
     let running = app::start(config, Source::Manifests(dir.path().to_owned())).await?;
-    print!(
-        "{}",
-        instructions(running.http_addr, running.admin_addr, &pods, &file)
-    );
+    print!("{}", instructions(&running, &pods, &file));
     app::shutdown_signal().await;
     info!("shutting the demo down");
     running.shutdown().await;
@@ -222,7 +254,11 @@ mod tests {
     #[tokio::test]
     async fn the_demo_manifests_parse_without_problems() {
         let pods = start_pods().await.unwrap();
-        let parsed = manifest::parse("demo.yaml", &manifests(&pods), false);
+        let parsed = manifest::parse(
+            "demo.yaml",
+            &manifests(&pods, &demo_certificate().unwrap()),
+            false,
+        );
         assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
         assert!(!parsed.unreadable);
         // IngressClass, 3 Services, their slices, the Ingress.

@@ -47,9 +47,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             let config = app::Config {
                 http_addr: args.http_addr,
+                https_addr: args.https_addr,
                 admin_addr: args.admin_addr,
                 settings: args.controller.settings(),
-                upstream: args.proxy.upstream(),
+                proxy: args.proxy.settings(),
                 max_connections: args.proxy.max_connections,
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::{
-    Backend, DefaultBackend, Destination, Ignored, Problem, Snapshot, Target, VirtualHost,
+    Backend, Certificate, DefaultBackend, Destination, HostMatch, Ignored, Problem, Snapshot,
+    Target, TlsBinding, TlsHost, VirtualHost,
 };
 
 #[derive(Serialize)]
@@ -16,18 +17,68 @@ use crate::model::{
 pub struct RoutesView<'a> {
     generation: u64,
     published_at: Option<String>,
-    hosts: Vec<&'a VirtualHost>,
+    hosts: Vec<HostView<'a>>,
     default_backend: Option<&'a DefaultBackend>,
+    /// Every TLS host, with or without rules.
+    tls_hosts: Vec<&'a TlsHost>,
+    default_certificate: DefaultCertificate<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_handshakes: Option<Handshakes>,
     problems: &'a [Problem],
     ignored_ingresses: &'a [Ignored],
 }
 
+/// A virtual host with the certificate its name gets over HTTPS.
+#[derive(Serialize)]
+struct HostView<'a> {
+    #[serde(flatten)]
+    vhost: &'a VirtualHost,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a TlsHost>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DefaultCertificate<'a> {
+    Secret(&'a Certificate),
+    SelfSigned {
+        #[serde(rename = "selfSigned")]
+        self_signed: bool,
+    },
+}
+
+/// TLS handshakes since start.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Handshakes {
+    pub completed: u64,
+    pub failed: u64,
+}
+
 pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
+    let tls_for = |host: &HostMatch| match host {
+        HostMatch::Exact(name) => snapshot.tls.host(name).filter(|t| t.host == *host),
+        HostMatch::Wildcard(_) => snapshot.tls.hosts().into_iter().find(|t| t.host == *host),
+        HostMatch::Any => None,
+    };
     RoutesView {
         generation: snapshot.generation,
         published_at: snapshot.published_at.map(rfc3339),
-        hosts: snapshot.table.virtual_hosts(),
+        hosts: snapshot
+            .table
+            .virtual_hosts()
+            .into_iter()
+            .map(|vhost| HostView {
+                tls: tls_for(&vhost.host),
+                vhost,
+            })
+            .collect(),
         default_backend: snapshot.table.default_backend(),
+        tls_hosts: snapshot.tls.hosts(),
+        default_certificate: match snapshot.tls.default_certificate() {
+            Some(cert) => DefaultCertificate::Secret(cert),
+            None => DefaultCertificate::SelfSigned { self_signed: true },
+        },
+        tls_handshakes: None,
         problems: &snapshot.problems,
         ignored_ingresses: &snapshot.ignored,
     }
@@ -37,8 +88,10 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-pub fn to_json(snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(&view(snapshot)).unwrap_or_default();
+pub fn to_json(snapshot: &Snapshot, handshakes: Option<Handshakes>) -> Vec<u8> {
+    let mut view = view(snapshot);
+    view.tls_handshakes = handshakes;
+    let mut out = serde_json::to_vec_pretty(&view).unwrap_or_default();
     out.push(b'\n');
     out
 }
@@ -160,6 +213,23 @@ pub fn to_text(snapshot: &Snapshot) -> String {
         }
     }
 
+    let tls_hosts = snapshot.tls.hosts();
+    if !tls_hosts.is_empty() {
+        let _ = writeln!(out, "\nTLS hosts ({}):", tls_hosts.len());
+        for t in tls_hosts {
+            let served = match &t.binding {
+                TlsBinding::Secret(cert) => format!(
+                    "Secret {}/{} ({}; until {})",
+                    cert.secret.namespace.as_deref().unwrap_or(""),
+                    cert.secret.name,
+                    cert.names.join(", "),
+                    humantime::format_rfc3339_seconds(cert.not_after)
+                ),
+                TlsBinding::Default(why) => format!("default certificate: {why}"),
+            };
+            let _ = writeln!(out, "  {}  {served}", t.host);
+        }
+    }
     if !snapshot.problems.is_empty() {
         let _ = writeln!(out, "\nProblems ({}):", snapshot.problems.len());
         for p in &snapshot.problems {

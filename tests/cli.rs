@@ -213,6 +213,7 @@ fn run_takes_its_flags_from_wicket_environment_variables_and_stops_on_sigterm() 
         .env("WICKET_MANIFESTS", dir.path())
         .env("WICKET_HTTP_ADDR", "127.0.0.1:0")
         .env("WICKET_ADMIN_ADDR", "127.0.0.1:0")
+        .env("WICKET_HTTPS_ADDR", "127.0.0.1:0")
         .env("WICKET_LOG_FORMAT", "json")
         .env("WICKET_WATCH_INGRESS_WITHOUT_CLASS", "true")
         .stdout(Stdio::piped())
@@ -224,9 +225,15 @@ fn run_takes_its_flags_from_wicket_environment_variables_and_stops_on_sigterm() 
     let fields: serde_json::Value = serde_json::from_str(&listening).expect("JSON log line");
     let admin = fields["admin"].as_str().unwrap().to_owned();
     let http = fields["http"].as_str().unwrap().to_owned();
-    lines.until("the first publish", |l| {
-        l.contains("routing table published")
-    });
+    let deadline = Instant::now() + DEADLINE;
+    while !Command::new("curl")
+        .args(["-sf", &format!("http://{admin}/readyz")])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(curl(&[&format!("http://{admin}/readyz")]), "ready\n");
     // The Ingress in GOOD names a class; one without a class is served because of the env var.
     let classless = GOOD
@@ -261,6 +268,8 @@ fn demo_answers_the_commands_it_prints_and_exits_on_ctrl_c() {
         .args([
             "demo",
             "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
             "127.0.0.1:0",
             "--admin-addr",
             "127.0.0.1:0",

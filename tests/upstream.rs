@@ -107,7 +107,7 @@ async fn one_pod_world(addr: SocketAddr, config: Config) -> Wicket {
 async fn a_pod_that_never_answers_gives_504_after_the_upstream_timeout() {
     let addr = misbehaving_pod("silent").await;
     let mut config = Config::local();
-    config.upstream.response_timeout = Duration::from_millis(300);
+    config.proxy.upstream.response_timeout = Duration::from_millis(300);
     let w = one_pod_world(addr, config).await;
     let reply = w.get("a.test", "/").await;
     assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);

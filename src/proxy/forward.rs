@@ -1,24 +1,36 @@
-//! Forwarding to the pod: one pooled keep-alive hyper-util client shared by every worker,
+//! Forwarding to the pod: pooled keep-alive hyper-util clients shared by every worker — one
+//! per upstream protocol (HTTP/1.1, HTTP/2 cleartext, HTTP/1.1 over TLS, HTTP/2 over TLS) —
 //! a connect timeout, a response-head timeout, and a retry on another endpoint when the
 //! connection could not be made (nothing was sent, so any method is safe to retry).
+//!
+//! TLS to pods does not verify the pod's certificate: pod certificates are rarely issued
+//! for pod IP addresses. The handshake itself is still checked (the server must hold the
+//! key of the certificate it presents).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, Error as ClientError};
+use hyper_util::client::legacy::{Builder, Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tracing::debug;
 
 use super::balance::Balancer;
 use super::body::UpstreamBody;
 use super::error::ProxyError;
-use crate::model::{Backend, Destination};
+use crate::model::{Backend, Destination, UpstreamProtocol};
 
 /// Endpoints tried for one request before giving up.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -47,7 +59,10 @@ impl Default for UpstreamSettings {
 }
 
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
+    http1: Client<HttpConnector, UpstreamBody>,
+    h2c: Client<HttpConnector, UpstreamBody>,
+    https: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    h2: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     response_timeout: Duration,
 }
 
@@ -69,27 +84,75 @@ pub struct Upstreamed {
 
 impl Forwarder {
     pub fn new(settings: &UpstreamSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_keepalive(Some(TCP_KEEPALIVE));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            // The client's Host header is the one to send, never the pod address.
-            .set_host(false)
-            .build(connector);
+        let connector = |enforce_http: bool| {
+            let mut c = HttpConnector::new();
+            c.set_nodelay(true);
+            c.set_connect_timeout(Some(settings.connect_timeout));
+            c.set_keepalive(Some(TCP_KEEPALIVE));
+            c.enforce_http(enforce_http);
+            c
+        };
+        let builder = |http2: bool| -> Builder {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                // The client's Host header is the one to send, never the pod address.
+                .set_host(false)
+                .http2_only(http2);
+            b
+        };
+        let tls = || {
+            ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PodCertificates::new()))
+                    .with_no_client_auth()
+            })
+        };
+        let https_connector = |http2: bool| -> HttpsConnector<HttpConnector> {
+            let config = match tls() {
+                Ok(config) => config,
+                // The default provider always supports the default versions.
+                Err(_) => ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(PodCertificates::new()))
+                    .with_no_client_auth(),
+            };
+            let b = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only();
+            if http2 {
+                b.enable_http2().wrap_connector(connector(false))
+            } else {
+                b.enable_http1().wrap_connector(connector(false))
+            }
+        };
         Self {
-            client,
+            http1: builder(false).build(connector(true)),
+            h2c: builder(true).build(connector(true)),
+            https: builder(false).build(https_connector(false)),
+            h2: builder(true).build(https_connector(true)),
             response_timeout: settings.response_timeout,
         }
     }
 
-    async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+    async fn send(
+        &self,
+        protocol: UpstreamProtocol,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let response = match protocol {
+            UpstreamProtocol::Http1 => self.http1.request(req),
+            UpstreamProtocol::H2c => self.h2c.request(req),
+            UpstreamProtocol::Https => self.https.request(req),
+            UpstreamProtocol::H2 => self.h2.request(req),
+        };
+        match tokio::time::timeout(self.response_timeout, response).await {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) if error.is_connect() => {
@@ -106,10 +169,18 @@ impl Forwarder {
         &self,
         balancer: &Balancer,
         backend: &Backend,
+        protocol: UpstreamProtocol,
         client_ip: IpAddr,
         mut parts: Parts,
         body: Incoming,
     ) -> Result<Upstreamed, ProxyError> {
+        let (scheme, version) = match protocol {
+            UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
+            UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
+            UpstreamProtocol::Https => (Scheme::HTTPS, Version::HTTP_11),
+            UpstreamProtocol::H2 => (Scheme::HTTPS, Version::HTTP_2),
+        };
+        parts.version = version;
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -141,7 +212,7 @@ impl Forwarder {
             let last = attempts >= possible;
 
             let mut uri = Uri::builder()
-                .scheme(Scheme::HTTP)
+                .scheme(scheme.clone())
                 .authority(authority.clone())
                 .path_and_query(path_and_query.clone())
                 .build()
@@ -161,7 +232,10 @@ impl Forwarder {
                 _ => (UpstreamBody::empty(), None),
             };
 
-            match self.send(Request::from_parts(head, upstream_body)).await {
+            match self
+                .send(protocol, Request::from_parts(head, upstream_body))
+                .await
+            {
                 Ok(response) => return Ok(Upstreamed { response, endpoint }),
                 Err(SendError::Timeout) => {
                     return Err(ProxyError::Timeout {
@@ -198,6 +272,62 @@ impl Forwarder {
                 }
             }
         }
+    }
+}
+
+/// Accepts the pod's certificate without checking its names or issuer, but checks that
+/// the pod holds its key (the handshake signature).
+#[derive(Debug)]
+struct PodCertificates(Arc<CryptoProvider>);
+
+impl PodCertificates {
+    fn new() -> Self {
+        Self(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+}
+
+impl ServerCertVerifier for PodCertificates {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

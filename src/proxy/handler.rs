@@ -1,4 +1,5 @@
-//! One request, top to bottom: load the snapshot, route, rewrite, forward, answer.
+//! One request, top to bottom: load the snapshot, route, redirect to HTTPS if asked,
+//! rewrite, forward, answer.
 //!
 //! `handle` is the infallible outer function that turns every error into its response and
 //! logs the outcome; `proxy` is the inner one that uses `?`. The snapshot is loaded once
@@ -9,8 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, HOST};
-use http::{Extensions, Method, Request, Response, StatusCode, Version};
+use http::header::{
+    HeaderValue, CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY, TE,
+};
+use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
@@ -22,7 +25,11 @@ use super::forward::{Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded};
 use super::route;
 use crate::controller::publish::SharedSnapshot;
-use crate::model::{Lookup, Target};
+use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
+
+/// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
+/// never redirected, as in ingress-nginx.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// What the handler knows about the downstream connection.
 #[derive(Clone, Copy, Debug)]
@@ -32,22 +39,75 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
+/// `Strict-Transport-Security` for HTTPS responses of TLS hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hsts {
+    pub max_age: u64,
+    pub include_subdomains: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub upstream: UpstreamSettings,
+    /// Redirect plain-HTTP requests for TLS hosts to HTTPS (an Ingress can opt out).
+    pub ssl_redirect: bool,
+    /// The public HTTPS port put in redirects; 443 is left out of the URL.
+    pub https_redirect_port: u16,
+    pub hsts: Option<Hsts>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            upstream: UpstreamSettings::default(),
+            ssl_redirect: true,
+            https_redirect_port: 443,
+            hsts: None,
+        }
+    }
+}
+
 pub struct Proxy {
     snapshot: SharedSnapshot,
     balancer: Arc<Balancer>,
     forwarder: Forwarder,
+    ssl_redirect: bool,
+    https_redirect_port: u16,
+    hsts: Option<HeaderValue>,
+}
+
+/// What the routing step decided, taken out of the snapshot before any `.await`.
+enum Decision {
+    Forward {
+        backend: Arc<Backend>,
+        protocol: UpstreamProtocol,
+        hsts: Option<HeaderValue>,
+    },
+    /// Answer without forwarding (the redirect to HTTPS).
+    Respond(Response<ProxyBody>),
 }
 
 impl Proxy {
     pub fn new(
         snapshot: SharedSnapshot,
         balancer: Arc<Balancer>,
-        upstream: &UpstreamSettings,
+        settings: &ProxySettings,
     ) -> Self {
+        let hsts = settings.hsts.map(|h| {
+            let value = if h.include_subdomains {
+                format!("max-age={}; includeSubDomains", h.max_age)
+            } else {
+                format!("max-age={}", h.max_age)
+            };
+            HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
+        });
         Self {
             snapshot,
             balancer,
-            forwarder: Forwarder::new(upstream),
+            forwarder: Forwarder::new(&settings.upstream),
+            ssl_redirect: settings.ssl_redirect,
+            https_redirect_port: settings.https_redirect_port,
+            hsts,
         }
     }
 
@@ -75,6 +135,53 @@ impl Proxy {
         }
     }
 
+    /// Looks the request up in the current snapshot: a route (with what it needs from the
+    /// snapshot), a redirect to HTTPS, or an error.
+    fn route<B>(&self, conn: ConnInfo, req: &Request<B>) -> Result<Decision, ProxyError> {
+        let snapshot = self.snapshot.load();
+        if !snapshot.is_ready() {
+            return Err(ProxyError::NotReady);
+        }
+        let host = route::request_host(req)?;
+        let path = req.uri().path();
+        route::check_path(path)?;
+        let lookup = snapshot.table.lookup(&host, path);
+        let tls_host = snapshot.tls.host(&host);
+        if let (Some(tls_host), false, true) = (tls_host, conn.tls, self.ssl_redirect) {
+            // The matched route's Ingress decides; without a route, the Ingress that lists
+            // the TLS host does.
+            let allowed = match &lookup {
+                Lookup::Route { route, .. } => route.ssl_redirect,
+                _ => tls_host.redirect,
+            };
+            if allowed && !path.starts_with(ACME_CHALLENGE_PREFIX) {
+                return Ok(Decision::Respond(redirect(
+                    &host,
+                    req.uri(),
+                    self.https_redirect_port,
+                )));
+            }
+        }
+        let (target, protocol) = match lookup {
+            Lookup::Route { route, .. } => (&route.target, route.protocol),
+            Lookup::Default { backend, .. } => (&backend.target, backend.protocol),
+            Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
+        };
+        let backend = match target {
+            Target::Backend(backend) => backend.clone(),
+            Target::Unavailable(why) => return Err(ProxyError::BackendUnavailable(why.clone())),
+        };
+        Ok(Decision::Forward {
+            protocol: protocol.unwrap_or(backend.protocol),
+            backend,
+            hsts: if conn.tls && tls_host.is_some() {
+                self.hsts.clone()
+            } else {
+                None
+            },
+        })
+    }
+
     async fn proxy(
         &self,
         conn: ConnInfo,
@@ -83,29 +190,26 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
-        let backend = {
-            let snapshot = self.snapshot.load();
-            if !snapshot.is_ready() {
-                return Err(ProxyError::NotReady);
-            }
-            let host = route::request_host(&req)?;
-            let path = req.uri().path();
-            route::check_path(path)?;
-            let target = match snapshot.table.lookup(&host, path) {
-                Lookup::Route { route, .. } => &route.target,
-                Lookup::Default { backend, .. } => &backend.target,
-                Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
-            };
-            match target {
-                Target::Backend(backend) => backend.clone(),
-                Target::Unavailable(why) => {
-                    return Err(ProxyError::BackendUnavailable(why.clone()))
-                }
-            }
+        let (backend, protocol, hsts) = match self.route(conn, &req)? {
+            Decision::Forward {
+                backend,
+                protocol,
+                hsts,
+            } => (backend, protocol, hsts),
+            Decision::Respond(response) => return Ok(response),
         };
+        let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
-        let upgrade =
-            req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+        let upgrade = req.version() == Version::HTTP_11
+            && !h2_upstream
+            && headers::is_upgrade_request(req.headers());
+        // gRPC needs `te: trailers` end to end; it is the one TE value HTTP/2 allows.
+        let te_trailers = h2_upstream
+            && req
+                .headers()
+                .get_all(TE)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let forwarded_host = match req.uri().authority() {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
@@ -115,8 +219,10 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
         headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-        if downstream_version == Version::HTTP_2 {
+        if downstream_version == Version::HTTP_2 && !h2_upstream {
             headers::join_cookies(&mut parts.headers);
+        }
+        if downstream_version == Version::HTTP_2 {
             headers::ensure_host(
                 &mut parts.headers,
                 parts.uri.authority().map(|a| a.as_str()),
@@ -131,12 +237,23 @@ impl Proxy {
                 host: forwarded_host.as_ref().and_then(|h| h.to_str().ok()),
             },
         );
-        parts.version = Version::HTTP_11;
+        if te_trailers {
+            parts
+                .headers
+                .insert(TE, HeaderValue::from_static("trailers"));
+        }
         parts.extensions = Extensions::new();
 
         let upstreamed = self
             .forwarder
-            .forward(&self.balancer, &backend, conn.peer.ip(), parts, body)
+            .forward(
+                &self.balancer,
+                &backend,
+                protocol,
+                conn.peer.ip(),
+                parts,
+                body,
+            )
             .await?;
         let mut response = upstreamed.response;
 
@@ -160,6 +277,33 @@ impl Proxy {
         }
         let (mut head, body) = response.into_parts();
         headers::prepare_response(&mut head.headers, switching);
+        if let Some(hsts) = hsts {
+            head.headers
+                .entry(STRICT_TRANSPORT_SECURITY)
+                .or_insert(hsts);
+        }
         Ok(Response::from_parts(head, ProxyBody::Upstream(body)))
     }
+}
+
+/// 308 to the same host, path and query over HTTPS.
+fn redirect(host: &str, uri: &Uri, port: u16) -> Response<ProxyBody> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let mut response = Response::new(ProxyBody::full("308 permanent redirect to HTTPS\n"));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::try_from(location) {
+        headers.insert(LOCATION, location);
+    }
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(SERVER, HeaderValue::from_static("wicket"));
+    response
 }

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::body::ProxyBody;
 use super::handler::ConnInfo;
 use super::serve::Server;
+use super::tls::Terminator;
 
 /// First and longest pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -27,9 +28,11 @@ pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> 
     })
 }
 
-/// Accepts plain TCP connections until `shutdown` turns true, then drains for `drain`.
+/// Accepts connections (terminating TLS when `tls` is set) until `shutdown` turns true,
+/// then drains for `drain`.
 pub async fn run<H, Fut>(
     listener: TcpListener,
+    tls: Option<Arc<Terminator>>,
     handler: H,
     max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
@@ -70,9 +73,22 @@ pub async fn run<H, Fut>(
         let conn = ConnInfo {
             peer,
             local: stream.local_addr().ok().or(local).unwrap_or(peer),
-            tls: false,
+            tls: tls.is_some(),
         };
-        server.serve(stream, conn, handler.clone(), Some(permit));
+        let slot = server.slot();
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => slot.serve(stream, conn, handler).await,
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, peer).await {
+                        slot.serve(stream, conn, handler).await;
+                    }
+                }
+            }
+            drop(permit);
+        });
     }
     drop(listener);
     if let Some(addr) = local {

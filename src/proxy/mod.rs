@@ -13,9 +13,10 @@ pub mod headers;
 pub mod listen;
 pub mod route;
 pub mod serve;
+pub mod tls;
 
 pub use balance::Balancer;
 pub use body::ProxyBody;
 pub use error::ProxyError;
 pub use forward::UpstreamSettings;
-pub use handler::{ConnInfo, Proxy};
+pub use handler::{ConnInfo, Hsts, Proxy, ProxySettings};

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,9 +12,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
 use super::body::ProxyBody;
@@ -32,7 +32,7 @@ const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Server {
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: GracefulShutdown,
 }
 
@@ -40,6 +40,13 @@ impl Default for Server {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// What a connection task needs to serve one connection: the builder and a handle that
+/// puts the connection under graceful shutdown.
+pub struct Slot {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
 }
 
 impl Server {
@@ -59,19 +66,32 @@ impl Server {
             .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
             .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
         Self {
-            builder,
+            builder: Arc::new(builder),
             graceful: GracefulShutdown::new(),
         }
     }
 
-    /// Serves one connection on its own task; `permit` is held until it closes.
-    pub fn serve<IO, H, Fut>(
-        &self,
-        io: IO,
-        conn: ConnInfo,
-        handler: H,
-        permit: Option<OwnedSemaphorePermit>,
-    ) where
+    /// A slot for one new connection (taken in the accept loop, used in its task).
+    pub fn slot(&self) -> Slot {
+        Slot {
+            builder: self.builder.clone(),
+            watcher: self.graceful.watcher(),
+        }
+    }
+
+    /// Asks every connection to finish its requests and close; waits at most `timeout`.
+    /// Returns whether all connections closed in time.
+    pub async fn drain(self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.graceful.shutdown())
+            .await
+            .is_ok()
+    }
+}
+
+impl Slot {
+    /// Serves one connection until it closes (HTTP/1.1 or HTTP/2, by its preface).
+    pub async fn serve<IO, H, Fut>(self, io: IO, conn: ConnInfo, handler: H)
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -84,20 +104,8 @@ impl Server {
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
-        let connection = self.graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(peer = %conn.peer, %error, "connection ended with an error");
-            }
-            drop(permit);
-        });
-    }
-
-    /// Asks every connection to finish its requests and close; waits at most `timeout`.
-    /// Returns whether all connections closed in time.
-    pub async fn drain(self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.graceful.shutdown())
-            .await
-            .is_ok()
+        if let Err(error) = self.watcher.watch(connection).await {
+            debug!(peer = %conn.peer, %error, "connection ended with an error");
+        }
     }
 }

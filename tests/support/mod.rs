@@ -289,3 +289,139 @@ impl Wicket {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// A certificate made at test time: PEM for Secrets, DER to compare with what is served.
+pub struct TestCert {
+    pub pem: String,
+    pub key_pem: String,
+    pub der: rustls::pki_types::CertificateDer<'static>,
+    pub key_der: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+pub fn test_cert(names: &[&str]) -> TestCert {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    TestCert {
+        pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
+/// A kubernetes.io/tls Secret holding `cert`.
+pub fn tls_secret(name: &str, cert: &TestCert) -> String {
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.pem),
+        indent(&cert.key_pem)
+    )
+}
+
+/// Accepts any server certificate: the tests look at which one was served.
+#[derive(Debug)]
+struct AcceptAny(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub type TlsClientStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection to `addr` with `sni` (None: no SNI is sent) offering `alpn`.
+pub async fn tls_connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsClientStream {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = match sni {
+        Some(name) => rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+        // An IP address as the name: rustls then sends no SNI.
+        None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+/// The certificate the server presented.
+pub fn served(stream: &TlsClientStream) -> rustls::pki_types::CertificateDer<'static> {
+    stream.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+/// HTTP/1.1 over an established stream; `send` keeps the connection for more requests.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl H1 {
+    pub async fn over<IO>(io: IO) -> H1
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        H1 { sender }
+    }
+
+    pub async fn get(&mut self, host: &str, path: &str) -> Reply {
+        self.sender.ready().await.unwrap();
+        let req = Request::get(path)
+            .header("host", host)
+            .body(Full::default())
+            .unwrap();
+        let response = self.sender.send_request(req).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+}

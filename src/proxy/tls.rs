@@ -1,0 +1,153 @@
+//! TLS termination: rustls, with the certificate for each handshake chosen by SNI from
+//! the snapshot current at that moment (exact host, wildcard host, default certificate,
+//! self-signed fallback). A rotated Secret is served from the next handshake on; open
+//! connections keep the certificate they were made with.
+//!
+//! The ClientHello is read first (`LazyConfigAcceptor`) so a failed handshake can be logged
+//! with the name the client asked for.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+use tracing::info;
+
+use crate::controller::publish::SharedSnapshot;
+
+/// A client has this long to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS sessions kept for resumption by session ID / stateful tickets.
+const SESSION_CACHE_SIZE: usize = 8192;
+/// Common name of the certificate made at start-up when none is configured.
+pub const SELF_SIGNED_NAME: &str = "wicket default certificate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot make the self-signed default certificate: {0}")]
+    SelfSigned(String),
+    #[error("cannot set up TLS: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Handshakes since start, for `/debug/routes` (and metrics later).
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    pub handshakes: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// Picks the certificate for a ClientHello from the current snapshot.
+#[derive(Debug)]
+struct SnapshotResolver {
+    snapshot: SharedSnapshot,
+    fallback: Arc<CertifiedKey>,
+}
+
+/// `Foo.Example.COM.` → `foo.example.com`, borrowing when nothing changes.
+fn normalize_sni(name: &str) -> Cow<'_, str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+impl ResolvesServerCert for SnapshotResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = hello.server_name().map(normalize_sni);
+        let snapshot = self.snapshot.load();
+        Some(match snapshot.tls.certificate_for(sni.as_deref()) {
+            Some(cert) => cert.key.clone(),
+            None => self.fallback.clone(),
+        })
+    }
+}
+
+/// A certificate made at start-up (ECDSA P-256), for when no default is configured.
+pub fn self_signed() -> Result<Arc<CertifiedKey>, TlsError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(vec!["wicket.invalid".to_owned()])
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, SELF_SIGNED_NAME);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &provider)?;
+    Ok(Arc::new(certified))
+}
+
+/// Terminates TLS on accepted connections.
+pub struct Terminator {
+    config: Arc<ServerConfig>,
+    stats: Arc<TlsStats>,
+}
+
+impl Terminator {
+    /// TLS 1.3 and 1.2, ALPN `h2` then `http/1.1`, resumption by tickets and by cache.
+    pub fn new(
+        snapshot: SharedSnapshot,
+        fallback: Arc<CertifiedKey>,
+        stats: Arc<TlsStats>,
+    ) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SnapshotResolver { snapshot, fallback }));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        Ok(Self {
+            config: Arc::new(config),
+            stats,
+        })
+    }
+
+    /// Completes the handshake, or logs why it failed (peer, SNI, reason) and counts it.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<TlsStream<TcpStream>> {
+        let handshake = async {
+            let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                .await
+                .map_err(|e| (None, e.to_string()))?;
+            let sni = start.client_hello().server_name().map(str::to_owned);
+            match start.into_stream(self.config.clone()).await {
+                Ok(stream) => Ok(stream),
+                Err(e) => Err((sni, e.to_string())),
+            }
+        };
+        let outcome = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err((
+                None,
+                format!("no complete handshake within {HANDSHAKE_TIMEOUT:?}"),
+            )),
+        };
+        match outcome {
+            Ok(stream) => {
+                self.stats.handshakes.fetch_add(1, Ordering::Relaxed);
+                Some(stream)
+            }
+            Err((sni, reason)) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                info!(%peer, sni = sni.as_deref().unwrap_or(""), %reason, "tls handshake failed");
+                None
+            }
+        }
+    }
+}
