@@ -29,6 +29,15 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Threads serving traffic; 0 = the CPUs this process may use (affinity and cgroup
+    /// quota). With 1, a single-threaded runtime is used, which is faster on one CPU.
+    #[arg(
+        long,
+        global = true,
+        env = "WICKET_WORKER_THREADS",
+        default_value_t = 0
+    )]
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Subcommand)]

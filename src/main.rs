@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         eprintln!("wicket: {e}");
         return ExitCode::from(2);
     }
-    match run(cli.command) {
+    match run(cli.command, cli.worker_threads) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("wicket: {e:#}");
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => {
             let checked = check::check(&args.dir, &args.controller.settings(), args.json)?;
@@ -35,7 +35,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Demo(args) => {
-            runtime()?.block_on(demo::run(&args))?;
+            runtime(workers)?.block_on(demo::run(&args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
@@ -55,14 +55,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,
             };
-            runtime()?.block_on(app::run(config, app::Source::Manifests(dir)))?;
+            runtime(workers)?.block_on(app::run(config, app::Source::Manifests(dir)))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// One worker: a single-threaded runtime (no work-stealing machinery to pay for on one
+/// CPU). More: the multi-threaded one with that many workers.
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -211,12 +211,14 @@ impl Forwarder {
             attempts += 1;
             let last = attempts >= possible;
 
-            let mut uri = Uri::builder()
-                .scheme(scheme.clone())
-                .authority(authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build()
-                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
+            let mut uri = {
+                let mut target = http::uri::Parts::default();
+                target.scheme = Some(scheme.clone());
+                target.authority = Some(authority.clone());
+                target.path_and_query = Some(path_and_query.clone());
+                Uri::from_parts(target)
+                    .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?
+            };
             // Clone the request head only when another attempt could follow.
             let mut head = if last {
                 std::mem::replace(&mut parts, empty_parts())

@@ -31,12 +31,29 @@ use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
 /// never redirected, as in ingress-nginx.
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// What the handler knows about the downstream connection.
-#[derive(Clone, Copy, Debug)]
+/// What the handler knows about the downstream connection, with the forwarding header
+/// values that depend on it made once per connection rather than once per request.
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub tls: bool,
+    /// The client address as header text (X-Real-IP, X-Forwarded-For).
+    pub client: HeaderValue,
+    /// The port the client connected to (X-Forwarded-Port).
+    pub port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        Self {
+            peer,
+            local,
+            tls,
+            client: headers::ip_value(peer.ip()),
+            port: HeaderValue::from(local.port()),
+        }
+    }
 }
 
 /// `Strict-Transport-Security` for HTTPS responses of TLS hosts.
@@ -116,19 +133,20 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
+        let peer = conn.peer;
         match self.proxy(conn, req).await {
             Ok(response) => {
-                debug!(peer = %conn.peer, %method, %uri, status = response.status().as_u16(),
+                debug!(%peer, %method, %uri, status = response.status().as_u16(),
                     elapsed_us = started.elapsed().as_micros() as u64, "proxied");
                 response
             }
             Err(error) => {
                 let status = error.status();
                 if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-                    warn!(peer = %conn.peer, %method, %uri, status = status.as_u16(), error = %error,
+                    warn!(%peer, %method, %uri, status = status.as_u16(), error = %error,
                         source = ?std::error::Error::source(&error), "request failed");
                 } else {
-                    debug!(peer = %conn.peer, %method, %uri, status = status.as_u16(), error = %error, "request refused");
+                    debug!(%peer, %method, %uri, status = status.as_u16(), error = %error, "request refused");
                 }
                 error.into_response()
             }
@@ -137,7 +155,7 @@ impl Proxy {
 
     /// Looks the request up in the current snapshot: a route (with what it needs from the
     /// snapshot), a redirect to HTTPS, or an error.
-    fn route<B>(&self, conn: ConnInfo, req: &Request<B>) -> Result<Decision, ProxyError> {
+    fn route<B>(&self, conn: &ConnInfo, req: &Request<B>) -> Result<Decision, ProxyError> {
         let snapshot = self.snapshot.load();
         if !snapshot.is_ready() {
             return Err(ProxyError::NotReady);
@@ -190,7 +208,7 @@ impl Proxy {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
-        let (backend, protocol, hsts) = match self.route(conn, &req)? {
+        let (backend, protocol, hsts) = match self.route(&conn, &req)? {
             Decision::Forward {
                 backend,
                 protocol,
@@ -230,11 +248,11 @@ impl Proxy {
         }
         headers::set_forwarded(
             &mut parts.headers,
-            &Forwarded {
-                client_ip: conn.peer.ip(),
+            Forwarded {
+                client: &conn.client,
                 proto: if conn.tls { "https" } else { "http" },
-                port: conn.local.port(),
-                host: forwarded_host.as_ref().and_then(|h| h.to_str().ok()),
+                port: &conn.port,
+                host: forwarded_host,
             },
         );
         if te_trailers {

@@ -38,62 +38,132 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// Hop-by-hop headers found in one pass over a header map.
+#[derive(Default)]
+struct HopByHop {
+    connection: bool,
+    keep_alive: bool,
+    te: bool,
+    trailer: bool,
+    transfer_encoding: bool,
+    upgrade: bool,
+    /// `Proxy-*` and `Proxy` (httpoxy).
+    proxy: bool,
+}
+
+impl HopByHop {
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut found = Self::default();
+        for name in headers.keys() {
+            if name == CONNECTION {
+                found.connection = true;
+            } else if name == TE {
+                found.te = true;
+            } else if name == TRAILER {
+                found.trailer = true;
+            } else if name == TRANSFER_ENCODING {
+                found.transfer_encoding = true;
+            } else if name == UPGRADE {
+                found.upgrade = true;
+            } else if name == KEEP_ALIVE {
+                found.keep_alive = true;
+            } else if name.as_str().starts_with("proxy") {
+                found.proxy |= name.as_str() == "proxy" || name.as_str().starts_with("proxy-");
+            }
+        }
+        found
+    }
+}
+
 /// Removes hop-by-hop headers. With `upgrade`, `Upgrade` and `Connection: upgrade` stay.
+///
+/// One pass over the names finds which are present; only those are removed. Most messages
+/// have none, or only `Connection: keep-alive`, so this allocates nothing then.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    if headers.contains_key(CONNECTION) {
-        // Headers named in Connection are hop-by-hop too.
+    let found = HopByHop::scan(headers);
+    // `Connection: keep-alive` (or `close`) alone names no further header: the usual case
+    // for responses, decided without tokenising.
+    let plain_connection = found.connection
+        && headers.get_all(CONNECTION).iter().all(|v| {
+            let v = v.as_bytes();
+            v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+        });
+    if plain_connection {
+        headers.remove(CONNECTION);
+    } else if found.connection {
+        // Headers named in Connection are hop-by-hop too; `keep-alive`, `close` and
+        // `upgrade` are the usual tokens and name nothing removed below anyway.
         let named: Vec<HeaderName> = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|name| !(upgrade && name == UPGRADE))
+            .map(str::trim)
+            .filter(|t| {
+                !t.eq_ignore_ascii_case("keep-alive")
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
-            headers.remove(&name);
+            headers.remove(name);
         }
         headers.remove(CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(TE);
-    headers.remove(TRAILER);
-    headers.remove(TRANSFER_ENCODING);
-    // Proxy-Connection, Proxy-Authorization, and `Proxy` (httpoxy). Collecting an empty
-    // iterator does not allocate.
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str() == "proxy" || k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
+    if found.keep_alive {
+        headers.remove(&KEEP_ALIVE);
+    }
+    if found.te {
+        headers.remove(TE);
+    }
+    if found.trailer {
+        headers.remove(TRAILER);
+    }
+    if found.transfer_encoding {
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if found.upgrade && !upgrade {
+        headers.remove(UPGRADE);
+    }
+    if found.proxy {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str() == "proxy" || k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for name in proxy {
+            headers.remove(name);
+        }
     }
     if upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
 }
 
 /// What the `X-Forwarded-*` headers say about the downstream connection.
 pub struct Forwarded<'a> {
-    pub client_ip: IpAddr,
+    /// The client address as text ([`ip_value`]).
+    pub client: &'a HeaderValue,
     pub proto: &'static str,
     /// The port the client connected to.
-    pub port: u16,
+    pub port: &'a HeaderValue,
     /// The request's host as the client sent it (Host header or `:authority`).
-    pub host: Option<&'a str>,
+    pub host: Option<HeaderValue>,
+}
+
+/// An IP address as a header value (made once per connection).
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    let mut text = String::with_capacity(46);
+    let _ = write!(text, "{ip}");
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Sets the forwarding headers; returns the request id used.
-pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValue {
-    // One allocation for the client address, shared by X-Real-IP and (usually) XFF.
-    let mut text = String::with_capacity(46);
-    let _ = write!(text, "{}", fwd.client_ip);
-    let ip = HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-
+pub fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) -> HeaderValue {
+    // Room for the six headers below, so the map does not grow (and rehash) one at a time.
+    headers.reserve(6);
     // X-Forwarded-For: append the client to whatever chain came in, as one header.
     let xff = if headers.contains_key(&X_FORWARDED_FOR) {
         let mut chain = String::new();
@@ -103,19 +173,19 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarded<'_>) -> HeaderValu
                 chain.push_str(", ");
             }
         }
-        chain.push_str(ip.to_str().unwrap_or_default());
-        HeaderValue::try_from(chain).unwrap_or_else(|_| ip.clone())
+        chain.push_str(fwd.client.to_str().unwrap_or_default());
+        HeaderValue::try_from(chain).unwrap_or_else(|_| fwd.client.clone())
     } else {
-        ip.clone()
+        fwd.client.clone()
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(X_REAL_IP.clone(), ip);
+    headers.insert(X_REAL_IP.clone(), fwd.client.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(fwd.proto),
     );
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(fwd.port));
-    match fwd.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
+    match fwd.host {
         Some(host) => {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
@@ -144,8 +214,14 @@ fn valid_request_id(id: &[u8]) -> bool {
 
 /// 128 random bits as 32 hex digits (fastrand: no syscall per request).
 fn new_request_id() -> HeaderValue {
-    let id = format!("{:032x}", fastrand::u128(..));
-    HeaderValue::try_from(id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 wants one, joined with "; "
@@ -243,13 +319,15 @@ mod tests {
             ("x-forwarded-host", "spoofed"),
             ("x-real-ip", "1.1.1.1"),
         ]);
+        let client = ip_value("192.0.2.9".parse().unwrap());
+        let port = HeaderValue::from(8080u16);
         set_forwarded(
             &mut h,
-            &Forwarded {
-                client_ip: "192.0.2.9".parse().unwrap(),
+            Forwarded {
+                client: &client,
                 proto: "http",
-                port: 8080,
-                host: Some("shop.example.com"),
+                port: &port,
+                host: Some(HeaderValue::from_static("shop.example.com")),
             },
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.1.1, 192.0.2.9");
@@ -262,22 +340,25 @@ mod tests {
 
     #[test]
     fn a_valid_request_id_is_kept_and_a_bad_one_replaced() {
-        let fwd = Forwarded {
-            client_ip: "::1".parse().unwrap(),
+        let client = ip_value("::1".parse().unwrap());
+        let port = HeaderValue::from(80u16);
+        let fwd = || Forwarded {
+            client: &client,
             proto: "http",
-            port: 80,
+            port: &port,
             host: None,
         };
         let mut h = map(&[("x-request-id", "abc-123")]);
-        assert_eq!(set_forwarded(&mut h, &fwd), "abc-123");
+        assert_eq!(set_forwarded(&mut h, fwd()), "abc-123");
         let mut h = map(&[("x-request-id", &"x".repeat(500))]);
-        let id = set_forwarded(&mut h, &fwd);
+        let id = set_forwarded(&mut h, fwd());
         assert_eq!(id.len(), 32);
         assert_eq!(h["x-request-id"], id);
+        assert!(id.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
         let mut h = HeaderMap::new();
-        let a = set_forwarded(&mut h, &fwd);
+        let a = set_forwarded(&mut h, fwd());
         let mut h = HeaderMap::new();
-        assert_ne!(a, set_forwarded(&mut h, &fwd));
+        assert_ne!(a, set_forwarded(&mut h, fwd()));
     }
 
     #[test]

@@ -70,11 +70,9 @@ pub async fn run<H, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = ConnInfo {
-            peer,
-            local: stream.local_addr().ok().or(local).unwrap_or(peer),
-            tls: tls.is_some(),
-        };
+        // The listener's address: only its port is used (X-Forwarded-Port), and asking the
+        // socket would cost a syscall per connection.
+        let conn = ConnInfo::new(peer, local.unwrap_or(peer), tls.is_some());
         let slot = server.slot();
         let handler = handler.clone();
         let tls = tls.clone();

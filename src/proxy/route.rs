@@ -46,6 +46,8 @@ pub fn request_host<B>(req: &Request<B>) -> Result<Cow<'_, str>, ProxyError> {
 }
 
 /// `Foo.Example.COM.:8080` → `foo.example.com`; `[::1]:80` → `[::1]`.
+///
+/// One pass over the bytes for the common case (a name), since this runs on every request.
 pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     if raw.is_empty() {
         return Err("empty Host header");
@@ -53,49 +55,71 @@ pub fn normalize_host(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     if raw.len() > MAX_HOST_LEN {
         return Err("Host header too long");
     }
-    if raw.contains('@') {
-        return Err("userinfo is not allowed in Host");
+    if raw.as_bytes()[0] == b'[' {
+        return normalize_ip_literal(raw);
     }
-    let (host, port) = if raw.starts_with('[') {
-        // IPv6 literal.
-        let end = raw.find(']').ok_or("unterminated IPv6 literal in Host")?;
-        let (host, rest) = raw.split_at(end + 1);
-        let inner = &host[1..host.len() - 1];
-        if inner.is_empty()
-            || !inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
-            return Err("invalid IPv6 literal in Host");
+    let bytes = raw.as_bytes();
+    let mut end = bytes.len();
+    let mut uppercase = false;
+    let mut previous_dot = true; // a leading dot is an empty label
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => previous_dot = false,
+            b'A'..=b'Z' => {
+                uppercase = true;
+                previous_dot = false;
+            }
+            b'.' => {
+                if previous_dot {
+                    // `..`, or a leading dot; a lone trailing dot is checked below.
+                    return Err("empty label in Host");
+                }
+                previous_dot = true;
+            }
+            b':' => {
+                end = i;
+                let port = &bytes[i + 1..];
+                if port.is_empty() || port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
+                    return Err("invalid port in Host");
+                }
+                break;
+            }
+            b'@' => return Err("userinfo is not allowed in Host"),
+            _ => return Err("invalid characters in Host"),
         }
-        match rest {
-            "" => (host, None),
-            _ => (host, Some(rest.strip_prefix(':').ok_or("invalid Host")?)),
-        }
+    }
+    // One trailing dot is stripped (`example.com.`); the name before it must remain.
+    let mut host = &raw[..end];
+    if let Some(stripped) = host.strip_suffix('.') {
+        host = stripped;
+    }
+    if host.is_empty() || host.ends_with('.') {
+        return Err("empty Host header");
+    }
+    if uppercase {
+        Ok(Cow::Owned(host.to_ascii_lowercase()))
     } else {
-        match raw.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (raw, None),
-        }
-    };
-    if let Some(port) = port {
+        Ok(Cow::Borrowed(host))
+    }
+}
+
+/// `[fd00::1]:8080` → `[fd00::1]`.
+fn normalize_ip_literal(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+    let end = raw.find(']').ok_or("unterminated IPv6 literal in Host")?;
+    let (host, rest) = raw.split_at(end + 1);
+    let inner = &host[1..host.len() - 1];
+    if inner.is_empty()
+        || !inner
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return Err("invalid IPv6 literal in Host");
+    }
+    if !rest.is_empty() {
+        let port = rest.strip_prefix(':').ok_or("invalid Host")?;
         if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err("invalid port in Host");
         }
-    }
-    if !host.starts_with('[')
-        && !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    {
-        return Err("invalid characters in Host");
-    }
-    let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
-        return Err("empty Host header");
-    }
-    if host.starts_with('.') || host.ends_with('.') || host.contains("..") {
-        return Err("empty label in Host");
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Ok(Cow::Owned(host.to_ascii_lowercase()))
