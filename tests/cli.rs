@@ -214,6 +214,8 @@ fn run_takes_its_flags_from_wicket_environment_variables_and_stops_on_sigterm() 
         .env("WICKET_HTTP_ADDR", "127.0.0.1:0")
         .env("WICKET_ADMIN_ADDR", "127.0.0.1:0")
         .env("WICKET_HTTPS_ADDR", "127.0.0.1:0")
+        // One worker: the single-threaded runtime serves everything below.
+        .env("WICKET_WORKER_THREADS", "1")
         .env("WICKET_LOG_FORMAT", "json")
         .env("WICKET_WATCH_INGRESS_WITHOUT_CLASS", "true")
         .stdout(Stdio::piped())

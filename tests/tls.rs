@@ -7,7 +7,6 @@ mod support;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -415,18 +414,7 @@ async fn grpc_pod(tls: Option<&TestCert>) -> SocketAddr {
     let ip = format!("127.{}.{}.8", fastrand::u8(1..=250), fastrand::u8(1..=250));
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let acceptor = tls.map(|cert| {
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der.clone()], cert.key_der.clone_key())
-        .unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
-    });
+    let acceptor = tls.map(|cert| tls_acceptor(cert, &[b"h2"]));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
@@ -556,15 +544,7 @@ async fn https_pod(cert: &TestCert) -> SocketAddr {
     let ip = format!("127.{}.{}.6", fastrand::u8(1..=250), fastrand::u8(1..=250));
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der.clone()], cert.key_der.clone_key())
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tls_acceptor(cert, &[]);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();

@@ -39,6 +39,17 @@ impl fmt::Display for HostMatch {
     }
 }
 
+/// The suffix a wildcard would be stored under for `host`: `a.foo.com` → `foo.com`, the
+/// host with its first label dropped. `None` when there is no non-empty first label and
+/// non-empty rest (`foo`, `.foo.com`). Wildcards match exactly one extra label, so this is
+/// the only suffix a lookup needs to try.
+pub fn wildcard_suffix(host: &str) -> Option<&str> {
+    match host.split_once('.') {
+        Some((label, rest)) if !label.is_empty() && !rest.is_empty() => Some(rest),
+        _ => None,
+    }
+}
+
 impl HostMatch {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -206,12 +217,8 @@ impl RouteTable {
             return Some(vhost);
         }
         if !self.wildcard.is_empty() {
-            if let Some((label, rest)) = host.split_once('.') {
-                if !label.is_empty() && !rest.is_empty() {
-                    if let Some(vhost) = self.wildcard.get(rest) {
-                        return Some(vhost);
-                    }
-                }
+            if let Some(vhost) = wildcard_suffix(host).and_then(|s| self.wildcard.get(s)) {
+                return Some(vhost);
             }
         }
         self.catch_all.as_ref()
@@ -335,11 +342,9 @@ impl RouteTableBuilder {
             return true;
         }
         match host {
-            HostMatch::Exact(name) => name.split_once('.').is_some_and(|(label, rest)| {
-                !label.is_empty()
-                    && self
-                        .hosts
-                        .contains_key(&HostMatch::Wildcard(rest.to_owned()))
+            HostMatch::Exact(name) => wildcard_suffix(name).is_some_and(|suffix| {
+                self.hosts
+                    .contains_key(&HostMatch::Wildcard(suffix.to_owned()))
             }),
             HostMatch::Wildcard(_) | HostMatch::Any => false,
         }

@@ -16,7 +16,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::problem::ObjectRef;
-use super::table::HostMatch;
+use super::table::{wildcard_suffix, HostMatch};
 
 /// A certificate and key from a Secret, checked and ready to serve.
 pub struct Certificate {
@@ -68,9 +68,7 @@ impl Certificate {
         };
         self.names.iter().any(|name| {
             if let Some(suffix) = name.strip_prefix("*.") {
-                wanted.split_once('.').is_some_and(|(label, rest)| {
-                    !label.is_empty() && rest.eq_ignore_ascii_case(suffix)
-                })
+                wildcard_suffix(wanted).is_some_and(|rest| rest.eq_ignore_ascii_case(suffix))
             } else {
                 name.eq_ignore_ascii_case(wanted)
             }
@@ -147,11 +145,7 @@ impl TlsTable {
         if self.wildcard.is_empty() {
             return None;
         }
-        let (label, rest) = host.split_once('.')?;
-        if label.is_empty() {
-            return None;
-        }
-        self.wildcard.get(rest)
+        self.wildcard.get(wildcard_suffix(host)?)
     }
 
     /// The certificate for a (normalised) SNI name: its host's own, else the configured

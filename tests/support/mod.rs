@@ -363,6 +363,19 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 
 pub type TlsClientStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
+/// A TLS acceptor for a test pod serving `cert`, offering `alpn`.
+pub fn tls_acceptor(cert: &TestCert, alpn: &[&[u8]]) -> tokio_rustls::TlsAcceptor {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der.clone()], cert.key_der.clone_key())
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
 /// A TLS connection to `addr` with `sni` (None: no SNI is sent) offering `alpn`.
 pub async fn tls_connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsClientStream {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
