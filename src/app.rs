@@ -135,7 +135,9 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         // 0: redirect to this instance's own HTTPS port (the demo, tests).
         proxy_settings.https_redirect_port = https_addr.port();
     }
-    let proxy = Arc::new(Proxy::new(snapshot.clone(), balancer, &proxy_settings));
+    let proxy = Arc::new(
+        Proxy::new(snapshot.clone(), balancer, &proxy_settings).map_err(TlsError::Config)?,
+    );
     let proxy_handler = move |conn, req| {
         let proxy = proxy.clone();
         async move { proxy.handle(conn, req).await }

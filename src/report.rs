@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::{
-    Backend, Certificate, DefaultBackend, Destination, HostMatch, Ignored, Problem, Snapshot,
-    Target, TlsBinding, TlsHost, VirtualHost,
+    Backend, Certificate, DefaultBackend, Destination, Ignored, Problem, Snapshot, Target,
+    TlsBinding, TlsHost, VirtualHost,
 };
 
 #[derive(Serialize)]
@@ -55,11 +55,6 @@ pub struct Handshakes {
 }
 
 pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
-    let tls_for = |host: &HostMatch| match host {
-        HostMatch::Exact(name) => snapshot.tls.host(name).filter(|t| t.host == *host),
-        HostMatch::Wildcard(_) => snapshot.tls.hosts().into_iter().find(|t| t.host == *host),
-        HostMatch::Any => None,
-    };
     RoutesView {
         generation: snapshot.generation,
         published_at: snapshot.published_at.map(rfc3339),
@@ -68,7 +63,7 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
             .virtual_hosts()
             .into_iter()
             .map(|vhost| HostView {
-                tls: tls_for(&vhost.host),
+                tls: snapshot.tls.entry(&vhost.host),
                 vhost,
             })
             .collect(),

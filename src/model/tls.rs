@@ -148,6 +148,15 @@ impl TlsTable {
         self.wildcard.get(wildcard_suffix(host)?)
     }
 
+    /// The entry for a TLS host exactly as listed (`*.foo.com` finds the wildcard entry).
+    pub fn entry(&self, host: &HostMatch) -> Option<&TlsHost> {
+        match host {
+            HostMatch::Exact(name) => self.exact.get(name.as_str()),
+            HostMatch::Wildcard(suffix) => self.wildcard.get(suffix.as_str()),
+            HostMatch::Any => None,
+        }
+    }
+
     /// The certificate for a (normalised) SNI name: its host's own, else the configured
     /// default; `None` means the self-signed fallback.
     pub fn certificate_for(&self, sni: Option<&str>) -> Option<&Arc<Certificate>> {

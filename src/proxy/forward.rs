@@ -8,9 +8,8 @@
 //! key of the certificate it presents).
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
@@ -83,7 +82,9 @@ pub struct Upstreamed {
 }
 
 impl Forwarder {
-    pub fn new(settings: &UpstreamSettings) -> Self {
+    /// Fails only if the TLS client configuration cannot be built (a rustls build without
+    /// the protocol versions we ask for).
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, rustls::Error> {
         let connector = |enforce_http: bool| {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
@@ -103,28 +104,16 @@ impl Forwarder {
                 .http2_only(http2);
             b
         };
-        let tls = || {
-            ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(PodCertificates::new()))
-                    .with_no_client_auth()
-            })
-        };
+        let tls = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PodCertificates::new()))
+        .with_no_client_auth();
         let https_connector = |http2: bool| -> HttpsConnector<HttpConnector> {
-            let config = match tls() {
-                Ok(config) => config,
-                // The default provider always supports the default versions.
-                Err(_) => ClientConfig::builder()
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(PodCertificates::new()))
-                    .with_no_client_auth(),
-            };
             let b = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
+                .with_tls_config(tls.clone())
                 .https_only();
             if http2 {
                 b.enable_http2().wrap_connector(connector(false))
@@ -132,13 +121,13 @@ impl Forwarder {
                 b.enable_http1().wrap_connector(connector(false))
             }
         };
-        Self {
+        Ok(Self {
             http1: builder(false).build(connector(true)),
             h2c: builder(true).build(connector(true)),
             https: builder(false).build(https_connector(false)),
             h2: builder(true).build(https_connector(true)),
             response_timeout: settings.response_timeout,
-        }
+        })
     }
 
     async fn send(

@@ -109,7 +109,7 @@ impl Proxy {
         snapshot: SharedSnapshot,
         balancer: Arc<Balancer>,
         settings: &ProxySettings,
-    ) -> Self {
+    ) -> Result<Self, rustls::Error> {
         let hsts = settings.hsts.map(|h| {
             let value = if h.include_subdomains {
                 format!("max-age={}; includeSubDomains", h.max_age)
@@ -118,14 +118,14 @@ impl Proxy {
             };
             HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("max-age=0"))
         });
-        Self {
+        Ok(Self {
             snapshot,
             balancer,
-            forwarder: Forwarder::new(&settings.upstream),
+            forwarder: Forwarder::new(&settings.upstream)?,
             ssl_redirect: settings.ssl_redirect,
             https_redirect_port: settings.https_redirect_port,
             hsts,
-        }
+        })
     }
 
     /// Never fails: every error becomes its response here.
