@@ -74,12 +74,7 @@ async fn hosts_and_paths_route_to_the_right_pods() {
 #[tokio::test]
 async fn the_pod_receives_the_request_unchanged_plus_forwarding_headers() {
     let web = pods("web", 1).await;
-    let manifests = format!(
-        "{CLASS}{}{}",
-        service("web", &web),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    let w = Wicket::start(&manifests).await;
+    let w = Wicket::start(&site(&web)).await;
     let req = w
         .request(Method::POST, "a.test:8080", "/orders/7?expand=items&x=%2F")
         .header("x-forwarded-for", "203.0.113.9")
@@ -129,12 +124,7 @@ async fn the_pod_receives_the_request_unchanged_plus_forwarding_headers() {
 #[tokio::test]
 async fn round_robin_spreads_requests_over_every_ready_pod_over_pooled_connections() {
     let web = pods("web", 3).await;
-    let manifests = format!(
-        "{CLASS}{}{}",
-        service("web", &web),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    let w = Wicket::start(&manifests).await;
+    let w = Wicket::start(&site(&web)).await;
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..30 {
         *counts
@@ -380,12 +370,7 @@ async fn http2_prior_knowledge_routes_by_authority() {
 #[tokio::test]
 async fn every_listed_route_is_reachable_and_lists_its_pods() {
     let web = pods("web", 2).await;
-    let manifests = format!(
-        "{CLASS}{}{}",
-        service("web", &web),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    let w = Wicket::start(&manifests).await;
+    let w = Wicket::start(&site(&web)).await;
     let routes = w.routes().await;
     let host = &routes["hosts"][0];
     assert_eq!(host["host"], "a.test");

@@ -70,7 +70,7 @@ async fn sni_chooses_exact_then_wildcard_then_default_certificates() {
     config.settings.default_certificate =
         Some(wicket::controller::index::Key::new("default", "fallback"));
     let w = Wicket::start_with(&manifests, config).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
 
     let cases: [(Option<&str>, &TestCert); 5] = [
         (Some("www.shop.test"), &exact),
@@ -99,13 +99,8 @@ async fn sni_chooses_exact_then_wildcard_then_default_certificates() {
 #[tokio::test]
 async fn without_a_configured_default_the_self_signed_certificate_is_served() {
     let web = pods("web", 1).await;
-    let manifests = format!(
-        "{CLASS}{}{}",
-        service("web", &web),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    let w = Wicket::start(&manifests).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let w = Wicket::start(&site(&web)).await;
+    let https = w.https();
     let stream = tls_connect(https, Some("a.test"), &[b"http/1.1"]).await;
     let der = served(&stream);
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
@@ -154,7 +149,7 @@ async fn broken_and_missing_secrets_get_the_default_certificate_without_affectin
         )
     );
     let w = Wicket::start(&manifests).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     assert_eq!(
         served(&tls_connect(https, Some("good.test"), &[]).await),
         good.der
@@ -227,7 +222,7 @@ async fn a_rotated_certificate_serves_new_handshakes_and_open_connections_keep_w
         )
     };
     let w = Wicket::start(&world(&first)).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     let stream = tls_connect(https, Some("a.test"), &[b"http/1.1"]).await;
     assert_eq!(served(&stream), first.der);
     let mut long_lived = H1::over(stream).await;
@@ -330,7 +325,7 @@ async fn hsts_is_sent_on_https_responses_of_tls_hosts_when_enabled() {
         include_subdomains: true,
     });
     let w = Wicket::start_with(&manifests, config).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     let mut client = H1::over(tls_connect(https, Some("secure.test"), &[b"http/1.1"]).await).await;
     let reply = client.get("secure.test", "/").await;
     assert_eq!(
@@ -353,7 +348,7 @@ async fn http2_is_negotiated_by_alpn_and_http11_clients_still_work() {
         tls_ingress("site", &[(&["a.test"], "a")], &["a.test"], "web", "")
     );
     let w = Wicket::start(&manifests).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     let stream = tls_connect(https, Some("a.test"), &[b"h2", b"http/1.1"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) =
@@ -507,7 +502,7 @@ async fn grpc_reaches_an_h2c_pod_with_te_and_trailers_intact() {
         &cert,
     ))
     .await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     let (head, body, trailers) = grpc_call(https).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.headers["x-seen-version"], "HTTP/2.0");
@@ -532,7 +527,7 @@ async fn the_backend_protocol_annotation_wins_and_grpcs_speaks_tls_to_the_pod() 
         &cert,
     ))
     .await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let https = w.https();
     let (head, _, trailers) = grpc_call(https).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(trailers.unwrap()["grpc-status"], "0");
@@ -592,13 +587,8 @@ async fn app_protocol_https_speaks_tls_to_the_pod() {
 async fn handshake_failures_are_counted_and_do_not_disturb_other_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let web = pods("web", 1).await;
-    let manifests = format!(
-        "{CLASS}{}{}",
-        service("web", &web),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    let w = Wicket::start(&manifests).await;
-    let https = w.running.as_ref().unwrap().https_addr;
+    let w = Wicket::start(&site(&web)).await;
+    let https = w.https();
     // Not TLS at all; then a ClientHello-looking record with garbage inside.
     for junk in [
         &b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"[..],

@@ -80,6 +80,16 @@ pub fn service(name: &str, pods: &[EchoServer]) -> String {
     )
 }
 
+/// The smallest world: Service `web` over `pods`, and Ingress `site` routing all of
+/// `a.test` to it.
+pub fn site(pods: &[EchoServer]) -> String {
+    format!(
+        "{CLASS}{}{}",
+        service("web", pods),
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    )
+}
+
 /// An EndpointSlice of `service`, port `http` = `port`, all endpoints ready.
 pub fn slice(service: &str, name: &str, port: u16, ips: &[String]) -> String {
     let mut s = format!(
@@ -173,6 +183,11 @@ impl Wicket {
         })
         .await;
         w
+    }
+
+    /// The HTTPS listener's address.
+    pub fn https(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().https_addr
     }
 
     pub fn path(&self) -> &Path {
