@@ -229,19 +229,6 @@ impl Index {
         }
         index
     }
-
-    pub fn len(&self) -> usize {
-        self.ingresses.len()
-            + self.classes.len()
-            + self.services.len()
-            + self.slices.len()
-            + self.endpoints.len()
-            + self.secrets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -113,10 +113,6 @@ impl PathTable {
             PathKind::Prefix => self.prefixes.get(normalize_prefix(path).as_str()).copied(),
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.prefixes.is_empty()
-    }
 }
 
 /// `/aaa//bbb/` → `/aaa/bbb`; `/`, `` and `//` → `/`.

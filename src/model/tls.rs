@@ -179,10 +179,6 @@ impl TlsTable {
         exact.extend(wildcard);
         exact
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
-    }
 }
 
 /// Builds a [`TlsTable`]; the first Ingress to list a host wins it.

@@ -113,10 +113,6 @@ impl Balancer {
             self.warned_full.store(false, Ordering::Relaxed);
         }
     }
-
-    pub fn pin_count(&self) -> usize {
-        self.pins.len()
-    }
 }
 
 #[cfg(test)]

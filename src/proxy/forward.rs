@@ -75,12 +75,6 @@ enum SendError {
     Failed(ClientError),
 }
 
-/// The pod's response and the address that produced it (`None` for ExternalName).
-pub struct Upstreamed {
-    pub response: Response<Incoming>,
-    pub endpoint: Option<SocketAddr>,
-}
-
 impl Forwarder {
     /// Fails only if the TLS client configuration cannot be built (a rustls build without
     /// the protocol versions we ask for).
@@ -162,7 +156,7 @@ impl Forwarder {
         client_ip: IpAddr,
         mut parts: Parts,
         body: Incoming,
-    ) -> Result<Upstreamed, ProxyError> {
+    ) -> Result<Response<Incoming>, ProxyError> {
         let (scheme, version) = match protocol {
             UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
             UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
@@ -227,7 +221,7 @@ impl Forwarder {
                 .send(protocol, Request::from_parts(head, upstream_body))
                 .await
             {
-                Ok(response) => return Ok(Upstreamed { response, endpoint }),
+                Ok(response) => return Ok(response),
                 Err(SendError::Timeout) => {
                     return Err(ProxyError::Timeout {
                         endpoint: authority.to_string(),

@@ -262,7 +262,7 @@ impl Proxy {
         }
         parts.extensions = Extensions::new();
 
-        let upstreamed = self
+        let mut response = self
             .forwarder
             .forward(
                 &self.balancer,
@@ -273,7 +273,6 @@ impl Proxy {
                 body,
             )
             .await?;
-        let mut response = upstreamed.response;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
