@@ -334,6 +334,12 @@ async fn hsts_is_sent_on_https_responses_of_tls_hosts_when_enabled() {
     );
     let reply = client.get("plain.test", "/").await;
     assert!(!reply.headers.contains_key("strict-transport-security"));
+    // Never over plain HTTP, even for a TLS host's request that is not redirected.
+    let reply = w
+        .get("secure.test", "/.well-known/acme-challenge/token")
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.headers.contains_key("strict-transport-security"));
     w.stop().await;
 }
 

@@ -164,8 +164,14 @@ impl Proxy {
         let path = req.uri().path();
         route::check_path(path)?;
         let lookup = snapshot.table.lookup(&host, path);
-        let tls_host = snapshot.tls.host(&host);
-        if let (Some(tls_host), false, true) = (tls_host, conn.tls, self.ssl_redirect) {
+        // The TLS host matters only for the redirect (plain HTTP) and for HSTS (HTTPS).
+        let wants_tls_host = if conn.tls {
+            self.hsts.is_some()
+        } else {
+            self.ssl_redirect
+        };
+        let tls_host = wants_tls_host.then(|| snapshot.tls.host(&host)).flatten();
+        if let (Some(tls_host), false) = (tls_host, conn.tls) {
             // The matched route's Ingress decides; without a route, the Ingress that lists
             // the TLS host does.
             let allowed = match &lookup {
@@ -192,8 +198,9 @@ impl Proxy {
         Ok(Decision::Forward {
             protocol: protocol.unwrap_or(backend.protocol),
             backend,
-            hsts: if conn.tls && tls_host.is_some() {
-                self.hsts.clone()
+            // HSTS is for HTTPS responses only, never plain ones (RFC 6797 §7.2).
+            hsts: if conn.tls {
+                tls_host.and(self.hsts.clone())
             } else {
                 None
             },
