@@ -368,7 +368,7 @@ async fn http2_prior_knowledge_routes_by_authority() {
 }
 
 #[tokio::test]
-async fn every_listed_route_is_reachable_and_lists_its_pods() {
+async fn debug_routes_lists_each_route_with_its_source_and_pods() {
     let web = pods("web", 2).await;
     let w = Wicket::start(&site(&web)).await;
     let routes = w.routes().await;

@@ -479,7 +479,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_is_noticed_and_debounced() {
+    async fn a_burst_of_writes_is_noticed_as_a_change() {
         let tmp = tempfile::tempdir().unwrap();
         let mut watch = DirWatch::new(tmp.path());
         for i in 0..5 {
