@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::admin::{Admin, Health};
+use crate::controller::cluster::{self, ClusterOptions};
 use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
@@ -52,6 +53,8 @@ impl Config {
 #[derive(Clone, Debug)]
 pub enum Source {
     Manifests(PathBuf),
+    /// Watch the API server (boxed: it carries a client).
+    Cluster(Box<ClusterOptions>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +86,10 @@ pub struct Running {
 /// Binds the listeners and starts every task; returns once serving (the first snapshot
 /// may still be loading: `/readyz` says when it is in).
 pub async fn start(config: Config, source: Source) -> Result<Running, StartError> {
-    let Source::Manifests(dir) = source;
-    let dir = ManifestDir::open(dir)?;
+    let (dir, source_options) = match source {
+        Source::Manifests(dir) => (Some(ManifestDir::open(dir)?), None),
+        Source::Cluster(options) => (None, Some(options)),
+    };
 
     let http = listen::bind(config.http_addr, "HTTP").await?;
     let https = listen::bind(config.https_addr, "HTTPS").await?;
@@ -101,20 +106,27 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let (stop_listeners, listeners_rx) = watch::channel(false);
     let (stop_controller, controller_rx) = watch::channel(false);
 
-    let background = vec![
-        tokio::spawn(run_manifests(
+    let mut background = vec![tokio::spawn(maintain_balancer(
+        balancer.clone(),
+        snapshot.clone(),
+        generations,
+        controller_rx.clone(),
+    ))];
+    match (dir, source_options) {
+        (Some(dir), _) => background.push(tokio::spawn(run_manifests(
             dir,
             config.settings.clone(),
             publisher,
-            controller_rx.clone(),
-        )),
-        tokio::spawn(maintain_balancer(
-            balancer.clone(),
-            snapshot.clone(),
-            generations,
+            controller_rx,
+        ))),
+        (None, Some(options)) => background.extend(cluster::start(
+            *options,
+            config.settings.clone(),
+            publisher,
             controller_rx,
         )),
-    ];
+        (None, None) => {}
+    }
 
     let fallback = tls::self_signed()?;
     if config.settings.default_certificate.is_none() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::controller::cluster::status::{Address, PublishFrom};
 use crate::controller::index::Key;
 use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
 use crate::proxy::{Hsts, ProxySettings, UpstreamSettings};
@@ -43,7 +44,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy: from a manifests directory (--manifests), or in a cluster.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a self-contained demo: example manifests and echo pods on loopback addresses.
     Demo(DemoArgs),
     /// Load and translate a manifests directory, print the routing table and its problems;
@@ -164,7 +165,62 @@ pub struct RunArgs {
     #[command(flatten)]
     pub controller: ControllerArgs,
     #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
     pub proxy: ProxyArgs,
+}
+
+/// Cluster mode only (`wicket run` without `--manifests`).
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Watch Ingresses, Services, EndpointSlices and Secrets in this namespace only
+    /// (repeatable, or comma-separated; default: all namespaces).
+    #[arg(long, env = "WICKET_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespace: Vec<String>,
+    /// NAMESPACE/NAME of the Service in front of wicket; its load-balancer addresses (else
+    /// its external IPs, else its cluster IP) are written into the status of our Ingresses.
+    #[arg(long, env = "WICKET_PUBLISH_SERVICE", value_parser = parse_key, conflicts_with = "publish_status_address")]
+    pub publish_service: Option<Key>,
+    /// IPs or hostnames to write into the status of our Ingresses (comma-separated),
+    /// instead of a Service's.
+    #[arg(long, env = "WICKET_PUBLISH_STATUS_ADDRESS", value_delimiter = ',')]
+    pub publish_status_address: Vec<String>,
+    /// Name of the coordination.k8s.io Lease that elects the replica writing status and
+    /// Events (in the namespace POD_NAMESPACE names).
+    #[arg(long, env = "WICKET_ELECTION_ID", default_value = "wicket-leader")]
+    pub election_id: String,
+    /// How long the leader's Lease holds without renewal; another replica takes over after
+    /// it. The leader renews every 2/15 of it and steps down after 2/3 without success.
+    #[arg(long, env = "WICKET_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
+    pub election_lease_duration: Duration,
+}
+
+impl ClusterArgs {
+    pub fn publish(&self) -> PublishFrom {
+        if let Some(key) = &self.publish_service {
+            return PublishFrom::Service(key.clone());
+        }
+        let addresses: Vec<Address> = self
+            .publish_status_address
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(Address::parse)
+            .collect();
+        if addresses.is_empty() {
+            PublishFrom::Nothing
+        } else {
+            PublishFrom::Addresses(addresses)
+        }
+    }
+}
+
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_secs(1) {
+        return Err("the lease duration must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -289,5 +345,47 @@ mod tests {
             Cli::try_parse_from(["wicket", "run", "--default-backend-service", "errors"]).is_err()
         );
         assert!(Cli::try_parse_from(["wicket", "run", "--http-addr", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn cluster_flags_parse() {
+        let run = |args: &[&str]| {
+            let mut all = vec!["wicket", "run"];
+            all.extend_from_slice(args);
+            match Cli::try_parse_from(all).map(|c| c.command) {
+                Ok(Command::Run(run)) => Ok(run.cluster),
+                Ok(_) => panic!(),
+                Err(e) => Err(e),
+            }
+        };
+        let c = run(&[]).unwrap();
+        assert!(c.watch_namespace.is_empty());
+        assert_eq!(c.publish(), PublishFrom::Nothing);
+        assert_eq!(c.election_id, "wicket-leader");
+        assert_eq!(c.election_lease_duration, Duration::from_secs(15));
+
+        let c = run(&["--watch-namespace", "a,b", "--watch-namespace", "c"]).unwrap();
+        assert_eq!(c.watch_namespace, vec!["a", "b", "c"]);
+        let c = run(&["--publish-service", "ingress/wicket"]).unwrap();
+        assert_eq!(
+            c.publish(),
+            PublishFrom::Service(Key::new("ingress", "wicket"))
+        );
+        let c = run(&["--publish-status-address", "203.0.113.7,lb.example.com"]).unwrap();
+        assert_eq!(
+            c.publish(),
+            PublishFrom::Addresses(vec![
+                Address::Ip("203.0.113.7".into()),
+                Address::Hostname("lb.example.com".into())
+            ])
+        );
+        assert!(run(&[
+            "--publish-service",
+            "a/b",
+            "--publish-status-address",
+            "1.2.3.4"
+        ])
+        .is_err());
+        assert!(run(&["--election-lease-duration", "10ms"]).is_err());
     }
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use wicket::cli::{Cli, Command};
+use wicket::cli::{Cli, Command, RunArgs};
+use wicket::controller::cluster::{self, lease::ElectionSettings, ClusterOptions};
 use wicket::{app, check, demo, telemetry};
 
 fn main() -> ExitCode {
@@ -39,12 +40,6 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => {
-            let Some(dir) = args.manifests.clone() else {
-                anyhow::bail!(
-                    "cluster mode is not available in this version; \
-                     serve a directory of manifests with `wicket run --manifests DIR`"
-                );
-            };
             let config = app::Config {
                 http_addr: args.http_addr,
                 https_addr: args.https_addr,
@@ -55,9 +50,54 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,
             };
-            runtime(workers)?.block_on(app::run(config, app::Source::Manifests(dir)))?;
+            let runtime = runtime(workers)?;
+            let source = match args.manifests.clone() {
+                Some(dir) => app::Source::Manifests(dir),
+                None => {
+                    let client = runtime.block_on(cluster::connect(CONNECT_TIMEOUT))?;
+                    app::Source::Cluster(Box::new(cluster_options(client, &args)))
+                }
+            };
+            runtime.block_on(app::run(config, source))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// How long start-up waits for the API server to answer.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cluster mode settings: the flags, plus who and where this pod is (`POD_NAME` and
+/// `POD_NAMESPACE` from the downward API; outside a pod, the host name and the kubeconfig
+/// context's namespace).
+fn cluster_options(client: kube::Client, args: &RunArgs) -> ClusterOptions {
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "wicket".to_owned());
+            // Two processes on one host must not share an identity.
+            format!("{host}-{}", std::process::id())
+        });
+    ClusterOptions {
+        client,
+        namespaces: args.cluster.watch_namespace.clone(),
+        publish: args.cluster.publish(),
+        election: ElectionSettings {
+            name: args.cluster.election_id.clone(),
+            namespace,
+            identity,
+            lease_duration: args.cluster.election_lease_duration,
+        },
+        controller_name: args.controller.controller_name.clone(),
     }
 }
 

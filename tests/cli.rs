@@ -80,17 +80,63 @@ fn check_json_is_the_debug_routes_document() {
     assert_eq!(doc["problems"].as_array().unwrap().len(), 0);
 }
 
+/// `wicket run` in cluster mode with `kubeconfig` as KUBECONFIG, outside any pod.
+fn run_in_cluster_mode(kubeconfig: &std::path::Path) -> Output {
+    Command::new(BIN)
+        .args([
+            "run",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env_remove("WICKET_MANIFESTS")
+        .output()
+        .expect("run wicket")
+}
+
 #[test]
-fn run_without_manifests_explains_and_fails() {
-    let out = wicket(&[
-        "run",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-    ]);
+fn cluster_mode_without_a_kubeconfig_explains_and_fails() {
+    let out = run_in_cluster_mode(std::path::Path::new("/no/such/kubeconfig"));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--manifests"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no Kubernetes configuration"), "{err}");
+    assert!(
+        err.contains("KUBECONFIG") && err.contains("--manifests DIR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cluster_mode_with_an_unreachable_api_server_explains_and_fails() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = dir_with(&[(
+        "config",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\ncontexts:\n- name: gone\n  context: {{cluster: gone, user: nobody}}\ncurrent-context: gone\nusers:\n- name: nobody\n  user: {{}}\n"
+        ),
+    )]);
+    let out = run_in_cluster_mode(&dir.path().join("config"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot reach the Kubernetes API server"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) || err.contains("onnection refused"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -210,6 +210,30 @@ impl Index {
         }
     }
 
+    /// Like [`Index::reset`], for the objects of `kind` in one namespace only: what a
+    /// re-list of a namespaced watch (`--watch-namespace`) replaces.
+    pub fn reset_namespace(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        objects: impl IntoIterator<Item = Object>,
+    ) {
+        let keep = |key: &Key| key.namespace != namespace;
+        match kind {
+            Kind::Ingress => self.ingresses.retain(|k, _| keep(k)),
+            Kind::IngressClass => self.classes.retain(|k, _| keep(k)),
+            Kind::Service => self.services.retain(|k, _| keep(k)),
+            Kind::EndpointSlice => self.slices.retain(|k, _| keep(k)),
+            Kind::Endpoints => self.endpoints.retain(|k, _| keep(k)),
+            Kind::Secret => self.secrets.retain(|k, _| keep(k)),
+        }
+        for object in objects {
+            if object.kind() == kind && object.meta().namespace.as_deref() == Some(namespace) {
+                self.apply(object);
+            }
+        }
+    }
+
     fn clear(&mut self, kind: Kind) {
         match kind {
             Kind::Ingress => self.ingresses.clear(),
@@ -272,6 +296,20 @@ mod tests {
         );
         let names: Vec<&str> = index.services.keys().map(|k| k.name.as_str()).collect();
         assert_eq!(names, vec!["kept", "new"]);
+    }
+
+    #[test]
+    fn a_namespace_reset_replaces_that_namespace_only() {
+        let mut index = Index::new();
+        index.apply(service("a", "gone"));
+        index.apply(service("b", "web"));
+        index.reset_namespace(
+            Kind::Service,
+            "a",
+            vec![service("a", "new"), service("b", "stray")],
+        );
+        let keys: Vec<String> = index.services.keys().map(Key::to_string).collect();
+        assert_eq!(keys, vec!["a/new", "b/web"]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The control plane: Kubernetes objects in (from manifest files, later the API server),
+//! The control plane: Kubernetes objects in (from manifest files or the API server),
 //! one immutable snapshot out. Only this module knows Kubernetes types.
 
 pub mod class;
+pub mod cluster;
 pub mod files;
 pub mod index;
 pub mod manifest;

@@ -4,6 +4,8 @@
 //! with a deadline.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod apiserver;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -17,7 +19,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tempfile::TempDir;
 use wicket::app::{self, Config, Running, Source};
+use wicket::controller::cluster::lease::ElectionSettings;
+use wicket::controller::cluster::status::{Address, PublishFrom};
+use wicket::controller::cluster::ClusterOptions;
 use wicket::echo::EchoServer;
+
+/// The address cluster-mode tests publish into Ingress status.
+pub const PUBLISHED_IP: &str = "203.0.113.10";
+/// The Lease duration of cluster-mode tests: short, so takeovers are quick.
+pub const LEASE: Duration = Duration::from_secs(3);
 
 /// How long `eventually` waits before failing a test.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -183,6 +193,52 @@ impl Wicket {
         })
         .await;
         w
+    }
+
+    /// Starts wicket in cluster mode against the API server double as `instance` (its
+    /// Lease identity and `x-instance` header), without waiting for readiness.
+    pub async fn launch_cluster(
+        api: &apiserver::ApiServer,
+        instance: &str,
+        tune: impl FnOnce(&mut ClusterOptions),
+    ) -> Wicket {
+        let mut options = ClusterOptions {
+            client: api.client(instance),
+            namespaces: Vec::new(),
+            publish: PublishFrom::Addresses(vec![Address::parse(PUBLISHED_IP)]),
+            election: ElectionSettings {
+                name: "wicket-leader".into(),
+                namespace: "ingress".into(),
+                identity: instance.into(),
+                lease_duration: LEASE,
+            },
+            controller_name: "wicket.dev/ingress-controller".into(),
+        };
+        tune(&mut options);
+        let running = app::start(Config::local(), Source::Cluster(Box::new(options)))
+            .await
+            .expect("wicket starts");
+        Wicket {
+            http: running.http_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+            dir: tempfile::tempdir().unwrap(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Like [`Wicket::launch_cluster`], and waits until it is ready.
+    pub async fn start_cluster(api: &apiserver::ApiServer, instance: &str) -> Wicket {
+        let w = Self::launch_cluster(api, instance, |_| {}).await;
+        w.ready().await;
+        w
+    }
+
+    pub async fn ready(&self) {
+        eventually("readiness", || async {
+            (self.admin_get("/readyz").await.status == StatusCode::OK).then_some(())
+        })
+        .await;
     }
 
     /// The HTTPS listener's address.

@@ -1,0 +1,449 @@
+//! Cluster mode: the same index as the manifests source, fed by API watchers, plus what only
+//! a cluster has: leader election, Ingress status and Events.
+//!
+//! ```text
+//!  watchers (per kind) ──Change──> index loop ──(debounced build)──> Publisher
+//!                                       └──View──> status writer ─┐ leader only
+//!                                                  event writer  ─┘ (Lease)
+//! ```
+//!
+//! The first snapshot is published only once every watcher has finished its first list,
+//! so `/readyz` never turns ready on a partial table. After that, each change is built and
+//! published after [`QUIET`] without further changes, and at most [`MAX_DELAY`] after the
+//! first one (a rolling update's burst of EndpointSlice changes becomes one build). While
+//! the API server is unreachable, the last snapshot stays in force and readiness holds.
+
+pub mod events;
+pub mod lease;
+pub mod status;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use tokio::sync::{mpsc, watch as tokio_watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use super::index::{Index, Key};
+use super::publish::Publisher;
+use super::{translate, Settings};
+use crate::model::Snapshot;
+use lease::ElectionSettings;
+use status::{Address, PublishFrom};
+use watch::Change;
+
+/// A change is built this long after the last change of a burst...
+pub const QUIET: Duration = Duration::from_millis(10);
+/// ... and never later than this after the first one.
+pub const MAX_DELAY: Duration = Duration::from_millis(50);
+
+/// What cluster mode needs besides the translation settings.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub client: Client,
+    /// `--watch-namespace`; empty: all namespaces.
+    pub namespaces: Vec<String>,
+    pub publish: PublishFrom,
+    pub election: ElectionSettings,
+    /// `reportingController` of Events.
+    pub controller_name: String,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("namespaces", &self.namespaces)
+            .field("publish", &self.publish)
+            .field("election", &self.election)
+            .field("controller_name", &self.controller_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the leader's writers need from one build: each Ingress with whether it is ours
+/// and its current status, the addresses to publish, and the Problems to report.
+#[derive(Debug, Default, PartialEq)]
+pub struct View {
+    pub ingresses: Vec<IngressState>,
+    /// `None`: nothing to publish (no flag, or the publish Service has no address yet).
+    pub addresses: Option<Vec<Address>>,
+    pub problems: Vec<Reported>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct IngressState {
+    pub key: Key,
+    pub reference: ObjectReference,
+    pub resource_version: Option<String>,
+    pub ours: bool,
+    pub status: Vec<Address>,
+}
+
+/// A Problem about an object that exists in the cluster.
+#[derive(Debug, PartialEq)]
+pub struct Reported {
+    pub regarding: ObjectReference,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Starts the watchers, the index loop, the election and the leader's writers.
+pub fn start(
+    options: ClusterOptions,
+    settings: Settings,
+    publisher: Publisher,
+    stop: tokio_watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let mut extra = Vec::new();
+    for key in [
+        &settings.default_backend_service,
+        &settings.default_certificate,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        extra.push(key.namespace.clone());
+    }
+    if let PublishFrom::Service(key) = &options.publish {
+        extra.push(key.namespace.clone());
+    }
+    let scopes = watch::scopes(&options.namespaces, &extra);
+    let (tx, rx) = mpsc::channel(1024);
+    let mut tasks = Vec::new();
+    for (stream, scope) in scopes.iter().enumerate() {
+        tasks.push(tokio::spawn(watch::follow(
+            options.client.clone(),
+            scope.clone(),
+            stream,
+            tx.clone(),
+        )));
+    }
+    drop(tx);
+    let watchers: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+
+    let (views_tx, views) = tokio_watch::channel(Arc::new(View::default()));
+    let (leader_tx, leader) = tokio_watch::channel(false);
+    let reporter = events::Reporter {
+        controller: options.controller_name.clone(),
+        instance: options.election.identity.clone(),
+    };
+    info!(
+        namespaces = ?options.namespaces,
+        watchers = scopes.len(),
+        lease = %format!("{}/{}", options.election.namespace, options.election.name),
+        identity = %options.election.identity,
+        "watching the API server"
+    );
+    let index_loop = tokio::spawn({
+        let stop = stop.clone();
+        let publish = options.publish.clone();
+        async move {
+            run_index(
+                rx,
+                scopes.len(),
+                settings,
+                publish,
+                publisher,
+                views_tx,
+                stop,
+            )
+            .await;
+            for w in watchers {
+                w.abort();
+            }
+        }
+    });
+    tasks.push(index_loop);
+    tasks.push(tokio::spawn(lease::run(
+        options.client.clone(),
+        options.election,
+        leader_tx,
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(status::run(
+        options.client.clone(),
+        views.clone(),
+        leader.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(events::run(
+        options.client,
+        reporter,
+        views,
+        leader,
+        stop,
+    )));
+    tasks
+}
+
+/// Applies changes, builds and publishes (debounced), and hands the writers their view.
+async fn run_index(
+    mut rx: mpsc::Receiver<Change>,
+    streams: usize,
+    settings: Settings,
+    publish: PublishFrom,
+    publisher: Publisher,
+    views: tokio_watch::Sender<Arc<View>>,
+    mut stop: tokio_watch::Receiver<bool>,
+) {
+    let mut index = Index::new();
+    let mut synced = vec![false; streams];
+    let mut all_synced = false;
+    // First and last unbuilt change.
+    let mut pending: Option<(Instant, Instant)> = None;
+    loop {
+        let build_at = pending
+            .filter(|_| all_synced)
+            .map(|(first, last)| (last + QUIET).min(first + MAX_DELAY));
+        let due = async {
+            match build_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = rx.recv() => {
+                let Some(change) = change else { return };
+                let now = Instant::now();
+                apply(&mut index, change, &mut synced);
+                // Take whatever else is already queued in the same step.
+                while let Ok(change) = rx.try_recv() {
+                    apply(&mut index, change, &mut synced);
+                }
+                pending = Some(pending.map_or((now, now), |(first, _)| (first, now)));
+                if !all_synced && synced.iter().all(|s| *s) {
+                    all_synced = true;
+                    info!("initial list complete for every watched kind");
+                }
+                continue;
+            }
+            () = due => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        pending = None;
+        let settings = settings.clone();
+        let publish = publish.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let snapshot = translate::build(&index, &settings);
+            let view = view_of(&index, &snapshot, &publish);
+            (index, snapshot, view)
+        })
+        .await;
+        let (snapshot, view);
+        (index, snapshot, view) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                error!(error = %e, "building the routing table failed; the last one stays in force");
+                return;
+            }
+        };
+        publisher.publish(snapshot);
+        views.send_if_modified(|current| {
+            if **current == view {
+                false
+            } else {
+                *current = Arc::new(view);
+                true
+            }
+        });
+    }
+}
+
+fn apply(index: &mut Index, change: Change, synced: &mut [bool]) {
+    match change {
+        Change::Apply(object) => index.apply(object),
+        Change::Delete(kind, key) => index.delete(kind, &key),
+        Change::Reset {
+            stream,
+            kind,
+            namespace,
+            objects,
+        } => {
+            match namespace {
+                Some(ns) => index.reset_namespace(kind, &ns, objects),
+                None => index.reset(kind, objects),
+            }
+            if let Some(s) = synced.get_mut(stream) {
+                *s = true;
+            }
+        }
+    }
+}
+
+/// The writers' view of one build.
+fn view_of(index: &Index, snapshot: &Snapshot, publish: &PublishFrom) -> View {
+    let not_ours: std::collections::HashSet<(Option<&str>, &str)> = snapshot
+        .ignored
+        .iter()
+        .map(|i| (i.ingress.namespace.as_deref(), i.ingress.name.as_str()))
+        .collect();
+    let ingresses = index
+        .ingresses
+        .iter()
+        .map(|(key, ingress)| IngressState {
+            key: key.clone(),
+            reference: reference("networking.k8s.io/v1", "Ingress", &ingress.metadata),
+            resource_version: ingress.metadata.resource_version.clone(),
+            ours: !not_ours.contains(&(Some(key.namespace.as_str()), key.name.as_str())),
+            status: status::ingress_addresses(ingress),
+        })
+        .collect();
+    let addresses = match publish {
+        PublishFrom::Nothing => None,
+        PublishFrom::Addresses(list) => {
+            let mut list = list.clone();
+            list.sort();
+            list.dedup();
+            Some(list)
+        }
+        PublishFrom::Service(key) => index
+            .services
+            .get(key)
+            .and_then(|s| status::service_addresses(s)),
+    };
+    let problems = snapshot
+        .problems
+        .iter()
+        .filter_map(|p| {
+            let ns = p.object.namespace.as_deref()?;
+            let key = Key::new(ns, &p.object.name);
+            let meta = match p.object.kind.as_str() {
+                "Ingress" => index
+                    .ingresses
+                    .get(&key)
+                    .map(|o| ("networking.k8s.io/v1", &o.metadata)),
+                "Service" => index.services.get(&key).map(|o| ("v1", &o.metadata)),
+                "Secret" => index.secrets.get(&key).map(|o| ("v1", &o.metadata)),
+                "EndpointSlice" => index
+                    .slices
+                    .get(&key)
+                    .map(|o| ("discovery.k8s.io/v1", &o.metadata)),
+                _ => None,
+            };
+            let (api_version, meta) = meta?;
+            Some(Reported {
+                regarding: reference(api_version, &p.object.kind, meta),
+                reason: p.reason.to_string(),
+                message: p.message.clone(),
+            })
+        })
+        .collect();
+    View {
+        ingresses,
+        addresses,
+        problems,
+    }
+}
+
+fn reference(
+    api_version: &str,
+    kind: &str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.to_owned()),
+        kind: Some(kind.to_owned()),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+        ..Default::default()
+    }
+}
+
+/// How long one status or Event write may take (kube's client retries 429/503/504 with
+/// backoff; past this the write is given up and tried again later).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer within {WRITE_TIMEOUT:?}")]
+    Timeout,
+    #[error("no longer the leader")]
+    NotLeader,
+}
+
+/// Runs a leader-only write, abandoned the moment this replica stops leading, so a write
+/// (or kube's retries of it) cannot land after another replica has taken over.
+pub async fn while_leader<T>(
+    leader: &tokio_watch::Receiver<bool>,
+    write: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, WriteError> {
+    let mut leader = leader.clone();
+    if !*leader.borrow_and_update() {
+        return Err(WriteError::NotLeader);
+    }
+    tokio::select! {
+        result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+            Ok(r) => r.map_err(WriteError::Api),
+            Err(_) => Err(WriteError::Timeout),
+        },
+        _ = leader.wait_for(|l| !*l) => Err(WriteError::NotLeader),
+    }
+}
+
+/// Connects with the in-cluster service account, else KUBECONFIG / ~/.kube/config, and
+/// checks that the API server answers.
+pub async fn connect(timeout: Duration) -> Result<Client, ConnectError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| ConnectError::Config(chain(&e)))?;
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| ConnectError::Config(chain(&e)))?;
+    check(&client, &url, timeout).await?;
+    Ok(client)
+}
+
+/// Asks the API server for its version: the cheapest request every client may make.
+pub async fn check(client: &Client, url: &str, timeout: Duration) -> Result<(), ConnectError> {
+    let unreachable = |why: String| ConnectError::Unreachable {
+        url: url.to_owned(),
+        why,
+    };
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => {
+            info!(url, version = %version.git_version, "connected to the Kubernetes API server");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(unreachable(chain(&e))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        ))),
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "no Kubernetes configuration: not running in a cluster (no service account) and no \
+         usable KUBECONFIG or ~/.kube/config ({0}); point KUBECONFIG at a cluster, or serve \
+         a directory of manifests with `wicket run --manifests DIR`"
+    )]
+    Config(String),
+    #[error(
+        "cannot reach the Kubernetes API server at {url}: {why}; check that the cluster is \
+         up and that KUBECONFIG (or the in-cluster service account) points at it"
+    )]
+    Unreachable { url: String, why: String },
+}

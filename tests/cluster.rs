@@ -1,0 +1,556 @@
+//! Cluster mode end to end: the real `kube::Client` and kube-runtime watchers against the
+//! API server double in tests/support/apiserver.rs, echo pods as the endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::{json, Value};
+use support::apiserver::ApiServer;
+use support::*;
+
+/// A world with Service `web` on `pods` and Ingress `site` for a.test.
+async fn api_with_site(pods: &[wicket::echo::EchoServer]) -> ApiServer {
+    let api = ApiServer::start().await;
+    api.apply_yaml(&site(pods));
+    api
+}
+
+fn slice_yaml(pods: &[wicket::echo::EchoServer]) -> String {
+    slice("web", "web-slice", pods[0].addr.port(), &ips(pods))
+}
+
+/// Sends GETs to a.test from `clients` loops until `stop`; returns (ok, failed) counts.
+fn load(
+    w: &Wicket,
+    clients: usize,
+) -> (
+    Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let url = format!("http://{}/", w.http);
+        let (ok, failed, stopped) = (ok.clone(), failed.clone(), stopped.clone());
+        tasks.push(tokio::spawn(async move {
+            while !*stopped.borrow() {
+                let req = http::Request::get(&url)
+                    .header("host", "a.test")
+                    .body(http_body_util::Full::default())
+                    .unwrap();
+                match client.request(req).await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    (ok, failed, stop, tasks)
+}
+
+#[tokio::test]
+async fn readiness_waits_until_every_kind_is_listed_and_the_first_table_is_complete() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.fail_lists("EndpointSlice", true);
+    let w = Wicket::launch_cluster(&api, "a", |_| {}).await;
+
+    // Ingresses and Services are listed, slices are not: nothing is published yet.
+    eventually("the slice list to be refused", || async {
+        (api.lists("EndpointSlice") >= 1 && api.lists("Ingress") >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        w.admin_get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(w.generation(), 0, "a partial first table was published");
+
+    api.fail_lists("EndpointSlice", false);
+    w.ready().await;
+    // The first table published already has the endpoints.
+    assert_eq!(w.generation(), 1);
+    let r = w.get("a.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.pod(), "web-0");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_slice_change_reaches_the_proxy_quickly() {
+    let blue = pods("blue", 1).await;
+    let green = pods("green", 1).await;
+    let api = api_with_site(&blue).await;
+    let w = Wicket::start_cluster(&api, "a").await;
+    assert_eq!(w.get("a.test", "/").await.pod(), "blue-0");
+
+    // Alternate the slice between the two pods; time from the watch event leaving the API
+    // server to the first request answered by the new pod.
+    let mut latencies = Vec::new();
+    for trial in 0..100 {
+        let (to, name) = if trial % 2 == 0 {
+            (&green, "green-0")
+        } else {
+            (&blue, "blue-0")
+        };
+        let rv = api.apply_yaml(&slice_yaml(to));
+        let sent = api.event_time(rv).unwrap();
+        // Poll every millisecond (`eventually` polls too slowly to measure this).
+        let answered = loop {
+            if w.get("a.test", "/").await.pod() == name {
+                break Instant::now();
+            }
+            assert!(
+                sent.elapsed() < DEADLINE,
+                "trial {trial}: the new endpoint never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        latencies.push(answered - sent);
+    }
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let p99 = latencies[latencies.len() * 99 / 100];
+    eprintln!(
+        "EndpointSlice watch event -> first request on the new endpoint, 100 trials: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        latencies.last().unwrap()
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_server_going_away_fails_no_request_and_the_table_catches_up_after() {
+    let blue = pods("blue", 1).await;
+    let green = pods("green", 1).await;
+    let api = api_with_site(&blue).await;
+    let w = Wicket::start_cluster(&api, "a").await;
+
+    let (ok, failed, stop, tasks) = load(&w, 4);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.set_down(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        w.admin_get("/readyz").await.status,
+        StatusCode::OK,
+        "stays ready during the outage"
+    );
+    // Changed while wicket cannot see it.
+    api.apply_yaml(&slice_yaml(&green));
+    api.set_down(false);
+    eventually("the change made during the outage", || async {
+        (w.get("a.test", "/").await.pod() == "green-0").then_some(())
+    })
+    .await;
+    stop.send_replace(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("during a 3 s API outage: {ok} requests answered, {failed} failed");
+    assert!(ok > 100, "the load ran ({ok} requests)");
+    assert_eq!(failed, 0);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn objects_deleted_during_an_outage_disappear_after_the_relist_with_no_empty_table_between() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.apply_yaml(&ingress("other", &[("b.test", "/", "Prefix", "web")]));
+    let w = Wicket::start_cluster(&api, "a").await;
+    assert_eq!(w.get("b.test", "/").await.status, StatusCode::OK);
+    let lists_before = api.lists("Ingress");
+
+    let (ok, failed, stop, tasks) = load(&w, 2);
+    api.set_down(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(api.delete("Ingress", "default", "other"));
+    // The history of the deletion is gone: only a re-list can tell.
+    api.compact();
+    api.set_down(false);
+    eventually("b.test to be gone", || async {
+        (w.get("b.test", "/").await.status == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+    stop.send_replace(true);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(api.lists("Ingress") > lists_before, "a re-list happened");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a.test never failed ({} ok)",
+        ok.load(Ordering::Relaxed)
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_stream_that_drops_midway_resumes_without_a_relist() {
+    let blue = pods("blue", 1).await;
+    let green = pods("green", 1).await;
+    let api = api_with_site(&blue).await;
+    let w = Wicket::start_cluster(&api, "a").await;
+    let lists_before = api.lists("EndpointSlice");
+    api.drop_watches();
+    api.apply_yaml(&slice_yaml(&green));
+    eventually("the change after the stream dropped", || async {
+        (w.get("a.test", "/").await.pod() == "green-0").then_some(())
+    })
+    .await;
+    assert_eq!(
+        api.lists("EndpointSlice"),
+        lists_before,
+        "resumed from its resourceVersion"
+    );
+    w.stop().await;
+}
+
+fn status_of(api: &ApiServer, name: &str) -> Value {
+    api.get("Ingress", "default", name).unwrap()["status"]["loadBalancer"]["ingress"].clone()
+}
+
+fn status_writes(api: &ApiServer) -> Vec<support::apiserver::Write> {
+    api.writes()
+        .into_iter()
+        .filter(|w| w.resource == "ingresses" && w.subresource.as_deref() == Some("status"))
+        .collect()
+}
+
+fn holder(api: &ApiServer) -> Option<String> {
+    api.get("Lease", "ingress", "wicket-leader")
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn only_the_leader_writes_status_and_another_replica_takes_over_when_it_stops_renewing() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    let a = Wicket::start_cluster(&api, "a").await;
+    let b = Wicket::start_cluster(&api, "b").await;
+
+    let want = json!([{ "ip": PUBLISHED_IP }]);
+    eventually("the status of site", || async {
+        (status_of(&api, "site") == want).then_some(())
+    })
+    .await;
+    let leader = holder(&api).unwrap();
+    let writers: Vec<String> = status_writes(&api)
+        .into_iter()
+        .map(|w| w.instance)
+        .collect();
+    assert_eq!(writers, vec![leader.clone()], "one write, by the leader");
+
+    // The leader loses its path to the API server; the other takes over after the lease
+    // duration and writes the status of a new Ingress.
+    let follower = if leader == "a" { "b" } else { "a" };
+    api.partition(&leader, true);
+    let cut = Instant::now();
+    api.apply_yaml(&ingress("late", &[("late.test", "/", "Prefix", "web")]));
+    eventually("the takeover", || async {
+        (holder(&api).as_deref() == Some(follower)).then_some(())
+    })
+    .await;
+    let takeover = cut.elapsed();
+    eventually("the status of late", || async {
+        (status_of(&api, "late") == want).then_some(())
+    })
+    .await;
+    eprintln!("takeover {takeover:?} after the leader stopped renewing (lease {LEASE:?})");
+    assert!(takeover < LEASE * 2, "took {takeover:?}");
+
+    // The old leader is back: it sees the Lease renewed by the new one and stays quiet.
+    api.partition(&leader, false);
+    api.apply_yaml(&ingress("later", &[("later.test", "/", "Prefix", "web")]));
+    eventually("the status of later", || async {
+        (status_of(&api, "later") == want).then_some(())
+    })
+    .await;
+    tokio::time::sleep(LEASE).await;
+    let after_cut: Vec<String> = status_writes(&api)
+        .into_iter()
+        .filter(|w| w.at > cut)
+        .map(|w| w.instance)
+        .collect();
+    assert!(
+        !after_cut.is_empty() && after_cut.iter().all(|i| i == follower),
+        "{after_cut:?} {:?}",
+        api.writes()
+            .into_iter()
+            .map(|w| (
+                w.at.saturating_duration_since(cut),
+                w.instance,
+                w.resource,
+                w.method,
+                w.body["spec"]["holderIdentity"].clone(),
+                w.name
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(holder(&api).as_deref(), Some(follower));
+
+    // A leader that shuts down releases the Lease: the other takes over at once.
+    let (new_leader, old_leader) = if follower == "a" { (a, b) } else { (b, a) };
+    let stopped = Instant::now();
+    new_leader.stop().await;
+    eventually("the takeover after a release", || async {
+        (holder(&api).as_deref() == Some(leader.as_str())).then_some(())
+    })
+    .await;
+    let released = stopped.elapsed();
+    eprintln!("takeover {released:?} after the leader released the Lease");
+    assert!(released < LEASE, "took {released:?}");
+    old_leader.stop().await;
+}
+
+#[tokio::test]
+async fn status_is_cleared_when_an_ingress_stops_being_ours_and_left_alone_if_another_controller_wrote_it(
+) {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.apply_yaml(
+        &ingress("theirs", &[("t.test", "/", "Prefix", "web")])
+            .replace("ingressClassName: wicket", "ingressClassName: nginx"),
+    );
+    let mut theirs = api.get("Ingress", "default", "theirs").unwrap();
+    theirs["status"] =
+        json!({ "loadBalancer": { "ingress": [{ "hostname": "nginx.example.com" }] } });
+    api.apply(theirs);
+    let w = Wicket::start_cluster(&api, "a").await;
+    let want = json!([{ "ip": PUBLISHED_IP }]);
+    eventually("the status of site", || async {
+        (status_of(&api, "site") == want).then_some(())
+    })
+    .await;
+
+    let mut site = api.get("Ingress", "default", "site").unwrap();
+    site["spec"]["ingressClassName"] = json!("nginx");
+    api.apply(site);
+    eventually("site's status to be cleared", || async {
+        status_of(&api, "site").is_null().then_some(())
+    })
+    .await;
+    assert_eq!(
+        status_of(&api, "theirs"),
+        json!([{ "hostname": "nginx.example.com" }]),
+        "another controller's status is not ours to touch"
+    );
+    assert!(status_writes(&api).iter().all(|w| w.name == "site"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_publish_service_load_balancer_address_is_published() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "wicket", "namespace": "ingress" },
+        "spec": { "type": "LoadBalancer", "clusterIP": "10.96.0.20", "ports": [{ "name": "http", "port": 80 }] },
+        "status": { "loadBalancer": {} },
+    }));
+    let w = Wicket::launch_cluster(&api, "a", |o| {
+        o.namespaces = vec!["default".into()];
+        o.publish = wicket::controller::cluster::status::PublishFrom::Service(
+            wicket::controller::index::Key::new("ingress", "wicket"),
+        );
+    })
+    .await;
+    w.ready().await;
+    // No load balancer yet: the cluster IP.
+    eventually("the cluster IP", || async {
+        (status_of(&api, "site") == json!([{ "ip": "10.96.0.20" }])).then_some(())
+    })
+    .await;
+    // The cloud assigns a hostname: it replaces the cluster IP.
+    let mut svc = api.get("Service", "ingress", "wicket").unwrap();
+    svc["status"] =
+        json!({ "loadBalancer": { "ingress": [{ "hostname": "lb-123.example.com" }] } });
+    api.apply(svc);
+    eventually("the load balancer hostname", || async {
+        (status_of(&api, "site") == json!([{ "hostname": "lb-123.example.com" }])).then_some(())
+    })
+    .await;
+    w.stop().await;
+}
+
+fn events_for(api: &ApiServer, name: &str) -> Vec<Value> {
+    api.list("Event")
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_invalid_ingress_gets_one_warning_event_not_one_per_resync() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.apply_yaml(&ingress("broken", &[("b.test", "/", "Prefix", "missing")]));
+    let w = Wicket::start_cluster(&api, "a").await;
+    let uid = api.get("Ingress", "default", "broken").unwrap()["metadata"]["uid"].clone();
+
+    let warning = eventually("the warning", || async {
+        events_for(&api, "broken")
+            .into_iter()
+            .find(|e| e["type"] == "Warning")
+    })
+    .await;
+    assert_eq!(warning["reason"], "BackendNotFound");
+    assert_eq!(warning["regarding"]["kind"], "Ingress");
+    assert_eq!(
+        warning["regarding"]["uid"], uid,
+        "kubectl describe finds events by uid"
+    );
+    assert!(
+        warning["note"].as_str().unwrap().contains("missing"),
+        "{warning}"
+    );
+    assert_eq!(
+        warning["reportingController"],
+        "wicket.dev/ingress-controller"
+    );
+
+    // Rebuilds, a dropped watch and a full re-list: no repeat.
+    for i in 0..5 {
+        api.apply_yaml(&slice(
+            "web",
+            "web-slice",
+            pods[0].addr.port() + (i % 2),
+            &ips(&pods),
+        ));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let lists = api.lists("Ingress");
+    api.drop_watches();
+    api.set_down(true);
+    api.compact();
+    api.set_down(false);
+    eventually("the re-list", || async {
+        (api.lists("Ingress") > lists).then_some(())
+    })
+    .await;
+    let before = w.generation();
+    api.apply_yaml(&slice(
+        "web",
+        "web-slice",
+        pods[0].addr.port() + 1,
+        &ips(&pods),
+    ));
+    eventually("a rebuild after the re-list", || async {
+        (w.generation() > before).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warnings: Vec<Value> = events_for(&api, "broken")
+        .into_iter()
+        .filter(|e| e["type"] == "Warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+
+    // Each admitted Ingress got one Normal Sync event.
+    for name in ["site", "broken"] {
+        let syncs: Vec<Value> = events_for(&api, name)
+            .into_iter()
+            .filter(|e| e["reason"] == "Sync")
+            .collect();
+        assert_eq!(syncs.len(), 1, "{name}: {syncs:#?}");
+        assert_eq!(syncs[0]["type"], "Normal");
+    }
+    // The only Event writes are creations (no per-resync patches).
+    assert!(api
+        .writes()
+        .iter()
+        .filter(|w| w.resource == "events")
+        .all(|w| w.method == http::Method::POST));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn only_tls_secrets_are_watched() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": { "name": "db-password" }, "data": { "password": "aHVudGVyMg==" },
+    }));
+    let cert = test_cert(&["a.test"]);
+    api.apply_yaml(&tls_secret("a-tls", &cert));
+    let w = Wicket::launch_cluster(&api, "a", |_| {}).await;
+    w.ready().await;
+    // The Ingress names the Opaque Secret: wicket never received it, so it is "not found".
+    let mut site = api.get("Ingress", "default", "site").unwrap();
+    site["spec"]["tls"] = json!([{ "hosts": ["a.test"], "secretName": "a-tls" }, { "hosts": ["b.test"], "secretName": "db-password" }]);
+    api.apply(site);
+    let problems = eventually("the TLS problem", || async {
+        let routes = w.routes().await;
+        let problems = routes["problems"].as_array().cloned().unwrap_or_default();
+        problems
+            .iter()
+            .any(|p| p["reason"] == "TLSSecretNotFound")
+            .then_some(problems)
+    })
+    .await;
+    let text = serde_json::to_string(&problems).unwrap();
+    assert!(text.contains("db-password"), "{text}");
+    assert!(
+        !text.contains("a-tls"),
+        "the TLS Secret was not usable: {text}"
+    );
+    let routes = w.routes().await;
+    assert!(
+        routes.to_string().contains("default/a-tls"),
+        "a.test is served from a-tls: {routes}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: KUBECONFIG"]
+async fn against_a_real_cluster_it_lists_everything_and_turns_ready() {
+    let client = wicket::controller::cluster::connect(Duration::from_secs(10))
+        .await
+        .expect("a cluster from KUBECONFIG");
+    let options = wicket::controller::cluster::ClusterOptions {
+        client,
+        namespaces: Vec::new(),
+        publish: wicket::controller::cluster::status::PublishFrom::Nothing,
+        election: wicket::controller::cluster::lease::ElectionSettings {
+            name: format!("wicket-test-{}", std::process::id()),
+            namespace: "default".into(),
+            identity: format!("test-{}", std::process::id()),
+            lease_duration: Duration::from_secs(15),
+        },
+        controller_name: "wicket.dev/ingress-controller-test".into(),
+    };
+    let running = wicket::app::start(
+        wicket::app::Config::local(),
+        wicket::app::Source::Cluster(Box::new(options)),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !running.snapshot().load().is_ready() {
+        assert!(Instant::now() < deadline, "not ready after 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.shutdown().await;
+}
