@@ -1,8 +1,9 @@
 //! wicket: a Kubernetes Ingress controller and HTTP reverse proxy in one process.
 //!
 //! ```text
-//!  manifests ──> index ──> translate (pure) ──> publish ──> ArcSwap<Snapshot>
-//!              apply/delete/reset   Snapshot + Problems          │
+//!  API server ─┐
+//!  manifests  ─┴─> index ──> translate (pure) ──> publish ──> ArcSwap<Snapshot>
+//!                 apply/delete/reset   Snapshot + Problems          │
 //!                                                                ▼
 //!  client ─> listen ─> serve (h1/h2) ─> handler ─> route ─> balance ─> forward ─> pod
 //! ```
