@@ -323,6 +323,55 @@ async fn only_the_leader_writes_status_and_another_replica_takes_over_when_it_st
 }
 
 #[tokio::test]
+async fn replicas_started_together_elect_exactly_one_leader_and_write_status_once() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    let (a, b, c) = tokio::join!(
+        Wicket::start_cluster(&api, "a"),
+        Wicket::start_cluster(&api, "b"),
+        Wicket::start_cluster(&api, "c")
+    );
+    let want = json!([{ "ip": PUBLISHED_IP }]);
+    eventually("the status of site", || async {
+        (status_of(&api, "site") == want).then_some(())
+    })
+    .await;
+    // Several renewal rounds.
+    tokio::time::sleep(LEASE).await;
+    let leader = holder(&api).unwrap();
+    let lease_writes: Vec<support::apiserver::Write> = api
+        .writes()
+        .into_iter()
+        .filter(|w| w.resource == "leases")
+        .collect();
+    let creators: Vec<&str> = lease_writes
+        .iter()
+        .filter(|w| w.method == http::Method::POST)
+        .map(|w| w.instance.as_str())
+        .collect();
+    assert!(creators.contains(&leader.as_str()), "{creators:?}");
+    assert!(
+        lease_writes
+            .iter()
+            .filter(|w| w.method == http::Method::PUT)
+            .all(|w| w.instance == leader),
+        "only the leader renews: {:?}",
+        lease_writes
+            .iter()
+            .map(|w| (&w.instance, &w.method))
+            .collect::<Vec<_>>()
+    );
+    let writers: Vec<String> = status_writes(&api)
+        .into_iter()
+        .map(|w| w.instance)
+        .collect();
+    assert_eq!(writers, vec![leader], "one status write, by the leader");
+    for w in [a, b, c] {
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn status_is_cleared_when_an_ingress_stops_being_ours_and_left_alone_if_another_controller_wrote_it(
 ) {
     let pods = pods("web", 1).await;
