@@ -559,6 +559,22 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Value::Null
     };
     let (plural, _, kind, _) = *resource;
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        let name = name
+            .clone()
+            .or_else(|| body["metadata"]["name"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        shared.state.lock().unwrap().writes.push(Write {
+            at: Instant::now(),
+            instance: instance.clone(),
+            method: method.clone(),
+            resource: plural.to_owned(),
+            namespace: namespace.clone(),
+            name,
+            subresource: sub.clone(),
+            body: body.clone(),
+        });
+    }
     match (method.clone(), name) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch_response(shared, plural, namespace, q)
@@ -605,9 +621,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         (Method::POST, None) => {
             let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
             let mut state = shared.state.lock().unwrap();
-            record(
-                &mut state, &instance, &method, plural, &namespace, &name, None, &body,
-            );
             if state
                 .objects
                 .contains_key(&(plural, namespace.clone(), name.clone()))
@@ -634,16 +647,6 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         }
         (Method::PUT, Some(name)) => {
             let mut state = shared.state.lock().unwrap();
-            record(
-                &mut state,
-                &instance,
-                &method,
-                plural,
-                &namespace,
-                &name,
-                sub.clone(),
-                &body,
-            );
             let key = (plural, namespace.clone(), name.clone());
             let Some(current) = state.objects.get(&key).cloned() else {
                 return status(StatusCode::NOT_FOUND, "NotFound", "not found");
@@ -659,29 +662,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             object["metadata"]["uid"] = current["metadata"]["uid"].clone();
             object["metadata"]["creationTimestamp"] =
                 current["metadata"]["creationTimestamp"].clone();
-            store(
-                &mut state,
-                &shared.live,
-                plural,
-                namespace,
-                name,
-                object,
-                false,
-            );
-            full(StatusCode::OK, state.objects[&key].clone())
+            updated(&mut state, &shared.live, key, object)
         }
         (Method::PATCH, Some(name)) => {
             let mut state = shared.state.lock().unwrap();
-            record(
-                &mut state,
-                &instance,
-                &method,
-                plural,
-                &namespace,
-                &name,
-                sub.clone(),
-                &body,
-            );
             let key = (plural, namespace.clone(), name.clone());
             let Some(mut object) = state.objects.get(&key).cloned() else {
                 return status(StatusCode::NOT_FOUND, "NotFound", "not found");
@@ -691,16 +675,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 Some("status") => merge(&mut object["status"], &body["status"]),
                 _ => merge(&mut object, &body),
             }
-            store(
-                &mut state,
-                &shared.live,
-                plural,
-                namespace,
-                name,
-                object,
-                false,
-            );
-            full(StatusCode::OK, state.objects[&key].clone())
+            updated(&mut state, &shared.live, key, object)
         }
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -710,27 +685,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record(
+/// Stores a changed object (MODIFIED) and answers with it.
+fn updated(
     state: &mut State,
-    instance: &str,
-    method: &Method,
-    resource: &str,
-    namespace: &str,
-    name: &str,
-    subresource: Option<String>,
-    body: &Value,
-) {
-    state.writes.push(Write {
-        at: Instant::now(),
-        instance: instance.to_owned(),
-        method: method.clone(),
-        resource: resource.to_owned(),
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        subresource,
-        body: body.clone(),
-    });
+    live: &broadcast::Sender<Stored>,
+    key: (&'static str, String, String),
+    object: Value,
+) -> Response<Body> {
+    let (resource, namespace, name) = key.clone();
+    store(state, live, resource, namespace, name, object, false);
+    full(StatusCode::OK, state.objects[&key].clone())
 }
 
 /// RFC 7386 JSON merge patch.
