@@ -112,6 +112,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         generations,
         controller_rx.clone(),
     ))];
+    let sweep_stop = controller_rx.clone();
     match (dir, source_options) {
         (Some(dir), _) => background.push(tokio::spawn(run_manifests(
             dir,
@@ -150,6 +151,10 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let proxy = Arc::new(
         Proxy::new(snapshot.clone(), balancer, &proxy_settings).map_err(TlsError::Config)?,
     );
+    background.push(tokio::spawn(sweep_idle_connections(
+        proxy.clone(),
+        sweep_stop,
+    )));
     let proxy_handler = move |conn, req| {
         let proxy = proxy.clone();
         async move { proxy.handle(conn, req).await }
@@ -297,6 +302,17 @@ async fn run_manifests(
         publisher.publish(snapshot);
         tokio::select! {
             more = watch.changed() => if !more { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Closes pooled upstream connections that expired or that pods closed.
+async fn sweep_idle_connections(proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+    let mut sweep = tokio::time::interval(crate::proxy::pool::IDLE_TIMEOUT / 2);
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => proxy.sweep_idle_connections(),
             _ = stop.wait_for(|s| *s) => return,
         }
     }

@@ -23,12 +23,18 @@ pub enum TelemetryError {
     AlreadySet,
 }
 
+/// rustls logs (through the `log` crate, which kube's TLS stack turns on) a warning for
+/// every handshake with a common client quirk, such as an IP address sent as SNI; wicket
+/// logs handshake failures itself. Kept to errors unless the filter names rustls.
+const QUIET_RUSTLS: &str = "rustls=error";
+
 /// `level` is a tracing filter: `info`, `debug`, or `wicket=debug,hyper=info`.
 pub fn init(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
-    let filter = EnvFilter::try_new(level).map_err(|source| TelemetryError::Filter {
-        level: level.to_owned(),
-        source,
-    })?;
+    let filter =
+        EnvFilter::try_new(filter_directives(level)).map_err(|source| TelemetryError::Filter {
+            level: level.to_owned(),
+            source,
+        })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -38,4 +44,27 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadySet)
+}
+
+fn filter_directives(level: &str) -> String {
+    if level.contains("rustls") {
+        level.to_owned()
+    } else {
+        format!("{level},{QUIET_RUSTLS}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustls_per_handshake_warnings_are_quiet_unless_asked_for() {
+        assert_eq!(filter_directives("info"), "info,rustls=error");
+        assert_eq!(
+            filter_directives("debug,rustls=debug"),
+            "debug,rustls=debug"
+        );
+        assert!(EnvFilter::try_new(filter_directives("wicket=debug,hyper=info")).is_ok());
+    }
 }

@@ -5,6 +5,8 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -122,6 +124,98 @@ async fn a_pod_that_answers_garbage_or_hangs_up_gives_502() {
         let w = one_pod_world(addr, Config::local()).await;
         let reply = w.get("a.test", "/").await;
         assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{behaviour}");
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let pods = pods("web", 1).await;
+    let w = Wicket::start(&site(&pods)).await;
+    for i in 0..20 {
+        let reply = w.get("a.test", &format!("/n/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // A request with a body, and a HEAD (a response with no body to read).
+    let req = w
+        .request(Method::POST, "a.test", "/submit")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    assert_eq!(w.send(req).await.status, StatusCode::OK);
+    let req = w
+        .request(Method::HEAD, "a.test", "/")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(w.send(req).await.status, StatusCode::OK);
+    assert_eq!(w.get("a.test", "/last").await.status, StatusCode::OK);
+    assert_eq!(
+        pods[0].connections(),
+        1,
+        "one upstream connection for every request"
+    );
+    w.stop().await;
+}
+
+/// Answers each request on a connection with a keep-alive response, then closes the
+/// connection (`then`: "close" at once, "close-chunked" after a chunked response, or
+/// "connection-close" saying so in a header).
+async fn one_request_per_connection_pod(then: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let ip = format!("127.{}.{}.8", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response: &[u8] = match then {
+                    "close-chunked" => {
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+                    }
+                    "connection-close" => {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                    }
+                    _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                };
+                let _ = stream.write_all(response).await;
+                // Hang up without saying so (except "connection-close"): the proxy finds
+                // out when it next uses the connection, or just before.
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_pod_that_closes_keep_alive_connections_costs_no_request() {
+    for then in ["close", "close-chunked", "connection-close"] {
+        let (addr, accepted) = one_request_per_connection_pod(then).await;
+        let w = one_pod_world(addr, Config::local()).await;
+        for i in 0..10 {
+            let reply = w.get("a.test", "/").await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{then}, request {i}: {}",
+                reply.body
+            );
+            assert_eq!(reply.body, "ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::Relaxed),
+            10,
+            "{then}: a new connection per request"
+        );
         w.stop().await;
     }
 }

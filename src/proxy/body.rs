@@ -15,11 +15,84 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::pool::Loan;
+
 /// The response body sent to the client.
 #[derive(Debug)]
 pub enum ProxyBody {
-    Upstream(Incoming),
+    Upstream(ResponseBody),
     Full(Option<Bytes>),
+}
+
+/// A pod's response body. When it came over a pooled HTTP/1.1 connection, the connection
+/// goes back to the pool once the body has been read to the end (never when the client
+/// went away half-way: that connection is mid-response and is closed).
+pub struct ResponseBody {
+    inner: Incoming,
+    done: bool,
+    loan: Option<Loan>,
+}
+
+impl ResponseBody {
+    pub fn new(inner: Incoming, loan: Option<Loan>) -> Self {
+        Self {
+            inner,
+            done: false,
+            loan,
+        }
+    }
+
+    pub fn plain(inner: Incoming) -> Self {
+        Self::new(inner, None)
+    }
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .field("done", &self.done)
+            .field("pooled", &self.loan.is_some())
+            .finish()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(loan) = self.loan.take() {
+            if self.done || self.inner.is_end_stream() {
+                loan.give_back();
+            }
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.done = true,
+            // A broken body leaves the connection in no state to reuse.
+            Poll::Ready(Some(Err(_))) => this.loan = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl ProxyBody {

@@ -36,7 +36,7 @@ pub enum ProxyError {
     Connect {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Connecting, or waiting for the response head, took too long.
     #[error("upstream {endpoint} timed out")]
@@ -49,7 +49,7 @@ pub enum ProxyError {
     Upstream {
         endpoint: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -27,8 +27,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tracing::debug;
 
 use super::balance::Balancer;
-use super::body::UpstreamBody;
+use super::body::{ResponseBody, UpstreamBody};
 use super::error::ProxyError;
+use super::pool::{Http1Pool, PoolError};
 use crate::model::{Backend, Destination, UpstreamProtocol};
 
 /// Endpoints tried for one request before giving up.
@@ -62,17 +63,21 @@ pub struct Forwarder {
     h2c: Client<HttpConnector, UpstreamBody>,
     https: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     h2: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// HTTP/1.1 to pod addresses (everything else goes through the clients above).
+    pool: Arc<Http1Pool>,
     response_timeout: Duration,
 }
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How one attempt failed.
 enum SendError {
     /// The connection could not be made; nothing was sent.
-    Connect { error: ClientError, timed_out: bool },
+    Connect { error: BoxError, timed_out: bool },
     /// No response head in time.
     Timeout,
     /// Failed after (part of) the request was sent.
-    Failed(ClientError),
+    Failed(BoxError),
 }
 
 impl Forwarder {
@@ -120,6 +125,7 @@ impl Forwarder {
             h2c: builder(true).build(connector(true)),
             https: builder(false).build(https_connector(false)),
             h2: builder(true).build(https_connector(true)),
+            pool: Http1Pool::new(settings.connect_timeout),
             response_timeout: settings.response_timeout,
         })
     }
@@ -127,8 +133,24 @@ impl Forwarder {
     async fn send(
         &self,
         protocol: UpstreamProtocol,
-        req: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+        endpoint: Option<SocketAddr>,
+        mut req: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        if let (UpstreamProtocol::Http1, Some(addr)) = (protocol, endpoint) {
+            // The pod address is known: the lean pool, origin-form request target.
+            let target = req.uri().path_and_query().cloned();
+            *req.uri_mut() = target.map_or_else(|| Uri::from_static("/"), Uri::from);
+            let sent = self.pool.send(addr, req);
+            return match tokio::time::timeout(self.response_timeout, sent).await {
+                Err(_) => Err(SendError::Timeout),
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(PoolError::Connect { source, timed_out })) => Err(SendError::Connect {
+                    error: source.into(),
+                    timed_out,
+                }),
+                Ok(Err(PoolError::Failed(error))) => Err(SendError::Failed(error.into())),
+            };
+        }
         let response = match protocol {
             UpstreamProtocol::Http1 => self.http1.request(req),
             UpstreamProtocol::H2c => self.h2c.request(req),
@@ -137,13 +159,21 @@ impl Forwarder {
         };
         match tokio::time::timeout(self.response_timeout, response).await {
             Err(_) => Err(SendError::Timeout),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(ResponseBody::plain)),
             Ok(Err(error)) if error.is_connect() => {
                 let timed_out = is_timeout(&error);
-                Err(SendError::Connect { error, timed_out })
+                Err(SendError::Connect {
+                    error: error.into(),
+                    timed_out,
+                })
             }
-            Ok(Err(error)) => Err(SendError::Failed(error)),
+            Ok(Err(error)) => Err(SendError::Failed(error.into())),
         }
+    }
+
+    /// Drops idle pooled connections that expired or were closed by the pod.
+    pub fn sweep(&self) {
+        self.pool.sweep();
     }
 
     /// Sends the request to an endpoint of `backend`; on a connect failure, to another.
@@ -156,7 +186,7 @@ impl Forwarder {
         client_ip: IpAddr,
         mut parts: Parts,
         body: Incoming,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<ResponseBody>, ProxyError> {
         let (scheme, version) = match protocol {
             UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
             UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
@@ -218,7 +248,7 @@ impl Forwarder {
             };
 
             match self
-                .send(protocol, Request::from_parts(head, upstream_body))
+                .send(protocol, endpoint, Request::from_parts(head, upstream_body))
                 .await
             {
                 Ok(response) => return Ok(response),

@@ -105,6 +105,11 @@ enum Decision {
 }
 
 impl Proxy {
+    /// Closes pooled upstream connections that expired or that pods closed.
+    pub fn sweep_idle_connections(&self) {
+        self.forwarder.sweep();
+    }
+
     pub fn new(
         snapshot: SharedSnapshot,
         balancer: Arc<Balancer>,
