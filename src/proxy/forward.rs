@@ -1,5 +1,7 @@
-//! Forwarding to the pod: pooled keep-alive hyper-util clients shared by every worker — one
-//! per upstream protocol (HTTP/1.1, HTTP/2 cleartext, HTTP/1.1 over TLS, HTTP/2 over TLS) —
+//! Forwarding to the pod: HTTP/1.1 to a pod address through the per-address pool in
+//! `pool.rs`; everything else through pooled hyper-util clients shared by every worker, one
+//! per upstream protocol (HTTP/1.1 to ExternalName hosts, HTTP/2 cleartext, HTTP/1.1 over
+//! TLS, HTTP/2 over TLS) —
 //! a connect timeout, a response-head timeout, and a retry on another endpoint when the
 //! connection could not be made (nothing was sent, so any method is safe to retry).
 //!
@@ -29,17 +31,11 @@ use tracing::debug;
 use super::balance::Balancer;
 use super::body::{ResponseBody, UpstreamBody};
 use super::error::ProxyError;
-use super::pool::{Http1Pool, PoolError};
+use super::pool::{Http1Pool, PoolError, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
 use crate::model::{Backend, Destination, UpstreamProtocol};
 
 /// Endpoints tried for one request before giving up.
 pub const MAX_ATTEMPTS: usize = 3;
-/// Idle upstream connections are closed after this; pods come and go.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Idle connections kept per pod address.
-const POOL_MAX_IDLE_PER_HOST: usize = 128;
-/// TCP keepalive on upstream connections, to notice pods that vanished silently.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -94,8 +90,8 @@ impl Forwarder {
         };
         let builder = |http2: bool| -> Builder {
             let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            b.pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_max_idle_per_host(MAX_IDLE_PER_ADDR)
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 // The client's Host header is the one to send, never the pod address.

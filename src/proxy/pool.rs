@@ -32,7 +32,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per pod address.
 pub const MAX_IDLE_PER_ADDR: usize = 128;
 /// TCP keepalive on upstream connections, to notice pods that vanished silently.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 type Sender = SendRequest<UpstreamBody>;
 
