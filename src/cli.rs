@@ -50,6 +50,19 @@ pub enum Command {
     /// Load and translate a manifests directory, print the routing table and its problems;
     /// exit 1 if there are problems.
     Check(CheckArgs),
+    /// Serve the echo "pod" of the demo: every request is answered with the pod's name and
+    /// the request it received (the example app of the kind walkthrough).
+    Echo(EchoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EchoArgs {
+    /// Listen address.
+    #[arg(long, env = "WICKET_ECHO_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    /// The name it answers with (in a pod: the pod name, from the downward API).
+    #[arg(long, env = "POD_NAME", default_value = "echo")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -35,6 +35,17 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Echo(args) => {
+            runtime(workers)?.block_on(async {
+                let server = wicket::echo::EchoServer::start(&args.name, args.addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", args.addr))?;
+                tracing::info!(addr = %server.addr, name = %server.name, "echo server listening");
+                app::shutdown_signal().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo(args) => {
             runtime(workers)?.block_on(demo::run(&args))?;
             Ok(ExitCode::SUCCESS)

@@ -391,3 +391,80 @@ fn the_quickstart_example_checks_clean() {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
 }
+
+#[test]
+fn echo_answers_with_its_pod_name_and_the_request_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(BIN)
+        .args(["echo", "--addr", &addr])
+        .env("POD_NAME", "echo-7c9d-x2x4q")
+        .env_remove("WICKET_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    lines.until("the listening line", |l| {
+        l.contains("echo server listening")
+    });
+    let body = curl(&[
+        "-H",
+        "Host: echo.local",
+        &format!("http://{addr}/api/orders?id=7"),
+    ]);
+    assert!(
+        body.starts_with(&format!("pod: echo-7c9d-x2x4q ({addr})")),
+        "{body}"
+    );
+    assert!(
+        body.contains("request: GET /api/orders?id=7 HTTP/1.1"),
+        "{body}"
+    );
+    assert!(body.contains("host: echo.local"), "{body}");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+}
+
+/// The kind walkthrough's app, with what the cluster adds (the chart's IngressClass, the
+/// EndpointSlices the EndpointSlice controller writes, the TLS Secret), routes as the
+/// README says: named targetPorts resolve, two hosts, /api to the api pods.
+#[test]
+fn the_kind_walkthrough_app_routes_as_documented() {
+    let app = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/echo/echo.yaml"),
+    )
+    .unwrap();
+    let cluster_side = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: wicket}\nspec: {controller: wicket.dev/ingress-controller}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc12, namespace: echo, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- addresses: [\"10.244.0.7\"]\n- addresses: [\"10.244.0.8\"]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: api-def34, namespace: echo, labels: {kubernetes.io/service-name: api}}\naddressType: IPv4\nports: [{name: http, port: 9090}]\nendpoints:\n- addresses: [\"10.244.0.9\"]\n";
+    let cert = "apiVersion: v1\nkind: Secret\nmetadata: {name: echo-tls, namespace: echo}\ntype: kubernetes.io/tls\ndata: {tls.crt: \"\", tls.key: \"\"}\n";
+    let dir = dir_with(&[
+        ("echo.yaml", &app),
+        ("cluster.yaml", cluster_side),
+        ("secret.yaml", cert),
+    ]);
+    let out = wicket(&["check", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    let rows: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for expected in [
+        "api.echo.local / Prefix echo/echo echo/api:http 1/1 ready: 10.244.0.9:9090",
+        "echo.local /api Prefix echo/echo echo/api:80 1/1 ready: 10.244.0.9:9090",
+        "echo.local / Prefix echo/echo echo/web:http 2/2 ready: 10.244.0.7:8080, 10.244.0.8:8080",
+    ] {
+        assert!(
+            rows.iter().any(|r| r == expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    // The only Problem is the placeholder Secret (the README makes a real one with openssl).
+    assert!(
+        text.contains("Problems (1)") && text.contains("TLSSecretInvalid"),
+        "{text}"
+    );
+}
