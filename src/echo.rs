@@ -51,6 +51,9 @@ impl EchoServer {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 let pod = pod.clone();
+                // The address this connection came in on: the pod IP even when listening
+                // on 0.0.0.0.
+                let addr = stream.local_addr().unwrap_or(addr);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let pod = pod.clone();
