@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wicket");
 const DEADLINE: Duration = Duration::from_secs(20);
+/// Every listener on a free loopback port.
+const ANY_LOOPBACK_PORTS: [&str; 6] = [
+    "--http-addr",
+    "127.0.0.1:0",
+    "--https-addr",
+    "127.0.0.1:0",
+    "--admin-addr",
+    "127.0.0.1:0",
+];
 
 fn wicket(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -83,15 +92,8 @@ fn check_json_is_the_debug_routes_document() {
 /// `wicket run` in cluster mode with `kubeconfig` as KUBECONFIG, outside any pod.
 fn run_in_cluster_mode(kubeconfig: &std::path::Path) -> Output {
     Command::new(BIN)
-        .args([
-            "run",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .arg("run")
+        .args(ANY_LOOPBACK_PORTS)
         .env("KUBECONFIG", kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
         .env_remove("KUBERNETES_SERVICE_PORT")
@@ -313,15 +315,8 @@ fn run_takes_its_flags_from_wicket_environment_variables_and_stops_on_sigterm() 
 #[test]
 fn demo_answers_the_commands_it_prints_and_exits_on_ctrl_c() {
     let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+        .arg("demo")
+        .args(ANY_LOOPBACK_PORTS)
         .env("WICKET_LOG_FORMAT", "json")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
