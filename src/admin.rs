@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz`, `/readyz` and `/debug/routes`.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` and `/debug/routes`.
 //!
 //! It is a separate listener (127.0.0.1:10254 by default) because it tells anyone who can
 //! reach it how the cluster is wired; it never shares a port with proxied traffic.
@@ -10,6 +10,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::controller::publish::SharedSnapshot;
+use crate::metrics::Metrics;
 use crate::proxy::tls::TlsStats;
 use crate::proxy::ProxyBody;
 use crate::report;
@@ -34,16 +35,32 @@ impl Health {
 pub struct Admin {
     snapshot: SharedSnapshot,
     health: Arc<Health>,
-    tls: Option<Arc<TlsStats>>,
+    tls: Option<TlsStats>,
+    metrics: Option<Arc<Metrics>>,
 }
 
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 impl Admin {
-    pub fn new(snapshot: SharedSnapshot, health: Arc<Health>, tls: Option<Arc<TlsStats>>) -> Self {
+    pub fn new(snapshot: SharedSnapshot, health: Arc<Health>) -> Self {
         Self {
             snapshot,
             health,
-            tls,
+            tls: None,
+            metrics: None,
         }
+    }
+
+    /// Reports these handshake counts in `/debug/routes`.
+    pub fn with_tls(mut self, tls: TlsStats) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Serves these metrics on `/metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub async fn handle<B>(&self, req: Request<B>) -> Response<ProxyBody> {
@@ -77,8 +94,8 @@ impl Admin {
                     )
                 } else {
                     let handshakes = self.tls.as_ref().map(|t| report::Handshakes {
-                        completed: t.handshakes.load(Ordering::Relaxed),
-                        failed: t.failures.load(Ordering::Relaxed),
+                        completed: t.handshakes.get(),
+                        failed: t.failures.get(),
                     });
                     respond(
                         StatusCode::OK,
@@ -87,9 +104,13 @@ impl Admin {
                     )
                 }
             }
+            "/metrics" => match &self.metrics {
+                Some(metrics) => respond(StatusCode::OK, OPENMETRICS, metrics.encode().into()),
+                None => text(StatusCode::NOT_FOUND, "404 not found: no metrics here\n"),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 not found: try /healthz, /readyz or /debug/routes\n",
+                "404 not found: try /healthz, /readyz, /metrics or /debug/routes\n",
             ),
         }
     }
@@ -140,7 +161,7 @@ mod tests {
     async fn readiness_follows_the_first_publish_and_shutdown() {
         let publisher = Publisher::new();
         let health = Arc::new(Health::default());
-        let admin = Admin::new(publisher.shared(), health.clone(), None);
+        let admin = Admin::new(publisher.shared(), health.clone());
         assert_eq!(get(&admin, "/healthz").await.0, StatusCode::OK);
         assert_eq!(
             get(&admin, "/readyz").await.0,
@@ -159,7 +180,7 @@ mod tests {
     async fn debug_routes_is_json_by_default_and_text_on_request() {
         let publisher = Publisher::new();
         publisher.publish(Snapshot::empty());
-        let admin = Admin::new(publisher.shared(), Arc::new(Health::default()), None);
+        let admin = Admin::new(publisher.shared(), Arc::new(Health::default()));
         let (status, body) = get(&admin, "/debug/routes").await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();

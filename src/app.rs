@@ -15,6 +15,8 @@ use crate::controller::cluster::{self, ClusterOptions};
 use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
+use crate::metrics::Metrics;
+use crate::proxy::observe::{AccessLog, AccessLogFormat, Observer};
 use crate::proxy::tls::{self, Terminator, TlsError, TlsStats};
 use crate::proxy::{listen, Balancer, Proxy, ProxySettings};
 
@@ -31,6 +33,8 @@ pub struct Config {
     pub max_connections: usize,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Access-log lines to stdout, one per request.
+    pub access_log: AccessLogFormat,
 }
 
 impl Config {
@@ -45,6 +49,7 @@ impl Config {
             max_connections: 16_384,
             shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
+            access_log: AccessLogFormat::Off,
         }
     }
 }
@@ -73,7 +78,9 @@ pub struct Running {
     pub https_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     /// TLS handshakes and failures since start.
-    pub tls_stats: Arc<TlsStats>,
+    pub tls_stats: TlsStats,
+    /// Every Prometheus metric (also on the admin port's `/metrics`).
+    pub metrics: Arc<Metrics>,
     snapshot: SharedSnapshot,
     health: Arc<Health>,
     shutdown_delay: Duration,
@@ -98,7 +105,8 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let https_addr = https.local_addr()?;
     let admin_addr = admin.local_addr()?;
 
-    let publisher = Publisher::new();
+    let metrics = Arc::new(Metrics::new());
+    let publisher = Publisher::new().with_metrics(metrics.clone());
     let snapshot = publisher.shared();
     let generations = publisher.subscribe();
     let health = Arc::new(Health::default());
@@ -136,7 +144,10 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             "no --default-certificate: clients without SNI and TLS hosts without a usable certificate get a self-signed certificate made at start-up"
         );
     }
-    let tls_stats = Arc::new(TlsStats::default());
+    let tls_stats = TlsStats {
+        handshakes: metrics.tls_handshakes.clone(),
+        failures: metrics.tls_handshake_failures.clone(),
+    };
     let terminator = Arc::new(Terminator::new(
         snapshot.clone(),
         fallback,
@@ -149,7 +160,16 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         proxy_settings.https_redirect_port = https_addr.port();
     }
     let proxy = Arc::new(
-        Proxy::new(snapshot.clone(), balancer, &proxy_settings).map_err(TlsError::Config)?,
+        Proxy::new(
+            snapshot.clone(),
+            balancer,
+            &proxy_settings,
+            Arc::new(Observer::new(
+                metrics.clone(),
+                AccessLog::stdout(config.access_log),
+            )),
+        )
+        .map_err(TlsError::Config)?,
     );
     background.push(tokio::spawn(sweep_idle_connections(
         proxy.clone(),
@@ -159,7 +179,9 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         let proxy = proxy.clone();
         async move { proxy.handle(conn, req).await }
     };
-    let admin_service = Admin::new(snapshot.clone(), health.clone(), Some(tls_stats.clone()));
+    let admin_service = Admin::new(snapshot.clone(), health.clone())
+        .with_tls(tls_stats.clone())
+        .with_metrics(metrics.clone());
     let admin_handler = move |_conn, req| {
         let admin = admin_service.clone();
         async move { admin.handle(req).await }
@@ -172,6 +194,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             config.max_connections,
             listeners_rx.clone(),
             config.shutdown_timeout,
+            metrics.connections("http"),
         )),
         tokio::spawn(listen::run(
             https,
@@ -180,6 +203,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             config.max_connections,
             listeners_rx.clone(),
             config.shutdown_timeout,
+            metrics.connections("https"),
         )),
         tokio::spawn(listen::run(
             admin,
@@ -188,6 +212,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             ADMIN_MAX_CONNECTIONS,
             listeners_rx,
             config.shutdown_timeout,
+            metrics.connections("admin"),
         )),
     ];
     info!(http = %http_addr, https = %https_addr, admin = %admin_addr, "listening");
@@ -196,6 +221,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         https_addr,
         admin_addr,
         tls_stats,
+        metrics,
         snapshot,
         health,
         shutdown_delay: config.shutdown_delay,
@@ -283,6 +309,8 @@ async fn run_manifests(
     // Watch before the first read, so a change made in between is not missed.
     let mut watch = DirWatch::new(dir.root());
     info!(dir = %dir.root().display(), "serving manifests");
+    // When the change being loaded was noticed (start-up for the first load).
+    let mut seen = std::time::Instant::now();
     loop {
         let settings = settings.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -299,11 +327,12 @@ async fn run_manifests(
                 return;
             }
         };
-        publisher.publish(snapshot);
+        publisher.publish_seen(snapshot, seen);
         tokio::select! {
             more = watch.changed() => if !more { return },
             _ = stop.wait_for(|s| *s) => return,
         }
+        seen = std::time::Instant::now();
     }
 }
 

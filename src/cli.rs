@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::controller::cluster::status::{Address, PublishFrom};
 use crate::controller::index::Key;
 use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
+use crate::proxy::observe::AccessLogFormat;
 use crate::proxy::{Hsts, ProxySettings, UpstreamSettings};
 use crate::telemetry::LogFormat;
 
@@ -141,6 +142,9 @@ pub struct ProxyArgs {
     /// Add includeSubDomains to HSTS.
     #[arg(long, env = "WICKET_HSTS_INCLUDE_SUBDOMAINS", default_value_t = false)]
     pub hsts_include_subdomains: bool,
+    /// One line per request on stdout: json, text, or off.
+    #[arg(long, env = "WICKET_ACCESS_LOG", value_enum, default_value = "json")]
+    pub access_log: AccessLogFormat,
 }
 
 impl ProxyArgs {

@@ -233,6 +233,8 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
         http_addr: args.http_addr,
         https_addr: args.https_addr,
         admin_addr: args.admin_addr,
+        // Each request the printed commands make shows up as a line.
+        access_log: crate::proxy::observe::AccessLogFormat::Text,
         ..Config::local()
     };
     // Redirects point at the demo's own HTTPS port.

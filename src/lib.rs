@@ -11,7 +11,8 @@
 //! * [`controller`] — the control plane: Kubernetes objects in, one immutable snapshot out.
 //! * [`model`] — the snapshot: hosts, paths, backends, endpoints, problems; no Kubernetes types.
 //! * [`proxy`] — the data plane: reads the current snapshot, forwards to pod addresses.
-//! * [`admin`] — `/healthz`, `/readyz`, `/debug/routes`; [`report`] renders the table.
+//! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/debug/routes`; [`report`] renders the
+//!   table; [`metrics`] holds the Prometheus families.
 //! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`].
 
 pub mod admin;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod echo;
+pub mod metrics;
 pub mod model;
 pub mod proxy;
 pub mod report;

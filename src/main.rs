@@ -60,6 +60,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 max_connections: args.proxy.max_connections,
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,
+                access_log: args.proxy.access_log,
             };
             let runtime = runtime(workers)?;
             let source = match args.manifests.clone() {

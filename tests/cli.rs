@@ -463,3 +463,130 @@ fn the_kind_walkthrough_app_routes_as_documented() {
         "{text}"
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `wicket run` with an echo pod behind a.test; returns (wicket, echo, http addr, lines).
+fn run_with_access_log(format: &str) -> (Child, Child, String, Lines) {
+    let pod_port = free_port();
+    let echo = Command::new(BIN)
+        .args([
+            "echo",
+            "--addr",
+            &format!("127.0.0.1:{pod_port}"),
+            "--name",
+            "web-1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let manifests = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {{name: wicket}}\nspec: {{controller: wicket.dev/ingress-controller}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec:\n  ports: [{{name: http, port: 80}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: shop\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{name: http, port: {pod_port}}}]\nendpoints:\n- addresses: [\"127.0.0.1\"]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: site, namespace: shop}}\nspec:\n  ingressClassName: wicket\n  rules:\n  - host: a.test\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
+    );
+    let dir = dir_with(&[("app.yaml", &manifests)]);
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--manifests",
+            dir.path().to_str().unwrap(),
+            "--http-addr",
+            &http,
+        ])
+        .args(["--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--access-log", format])
+        .env_remove("WICKET_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    lines.until("the routing table", |l| {
+        l.contains("routing table published")
+    });
+    // The directory must outlive the process's first load; it has been read now.
+    drop(dir);
+    (child, echo, http, lines)
+}
+
+#[test]
+fn the_access_log_has_one_json_line_per_request_with_every_field() {
+    let (mut child, mut echo, http, mut lines) = run_with_access_log("json");
+    let body = curl(&[
+        "-H",
+        "Host: a.test",
+        "-H",
+        "x-request-id: req-42",
+        &format!("http://{http}/shop?item=7"),
+    ]);
+    assert!(body.contains("pod: web-1"), "{body}");
+    curl(&["-H", "Host: unknown.test", &format!("http://{http}/")]);
+    let first = lines.until("the access line", |l| {
+        l.contains("\"requestId\":\"req-42\"")
+    });
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["host"], "a.test");
+    assert_eq!(v["path"], "/shop?item=7");
+    assert_eq!(v["protocol"], "HTTP/1.1");
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["upstreamStatus"], 200);
+    assert!(v["upstream"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        (
+            v["namespace"].as_str(),
+            v["ingress"].as_str(),
+            v["service"].as_str()
+        ),
+        (Some("shop"), Some("site"), Some("web"))
+    );
+    assert_eq!(v["bytesOut"].as_u64().unwrap() as usize, body.len());
+    assert!(v["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(v["durationMs"].as_f64().unwrap() > 0.0);
+    assert!(v["time"].as_str().unwrap().ends_with('Z'));
+    let second = lines.until("the 404 line", |l| l.contains("unknown.test"));
+    let v: serde_json::Value = serde_json::from_str(&second).unwrap();
+    assert_eq!(v["status"], 404);
+    assert!(v["upstream"].is_null() && v["ingress"] == "");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+    let _ = echo.kill();
+    let _ = echo.wait();
+}
+
+#[test]
+fn the_text_access_log_reads_like_nginx_and_off_prints_nothing() {
+    let (mut child, mut echo, http, mut lines) = run_with_access_log("text");
+    curl(&["-H", "Host: a.test", &format!("http://{http}/x")]);
+    let line = lines.until("the access line", |l| l.contains("\"GET /x HTTP/1.1\""));
+    assert!(line.starts_with("127.0.0.1 - ["), "{line}");
+    assert!(line.contains("\" 200 in=- out="), "{line}");
+    assert!(
+        line.contains("host=\"a.test\"") && line.contains("route=shop/site/web"),
+        "{line}"
+    );
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+
+    let _ = echo.kill();
+    let _ = echo.wait();
+    let (mut child, mut echo, http2, mut lines) = run_with_access_log("off");
+    curl(&["-H", "Host: a.test", &format!("http://{http2}/quiet")]);
+    signal(&child, "TERM");
+    lines.until("the stop line", |l| l.contains("stopped"));
+    assert!(wait_exit(&mut child).success());
+    assert!(
+        !lines.seen.iter().any(|l| l.contains("/quiet")),
+        "{:?}",
+        lines.seen
+    );
+    let _ = echo.kill();
+    let _ = echo.wait();
+}

@@ -7,12 +7,13 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::metrics::Metrics;
 use crate::model::{Problem, Snapshot};
 
 /// Where the data plane reads the current snapshot.
@@ -22,6 +23,7 @@ pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 pub struct Publisher {
     current: SharedSnapshot,
     generation: watch::Sender<u64>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for Publisher {
@@ -37,7 +39,25 @@ impl Publisher {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::empty())),
             generation,
+            metrics: None,
         }
+    }
+
+    /// Keeps the snapshot gauges (generation, publish time, endpoints, Problems) and the
+    /// propagation histogram of `metrics` up to date.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// [`Publisher::publish`] for a change first noticed at `seen`: records how long it
+    /// took to reach the data plane.
+    pub fn publish_seen(&self, snapshot: Snapshot, seen: Instant) -> bool {
+        let published = self.publish(snapshot);
+        if let (true, Some(metrics)) = (published, &self.metrics) {
+            metrics.propagated(seen.elapsed());
+        }
+        published
     }
 
     pub fn shared(&self) -> SharedSnapshot {
@@ -59,7 +79,11 @@ impl Publisher {
         snapshot.published_at = Some(SystemTime::now());
         log_changes(&previous, &snapshot);
         let generation = snapshot.generation;
-        self.current.store(Arc::new(snapshot));
+        let snapshot = Arc::new(snapshot);
+        self.current.store(snapshot.clone());
+        if let Some(metrics) = &self.metrics {
+            metrics.snapshot(&snapshot);
+        }
         self.generation.send_replace(generation);
         true
     }

@@ -124,8 +124,8 @@ pub enum Destination {
 pub struct Backend {
     /// `namespace/service:port`: the stable key for balancer state kept across snapshots.
     pub id: Arc<str>,
-    pub namespace: String,
-    pub service: String,
+    pub namespace: Arc<str>,
+    pub service: Arc<str>,
     /// The port as the Ingress wrote it.
     pub port: PortRef,
     /// The Service port number it resolved to.

@@ -1,7 +1,7 @@
 //! Body types of the proxy, without boxing.
 //!
 //! * [`ProxyBody`]: what goes back to the client — the pod's streamed response, or a short
-//!   body wicket wrote itself.
+//!   body wicket wrote itself — counting its bytes for the access log.
 //! * [`UpstreamBody`]: what goes to the pod — the client's request body. If the upstream
 //!   client drops it before reading a single frame (the connection could not be made),
 //!   the body is handed back through a channel so the request can be retried on another
@@ -15,13 +15,105 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::observe::Finish;
 use super::pool::Loan;
 
-/// The response body sent to the client.
+/// The response body sent to the client: the pod's streamed response or a short body
+/// wicket wrote itself, and (for proxied requests) what to do when it ends — the access-log
+/// line and the metric observation, which need the response's size and full duration.
 #[derive(Debug)]
-pub enum ProxyBody {
+pub struct ProxyBody {
+    inner: Inner,
+    finish: Option<Finish>,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+enum Inner {
     Upstream(ResponseBody),
     Full(Option<Bytes>),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::new(Inner::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    pub fn empty() -> Self {
+        Self::new(Inner::Full(None))
+    }
+
+    pub fn upstream(body: ResponseBody) -> Self {
+        Self::new(Inner::Upstream(body))
+    }
+
+    fn new(inner: Inner) -> Self {
+        Self {
+            inner,
+            finish: None,
+            bytes: 0,
+        }
+    }
+
+    /// Runs `finish` with the bytes sent once the body ends or is dropped.
+    pub fn on_finish(&mut self, finish: Finish) {
+        self.finish = Some(finish);
+    }
+
+    fn finish(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish.run(self.bytes);
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let frame = match &mut this.inner {
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &frame {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(data) = f.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream(body) => body.is_end_stream(),
+            Inner::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream(body) => body.size_hint(),
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
 }
 
 /// A pod's response body. When it came over a pooled HTTP/1.1 connection, the connection
@@ -92,48 +184,6 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl ProxyBody {
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        let bytes = bytes.into();
-        ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
-    }
-
-    pub fn empty() -> Self {
-        ProxyBody::Full(None)
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
-            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream(body) => body.is_end_stream(),
-            ProxyBody::Full(bytes) => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream(body) => body.size_hint(),
-            ProxyBody::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-        }
     }
 }
 

@@ -31,6 +31,7 @@ use tracing::debug;
 use super::balance::Balancer;
 use super::body::{ResponseBody, UpstreamBody};
 use super::error::ProxyError;
+use super::observe::Observer;
 use super::pool::{Http1Pool, PoolError, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
 use crate::model::{Backend, Destination, UpstreamProtocol};
 
@@ -61,6 +62,10 @@ pub struct Forwarder {
     h2: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     /// HTTP/1.1 to pod addresses (everything else goes through the clients above).
     pool: Arc<Http1Pool>,
+    /// Endpoint choice (shared with the rest of the proxy: state outlives snapshots).
+    balancer: Arc<Balancer>,
+    /// Connect errors, retries and timeouts are counted per backend.
+    observer: Arc<Observer>,
     response_timeout: Duration,
 }
 
@@ -79,7 +84,11 @@ enum SendError {
 impl Forwarder {
     /// Fails only if the TLS client configuration cannot be built (a rustls build without
     /// the protocol versions we ask for).
-    pub fn new(settings: &UpstreamSettings) -> Result<Self, rustls::Error> {
+    pub fn new(
+        settings: &UpstreamSettings,
+        balancer: Arc<Balancer>,
+        observer: Arc<Observer>,
+    ) -> Result<Self, rustls::Error> {
         let connector = |enforce_http: bool| {
             let mut c = HttpConnector::new();
             c.set_nodelay(true);
@@ -122,6 +131,8 @@ impl Forwarder {
             https: builder(false).build(https_connector(false)),
             h2: builder(true).build(https_connector(true)),
             pool: Http1Pool::new(settings.connect_timeout),
+            balancer,
+            observer,
             response_timeout: settings.response_timeout,
         })
     }
@@ -176,13 +187,14 @@ impl Forwarder {
     /// `parts` must already be rewritten for the upstream (headers, version).
     pub async fn forward(
         &self,
-        balancer: &Balancer,
         backend: &Backend,
         protocol: UpstreamProtocol,
         client_ip: IpAddr,
         mut parts: Parts,
         body: Incoming,
+        upstream: &mut Option<Authority>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        let metrics = self.observer.metrics();
         let (scheme, version) = match protocol {
             UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
             UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
@@ -211,13 +223,17 @@ impl Forwarder {
             {
                 Destination::ExternalName { authority, .. } => (authority.clone(), None),
                 Destination::Endpoints { .. } => {
-                    match balancer.pick(backend, client_ip, &tried[..attempts]) {
+                    match self.balancer.pick(backend, client_ip, &tried[..attempts]) {
                         Some(e) => (e.authority.clone(), Some(e.addr)),
                         None => return Err(ProxyError::NoEndpoints(backend.id.clone())),
                     }
                 }
             };
             attempts += 1;
+            if attempts > 1 {
+                metrics.retry(&backend.id);
+            }
+            *upstream = Some(authority.clone());
             let last = attempts >= possible;
 
             let mut uri = {
@@ -249,9 +265,10 @@ impl Forwarder {
             {
                 Ok(response) => return Ok(response),
                 Err(SendError::Timeout) => {
+                    metrics.timeout(&backend.id);
                     return Err(ProxyError::Timeout {
                         endpoint: authority.to_string(),
-                    })
+                    });
                 }
                 Err(SendError::Failed(source)) => {
                     return Err(ProxyError::Upstream {
@@ -260,6 +277,7 @@ impl Forwarder {
                     })
                 }
                 Err(SendError::Connect { error, timed_out }) => {
+                    metrics.connect_error(&backend.id);
                     debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
                     if let Some(addr) = endpoint {
                         tried[attempts - 1] = addr;

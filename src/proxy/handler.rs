@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{
-    HeaderValue, CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY, TE,
+    HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY,
+    TE,
 };
+use http::uri::Authority;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -22,9 +24,11 @@ use super::balance::Balancer;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::forward::{Forwarder, UpstreamSettings};
-use super::headers::{self, Forwarded};
+use super::headers::{self, Forwarded, X_REQUEST_ID};
+use super::observe::{Finish, Observer, Record};
 use super::route;
 use crate::controller::publish::SharedSnapshot;
+use crate::metrics::RouteLabels;
 use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
@@ -86,11 +90,19 @@ impl Default for ProxySettings {
 
 pub struct Proxy {
     snapshot: SharedSnapshot,
-    balancer: Arc<Balancer>,
     forwarder: Forwarder,
+    observer: Arc<Observer>,
     ssl_redirect: bool,
     https_redirect_port: u16,
     hsts: Option<HeaderValue>,
+}
+
+/// What the request path learnt for the access log and metrics.
+#[derive(Default)]
+struct Trace {
+    route: RouteLabels,
+    upstream: Option<Authority>,
+    request_id: Option<HeaderValue>,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -101,7 +113,7 @@ enum Decision {
         hsts: Option<HeaderValue>,
     },
     /// Answer without forwarding (the redirect to HTTPS).
-    Respond(Response<ProxyBody>),
+    Respond(Box<Response<ProxyBody>>),
 }
 
 impl Proxy {
@@ -114,6 +126,7 @@ impl Proxy {
         snapshot: SharedSnapshot,
         balancer: Arc<Balancer>,
         settings: &ProxySettings,
+        observer: Arc<Observer>,
     ) -> Result<Self, rustls::Error> {
         let hsts = settings.hsts.map(|h| {
             let value = if h.include_subdomains {
@@ -125,8 +138,8 @@ impl Proxy {
         });
         Ok(Self {
             snapshot,
-            balancer,
-            forwarder: Forwarder::new(&settings.upstream)?,
+            forwarder: Forwarder::new(&settings.upstream, balancer, observer.clone())?,
+            observer,
             ssl_redirect: settings.ssl_redirect,
             https_redirect_port: settings.https_redirect_port,
             hsts,
@@ -138,13 +151,20 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
+        let version = req.version();
+        let host = match req.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => req.headers().get(HOST).cloned(),
+        };
+        let bytes_in = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let peer = conn.peer;
-        match self.proxy(conn, req).await {
-            Ok(response) => {
-                debug!(%peer, %method, %uri, status = response.status().as_u16(),
-                    elapsed_us = started.elapsed().as_micros() as u64, "proxied");
-                response
-            }
+        let mut trace = Trace::default();
+        let mut response = match self.proxy(conn, req, &mut trace).await {
+            Ok(response) => response,
             Err(error) => {
                 let status = error.status();
                 if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
@@ -155,12 +175,34 @@ impl Proxy {
                 }
                 error.into_response()
             }
-        }
+        };
+        let record = Record {
+            started,
+            client: peer,
+            method,
+            host,
+            uri,
+            version,
+            bytes_in,
+            status: response.status(),
+            route: trace.route,
+            upstream: trace.upstream,
+            request_id: trace.request_id,
+        };
+        response
+            .body_mut()
+            .on_finish(Finish::new(self.observer.clone(), record));
+        response
     }
 
     /// Looks the request up in the current snapshot: a route (with what it needs from the
     /// snapshot), a redirect to HTTPS, or an error.
-    fn route<B>(&self, conn: &ConnInfo, req: &Request<B>) -> Result<Decision, ProxyError> {
+    fn route<B>(
+        &self,
+        conn: &ConnInfo,
+        req: &Request<B>,
+        trace: &mut Trace,
+    ) -> Result<Decision, ProxyError> {
         let snapshot = self.snapshot.load();
         if !snapshot.is_ready() {
             return Err(ProxyError::NotReady);
@@ -184,22 +226,28 @@ impl Proxy {
                 _ => tls_host.redirect,
             };
             if allowed && !path.starts_with(ACME_CHALLENGE_PREFIX) {
-                return Ok(Decision::Respond(redirect(
+                return Ok(Decision::Respond(Box::new(redirect(
                     &host,
                     req.uri(),
                     self.https_redirect_port,
-                )));
+                ))));
             }
         }
-        let (target, protocol) = match lookup {
-            Lookup::Route { route, .. } => (&route.target, route.protocol),
-            Lookup::Default { backend, .. } => (&backend.target, backend.protocol),
+        let (target, protocol, ingress) = match lookup {
+            Lookup::Route { route, .. } => (&route.target, route.protocol, Some(&route.ingress)),
+            Lookup::Default { backend, .. } => {
+                (&backend.target, backend.protocol, backend.ingress.as_ref())
+            }
             Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
         };
         let backend = match target {
             Target::Backend(backend) => backend.clone(),
-            Target::Unavailable(why) => return Err(ProxyError::BackendUnavailable(why.clone())),
+            Target::Unavailable(why) => {
+                trace.route = RouteLabels::new(ingress, None);
+                return Err(ProxyError::BackendUnavailable(why.clone()));
+            }
         };
+        trace.route = RouteLabels::new(ingress, Some(&backend));
         Ok(Decision::Forward {
             protocol: protocol.unwrap_or(backend.protocol),
             backend,
@@ -216,17 +264,18 @@ impl Proxy {
         &self,
         conn: ConnInfo,
         mut req: Request<Incoming>,
+        trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
-        let (backend, protocol, hsts) = match self.route(&conn, &req)? {
+        let (backend, protocol, hsts) = match self.route(&conn, &req, trace)? {
             Decision::Forward {
                 backend,
                 protocol,
                 hsts,
             } => (backend, protocol, hsts),
-            Decision::Respond(response) => return Ok(response),
+            Decision::Respond(response) => return Ok(*response),
         };
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
@@ -273,16 +322,17 @@ impl Proxy {
                 .insert(TE, HeaderValue::from_static("trailers"));
         }
         parts.extensions = Extensions::new();
+        trace.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
 
         let mut response = self
             .forwarder
             .forward(
-                &self.balancer,
                 &backend,
                 protocol,
                 conn.peer.ip(),
                 parts,
                 body,
+                &mut trace.upstream,
             )
             .await?;
 
@@ -311,7 +361,7 @@ impl Proxy {
                 .entry(STRICT_TRANSPORT_SECURITY)
                 .or_insert(hsts);
         }
-        Ok(Response::from_parts(head, ProxyBody::Upstream(body)))
+        Ok(Response::from_parts(head, ProxyBody::upstream(body)))
     }
 }
 

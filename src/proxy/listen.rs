@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
@@ -29,7 +30,7 @@ pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> 
 }
 
 /// Accepts connections (terminating TLS when `tls` is set) until `shutdown` turns true,
-/// then drains for `drain`.
+/// then drains for `drain`. `open` counts the connections open.
 pub async fn run<H, Fut>(
     listener: TcpListener,
     tls: Option<Arc<Terminator>>,
@@ -37,6 +38,7 @@ pub async fn run<H, Fut>(
     max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    open: Gauge,
 ) where
     H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -76,6 +78,8 @@ pub async fn run<H, Fut>(
         let slot = server.slot();
         let handler = handler.clone();
         let tls = tls.clone();
+        open.inc();
+        let open = open.clone();
         tokio::spawn(async move {
             match tls {
                 None => slot.serve(stream, conn, handler).await,
@@ -86,6 +90,7 @@ pub async fn run<H, Fut>(
                 }
             }
             drop(permit);
+            open.dec();
         });
     }
     drop(listener);

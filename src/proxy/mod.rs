@@ -11,6 +11,7 @@ pub mod forward;
 pub mod handler;
 pub mod headers;
 pub mod listen;
+pub mod observe;
 pub mod pool;
 pub mod route;
 pub mod serve;

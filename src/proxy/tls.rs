@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +35,11 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// Handshakes since start, for `/debug/routes` (and metrics later).
-#[derive(Debug, Default)]
+/// Handshakes since start, for `/debug/routes` and `/metrics` (the same counters).
+#[derive(Clone, Debug, Default)]
 pub struct TlsStats {
-    pub handshakes: AtomicU64,
-    pub failures: AtomicU64,
+    pub handshakes: prometheus_client::metrics::counter::Counter,
+    pub failures: prometheus_client::metrics::counter::Counter,
 }
 
 /// Picks the certificate for a ClientHello from the current snapshot.
@@ -111,7 +110,7 @@ fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
 /// Terminates TLS on accepted connections.
 pub struct Terminator {
     config: Arc<ServerConfig>,
-    stats: Arc<TlsStats>,
+    stats: TlsStats,
 }
 
 impl Terminator {
@@ -120,7 +119,7 @@ impl Terminator {
     pub fn new(
         snapshot: SharedSnapshot,
         fallback: Arc<CertifiedKey>,
-        stats: Arc<TlsStats>,
+        stats: TlsStats,
     ) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::CryptoProvider {
             cipher_suites: cipher_suites(),
@@ -165,11 +164,11 @@ impl Terminator {
         };
         match outcome {
             Ok(stream) => {
-                self.stats.handshakes.fetch_add(1, Ordering::Relaxed);
+                self.stats.handshakes.inc();
                 Some(stream)
             }
             Err((sni, reason)) => {
-                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.failures.inc();
                 info!(%peer, sni = sni.as_deref().unwrap_or(""), %reason, "tls handshake failed");
                 None
             }

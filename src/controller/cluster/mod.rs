@@ -224,6 +224,7 @@ async fn run_index(
             () = due => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        let seen = pending.map_or_else(Instant::now, |(first, _)| first);
         pending = None;
         let settings = settings.clone();
         let publish = publish.clone();
@@ -241,7 +242,7 @@ async fn run_index(
                 return;
             }
         };
-        publisher.publish(snapshot);
+        publisher.publish_seen(snapshot, seen.into_std());
         views.send_if_modified(|current| {
             if **current == view {
                 false

@@ -189,8 +189,8 @@ impl<'a> Resolver<'a> {
             .or_else(|| svc_port.app_protocol.clone());
         let backend = Backend {
             id: Arc::from(format!("{namespace}/{name}:{service_port}")),
-            namespace: namespace.to_owned(),
-            service: name.to_owned(),
+            namespace: Arc::from(namespace),
+            service: Arc::from(name),
             port: port.clone(),
             service_port,
             protocol: upstream_protocol(app_protocol.as_deref()),
@@ -257,8 +257,8 @@ impl<'a> Resolver<'a> {
         };
         let backend = Backend {
             id: Arc::from(format!("{namespace}/{name}:{number}")),
-            namespace: namespace.to_owned(),
-            service: name.to_owned(),
+            namespace: Arc::from(namespace),
+            service: Arc::from(name),
             port: port.clone(),
             service_port: number,
             protocol: upstream_protocol(svc_port.and_then(|p| p.app_protocol.as_deref())),
