@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::model::{Backend, ObjectRef, Snapshot};
+use crate::model::{Owner, Snapshot};
 
 /// Request duration buckets: 1 ms to ~16 s.
 fn duration_buckets() -> impl Iterator<Item = f64> {
@@ -27,52 +27,45 @@ fn duration_buckets() -> impl Iterator<Item = f64> {
 }
 
 /// Who a request went to: labels `namespace`, `ingress`, `service` (empty when unrouted).
+/// The names and their hash come from the routing table, made once per table.
 #[derive(Clone, Debug, Default)]
-pub struct RouteLabels {
-    pub ingress: Option<Arc<ObjectRef>>,
-    pub namespace: Option<Arc<str>>,
-    pub service: Option<Arc<str>>,
-}
+pub struct RouteLabels(Option<Arc<Owner>>);
 
 impl RouteLabels {
-    pub fn new(ingress: Option<&Arc<ObjectRef>>, backend: Option<&Backend>) -> Self {
-        Self {
-            ingress: ingress.cloned(),
-            namespace: backend.map(|b| b.namespace.clone()),
-            service: backend.map(|b| b.service.clone()),
-        }
+    pub fn new(owner: Option<&Arc<Owner>>) -> Self {
+        Self(owner.cloned())
     }
 
     pub fn namespace(&self) -> &str {
-        match (&self.namespace, &self.ingress) {
-            (Some(ns), _) => ns,
-            (None, Some(i)) => i.namespace.as_deref().unwrap_or(""),
-            (None, None) => "",
-        }
+        self.0.as_ref().map_or("", |o| &o.namespace)
     }
 
     pub fn ingress(&self) -> &str {
-        self.ingress.as_ref().map_or("", |i| i.name.as_str())
+        self.0.as_ref().map_or("", |o| &o.ingress)
     }
 
     pub fn service(&self) -> &str {
-        self.service.as_deref().unwrap_or("")
+        self.0.as_ref().map_or("", |o| &o.service)
     }
 
-    fn key(&self) -> (&str, &str, &str) {
-        (self.namespace(), self.ingress(), self.service())
+    fn hash_value(&self) -> u64 {
+        self.0.as_ref().map_or(0, |o| o.hash)
     }
 }
 
 impl PartialEq for RouteLabels {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            (None, None) => true,
+            _ => false,
+        }
     }
 }
 impl Eq for RouteLabels {}
 impl Hash for RouteLabels {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
+        state.write_u64(self.hash_value());
     }
 }
 
@@ -88,11 +81,21 @@ impl EncodeLabelSet for RouteLabels {
 }
 
 /// A request's labels: its route, method and status class.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestLabels {
     pub route: RouteLabels,
     pub method: &'static str,
     pub status: &'static str,
+}
+
+impl Hash for RequestLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // One number: the route's precomputed hash mixed with the (static) label strings'
+        // addresses, which are fixed for the life of the process.
+        let method = self.method.as_ptr() as u64;
+        let status = self.status.as_ptr() as u64;
+        state.write_u64(self.route.hash_value() ^ method.rotate_left(17) ^ status.rotate_left(41));
+    }
 }
 
 impl EncodeLabelSet for RequestLabels {

@@ -10,7 +10,8 @@
 #
 # One backend (nginx answering a 2-byte body) stands in for the pod and shares CPU 1 with
 # wrk; the proxy under test runs on CPU 0. Both proxies serve the same certificate and
-# forward to the same backend over keep-alive connections. nginx keeps its default cipher
+# forward to the same backend over keep-alive connections, with no access log (nginx:
+# access_log off; wicket: --access-log off); wicket's metrics stay on, as they always are. nginx keeps its default cipher
 # choice (the client's order: AES-256-GCM-SHA384 with wrk); NGINX_SAME_CIPHERS=1 gives it
 # wicket's server order (AES-128-GCM-SHA256 first) instead. Each comparison alternates
 # wicket and nginx `runs` times and reports the medians, because the shared client core
@@ -132,7 +133,7 @@ taskset -c 1 nginx -c "$work/backend.conf" -e "$work/logs/backend.err" &
 taskset -c 0 nginx -c "$work/proxy.conf" -e "$work/logs/proxy.err" &
 taskset -c 0 target/release/wicket run --manifests "$work/manifests" \
   --http-addr 127.0.0.1:18080 --https-addr 127.0.0.1:18443 --admin-addr 127.0.0.1:18254 \
-  --default-certificate default/bench-tls --log-level warn &
+  --default-certificate default/bench-tls --log-level warn --access-log off &
 for _ in $(seq 100); do
   curl -sf -o /dev/null http://127.0.0.1:18254/readyz && curl -sf -o /dev/null http://127.0.0.1:19000/ \
     && curl -sfk -o /dev/null https://127.0.0.1:18444/ && break

@@ -130,6 +130,36 @@ pub struct Route {
     /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<UpstreamProtocol>,
+    #[serde(skip)]
+    pub owner: Arc<Owner>,
+}
+
+/// Who answers for a route, as metrics and access logs name it (namespace, Ingress,
+/// Service; empty when there is none). Built once per table, with its hash, so a request
+/// costs an `Arc` clone and one hashed number, never hashing strings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub namespace: Arc<str>,
+    pub ingress: Arc<str>,
+    pub service: Arc<str>,
+    pub hash: u64,
+}
+
+impl Owner {
+    pub fn new(namespace: Arc<str>, ingress: Arc<str>, service: Arc<str>) -> Self {
+        use std::hash::BuildHasher;
+        let hash = foldhash::fast::FixedState::with_seed(0x77_69_63_6b_65_74).hash_one((
+            &*namespace,
+            &*ingress,
+            &*service,
+        ));
+        Self {
+            namespace,
+            ingress,
+            service,
+            hash,
+        }
+    }
 }
 
 /// The default backend: what answers when no rule matches.
@@ -142,6 +172,8 @@ pub struct DefaultBackend {
     /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<UpstreamProtocol>,
+    #[serde(skip)]
+    pub owner: Arc<Owner>,
 }
 
 #[derive(Clone, Debug)]
@@ -425,6 +457,7 @@ mod tests {
             target: Target::Unavailable(Arc::from("test")),
             ssl_redirect: true,
             protocol: None,
+            owner: Arc::new(Owner::new("default".into(), ingress.into(), "".into())),
         }
     }
 
@@ -500,6 +533,7 @@ mod tests {
             ingress: None,
             target: Target::Unavailable(Arc::from("test")),
             protocol: None,
+            owner: Arc::new(Owner::new("".into(), "".into(), "".into())),
         })
         .unwrap();
         let t = b.build();

@@ -25,7 +25,7 @@ use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::forward::{Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_REQUEST_ID};
-use super::observe::{Finish, Observer, Record};
+use super::observe::{self, Finish, Observer, Record};
 use super::route;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
@@ -150,19 +150,29 @@ impl Proxy {
     pub async fn handle(&self, conn: ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
-        let uri = req.uri().clone();
-        let version = req.version();
-        let host = match req.uri().authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => req.headers().get(HOST).cloned(),
-        };
-        let bytes_in = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
         let peer = conn.peer;
+        // What only the access log needs is kept only when there is one.
+        let request = self.observer.logs().then(|| {
+            Box::new(observe::Request {
+                client: peer,
+                host: match req.uri().authority() {
+                    Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+                    None => req.headers().get(HOST).cloned(),
+                },
+                uri: req.uri().clone(),
+                version: req.version(),
+                bytes_in: req
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok()),
+                upstream: None,
+                request_id: None,
+            })
+        });
         let mut trace = Trace::default();
+        // For the error log below (a reference-counted copy, no allocation).
+        let uri = req.uri().clone();
         let mut response = match self.proxy(conn, req, &mut trace).await {
             Ok(response) => response,
             Err(error) => {
@@ -176,18 +186,17 @@ impl Proxy {
                 error.into_response()
             }
         };
+        let request = request.map(|mut r| {
+            r.upstream = trace.upstream;
+            r.request_id = trace.request_id;
+            r
+        });
         let record = Record {
             started,
-            client: peer,
             method,
-            host,
-            uri,
-            version,
-            bytes_in,
             status: response.status(),
             route: trace.route,
-            upstream: trace.upstream,
-            request_id: trace.request_id,
+            request,
         };
         response
             .body_mut()
@@ -233,21 +242,16 @@ impl Proxy {
                 ))));
             }
         }
-        let (target, protocol, ingress) = match lookup {
-            Lookup::Route { route, .. } => (&route.target, route.protocol, Some(&route.ingress)),
-            Lookup::Default { backend, .. } => {
-                (&backend.target, backend.protocol, backend.ingress.as_ref())
-            }
+        let (target, protocol, owner) = match lookup {
+            Lookup::Route { route, .. } => (&route.target, route.protocol, &route.owner),
+            Lookup::Default { backend, .. } => (&backend.target, backend.protocol, &backend.owner),
             Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
         };
+        trace.route = RouteLabels::new(Some(owner));
         let backend = match target {
             Target::Backend(backend) => backend.clone(),
-            Target::Unavailable(why) => {
-                trace.route = RouteLabels::new(ingress, None);
-                return Err(ProxyError::BackendUnavailable(why.clone()));
-            }
+            Target::Unavailable(why) => return Err(ProxyError::BackendUnavailable(why.clone())),
         };
-        trace.route = RouteLabels::new(ingress, Some(&backend));
         Ok(Decision::Forward {
             protocol: protocol.unwrap_or(backend.protocol),
             backend,

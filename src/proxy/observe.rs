@@ -44,12 +44,17 @@ impl Observer {
         &self.metrics
     }
 
+    /// Whether lines are written (else the request text is not even kept).
+    pub fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
     fn record(&self, record: &Record, bytes_out: u64) {
         let took = record.started.elapsed();
         self.metrics
             .request(&record.route, &record.method, record.status, took);
-        if let Some(log) = &self.log {
-            log.write(record, bytes_out, took);
+        if let (Some(log), Some(request)) = (&self.log, &record.request) {
+            log.write(record, request, bytes_out, took);
         }
     }
 }
@@ -58,16 +63,23 @@ impl Observer {
 #[derive(Debug)]
 pub struct Record {
     pub started: Instant,
-    pub client: SocketAddr,
     pub method: Method,
+    pub status: StatusCode,
+    pub route: RouteLabels,
+    /// The rest of the request, kept only when there is an access log.
+    pub request: Option<Box<Request>>,
+}
+
+/// The access log's view of a request.
+#[derive(Debug)]
+pub struct Request {
+    pub client: SocketAddr,
     /// The Host header (or `:authority`) as the client sent it.
     pub host: Option<HeaderValue>,
     pub uri: Uri,
     pub version: Version,
     /// The request body size the client declared (Content-Length), if any.
     pub bytes_in: Option<u64>,
-    pub status: StatusCode,
-    pub route: RouteLabels,
     /// The pod (or ExternalName host) that answered.
     pub upstream: Option<Authority>,
     pub request_id: Option<HeaderValue>,
@@ -136,7 +148,7 @@ impl AccessLog {
         Some(Self { format, lines })
     }
 
-    fn write(&self, r: &Record, bytes_out: u64, took: Duration) {
+    fn write(&self, record: &Record, r: &Request, bytes_out: u64, took: Duration) {
         let time = SystemTime::now()
             .checked_sub(took)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -144,7 +156,7 @@ impl AccessLog {
         let host = r.host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let path = r.uri.path_and_query().map_or("/", |p| p.as_str());
         let upstream = r.upstream.as_ref().map(Authority::as_str);
-        let upstream_status = r.upstream.as_ref().map(|_| r.status.as_u16());
+        let upstream_status = r.upstream.as_ref().map(|_| record.status.as_u16());
         let request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok());
         let protocol = version_str(r.version);
         let duration_ms = took.as_secs_f64() * 1000.0;
@@ -154,19 +166,19 @@ impl AccessLog {
                 let entry = Entry {
                     time: &time,
                     client: r.client,
-                    method: r.method.as_str(),
+                    method: record.method.as_str(),
                     host,
                     path,
                     protocol,
-                    status: r.status.as_u16(),
+                    status: record.status.as_u16(),
                     bytes_in: r.bytes_in,
                     bytes_out,
                     duration_ms,
                     upstream,
                     upstream_status,
-                    namespace: r.route.namespace(),
-                    ingress: r.route.ingress(),
-                    service: r.route.service(),
+                    namespace: record.route.namespace(),
+                    ingress: record.route.ingress(),
+                    service: record.route.service(),
                     request_id,
                 };
                 if serde_json::to_writer(&mut line, &entry).is_err() {
@@ -179,16 +191,16 @@ impl AccessLog {
                     line,
                     "{} - [{time}] \"{} {} {protocol}\" {} in={} out={bytes_out} {duration_ms:.3}ms host=\"{}\" upstream={} upstream_status={} route={}/{}/{} id={}",
                     r.client.ip(),
-                    r.method,
+                    record.method,
                     escape(path),
-                    r.status.as_u16(),
+                    record.status.as_u16(),
                     r.bytes_in.map_or("-".to_owned(), |b| b.to_string()),
                     escape(host),
                     upstream.unwrap_or("-"),
                     upstream_status.map_or("-".to_owned(), |s| s.to_string()),
-                    dash(r.route.namespace()),
-                    dash(r.route.ingress()),
-                    dash(r.route.service()),
+                    dash(record.route.namespace()),
+                    dash(record.route.ingress()),
+                    dash(record.route.service()),
                     request_id.unwrap_or("-"),
                 );
             }
@@ -276,16 +288,18 @@ mod tests {
     fn record(path: &str) -> Record {
         Record {
             started: Instant::now(),
-            client: "10.0.0.9:40000".parse().unwrap(),
             method: Method::GET,
-            host: Some(HeaderValue::from_static("a.test")),
-            uri: path.parse().unwrap(),
-            version: Version::HTTP_11,
-            bytes_in: None,
             status: StatusCode::OK,
             route: RouteLabels::default(),
-            upstream: Some(Authority::from_static("10.1.2.3:8080")),
-            request_id: Some(HeaderValue::from_static("abc")),
+            request: Some(Box::new(Request {
+                client: "10.0.0.9:40000".parse().unwrap(),
+                host: Some(HeaderValue::from_static("a.test")),
+                uri: path.parse().unwrap(),
+                version: Version::HTTP_11,
+                bytes_in: None,
+                upstream: Some(Authority::from_static("10.1.2.3:8080")),
+                request_id: Some(HeaderValue::from_static("abc")),
+            })),
         }
     }
 
@@ -293,7 +307,12 @@ mod tests {
         let out = Shared::default();
         let log = AccessLog::to(format, Box::new(out.clone())).unwrap();
         for r in records {
-            log.write(r, 42, Duration::from_micros(1500));
+            log.write(
+                r,
+                r.request.as_ref().unwrap(),
+                42,
+                Duration::from_micros(1500),
+            );
         }
         drop(log);
         // The writer thread ends when the channel closes; wait for its output.
@@ -325,7 +344,7 @@ mod tests {
     #[test]
     fn text_lines_cannot_be_forged_by_the_request() {
         let mut r = record("/a");
-        r.host = Some(HeaderValue::from_static("evil\" status=200 x=\""));
+        r.request.as_mut().unwrap().host = Some(HeaderValue::from_static("evil\" status=200 x=\""));
         let text = lines(AccessLogFormat::Text, &[r]);
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains(r#"host="evil\" status=200 x=\"""#), "{text}");

@@ -23,8 +23,8 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    DefaultBackend, HostMatch, Ignored, ObjectRef, PathType, PortRef, Problem, Reason, Rejected,
-    Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
+    DefaultBackend, HostMatch, Ignored, ObjectRef, Owner, PathType, PortRef, Problem, Reason,
+    Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -83,6 +83,14 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
     }
 }
 
+/// The Service a target names, for metric and log names ("" when unavailable).
+fn service_of(target: &Target) -> Arc<str> {
+    match target {
+        Target::Backend(backend) => backend.service.clone(),
+        Target::Unavailable(_) => Arc::from(""),
+    }
+}
+
 /// Oldest first; objects without a creation time (hand-written manifests) after those with
 /// one; then namespace/name.
 fn age_key(ingress: &Ingress) -> (bool, Option<Timestamp>, &str, &str) {
@@ -137,10 +145,21 @@ impl<'a> Translator<'a> {
             );
         }
 
+        // Metric and log names of this Ingress's routes.
+        let owner_ns: Arc<str> = Arc::from(namespace);
+        let owner_ingress: Arc<str> = Arc::from(source.name.as_str());
+        let owner = |target: &Target| {
+            Arc::new(Owner::new(
+                owner_ns.clone(),
+                owner_ingress.clone(),
+                service_of(target),
+            ))
+        };
         if let Some(backend) = &spec.default_backend {
             let target = self.target(namespace, backend, &source, "spec.defaultBackend");
             let candidate = DefaultBackend {
                 ingress: Some(source.clone()),
+                owner: owner(&target),
                 target,
                 protocol: options.protocol,
             };
@@ -210,6 +229,7 @@ impl<'a> Translator<'a> {
                     path: path_value,
                     path_type,
                     ingress: source.clone(),
+                    owner: owner(&target),
                     target,
                     ssl_redirect: options.ssl_redirect,
                     protocol: options.protocol,
@@ -469,6 +489,11 @@ impl<'a> Translator<'a> {
         // An Ingress's default backend wins over the flag.
         let _ = self.table.set_default_backend(DefaultBackend {
             ingress: None,
+            owner: Arc::new(Owner::new(
+                Arc::from(key.namespace.as_str()),
+                Arc::from(""),
+                service_of(&target),
+            )),
             target,
             protocol: None,
         });
