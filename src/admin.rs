@@ -13,7 +13,7 @@ use crate::controller::publish::SharedSnapshot;
 use crate::metrics::Metrics;
 use crate::proxy::tls::TlsStats;
 use crate::proxy::ProxyBody;
-use crate::report;
+use crate::{explain, report};
 
 /// Liveness and readiness shared by the admin endpoints and the shutdown sequence.
 #[derive(Debug, Default)]
@@ -86,22 +86,59 @@ impl Admin {
             }
             "/debug/routes" => {
                 let snapshot = self.snapshot.load_full();
-                if wants_text(req.uri().query()) {
-                    respond(
+                let query = Query::parse(&req);
+                let host = query.get("host");
+                match query.format(&req) {
+                    Format::Text => respond(
                         StatusCode::OK,
                         "text/plain; charset=utf-8",
-                        report::to_text(&snapshot).into(),
-                    )
-                } else {
-                    let handshakes = self.tls.as_ref().map(|t| report::Handshakes {
-                        completed: t.handshakes.get(),
-                        failed: t.failures.get(),
-                    });
-                    respond(
+                        report::to_text_for(&snapshot, host).into(),
+                    ),
+                    Format::Html => respond(
                         StatusCode::OK,
-                        "application/json",
-                        report::to_json(&snapshot, handshakes),
-                    )
+                        "text/html; charset=utf-8",
+                        html::routes(&snapshot, &report::to_text_for(&snapshot, host)).into(),
+                    ),
+                    Format::Json => {
+                        let handshakes = self.tls.as_ref().map(|t| report::Handshakes {
+                            completed: t.handshakes.get(),
+                            failed: t.failures.get(),
+                        });
+                        respond(
+                            StatusCode::OK,
+                            "application/json",
+                            report::to_json_for(&snapshot, handshakes, host),
+                        )
+                    }
+                }
+            }
+            "/debug/explain" => {
+                let query = Query::parse(&req);
+                let Some(host) = query.get("host") else {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "400: say which request to explain: /debug/explain?host=shop.example.com&path=/cart\n",
+                    );
+                };
+                let path = query.get("path").unwrap_or("/");
+                let snapshot = self.snapshot.load_full();
+                let explanation = explain::explain(&snapshot, host, path);
+                match query.format(&req) {
+                    Format::Text => respond(
+                        StatusCode::OK,
+                        "text/plain; charset=utf-8",
+                        explain::to_text(&explanation).into(),
+                    ),
+                    Format::Html => respond(
+                        StatusCode::OK,
+                        "text/html; charset=utf-8",
+                        html::explain(host, path, &explain::to_text(&explanation)).into(),
+                    ),
+                    Format::Json => {
+                        let mut body = serde_json::to_vec_pretty(&explanation).unwrap_or_default();
+                        body.push(b'\n');
+                        respond(StatusCode::OK, "application/json", body)
+                    }
                 }
             }
             "/metrics" => match &self.metrics {
@@ -110,17 +147,119 @@ impl Admin {
             },
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 not found: try /healthz, /readyz, /metrics or /debug/routes\n",
+                "404 not found: try /healthz, /readyz, /metrics, /debug/routes or /debug/explain?host=H&path=P\n",
             ),
         }
     }
 }
 
-fn wants_text(query: Option<&str>) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| pair == "format=text")
+/// The decoded query string of an admin request.
+struct Query(Vec<(String, String)>);
+
+enum Format {
+    Json,
+    Text,
+    Html,
+}
+
+impl Query {
+    fn parse<B>(req: &Request<B>) -> Self {
+        let q = req.uri().query().unwrap_or("");
+        Self(
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `format=json|text|html`; without one, HTML for browsers and JSON for the rest.
+    fn format<B>(&self, req: &Request<B>) -> Format {
+        match self.get("format") {
+            Some("text") => Format::Text,
+            Some("html") => Format::Html,
+            Some(_) => Format::Json,
+            None => {
+                let browser = req
+                    .headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"));
+                if browser {
+                    Format::Html
+                } else {
+                    Format::Json
+                }
+            }
+        }
+    }
+}
+
+/// Plain HTML pages for browsers: the text views, escaped, with links and a form.
+mod html {
+    use crate::model::Snapshot;
+
+    fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    fn page(title: &str, body: &str) -> String {
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em}}pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}</style>\
+             </head><body>\n{body}\n</body></html>\n",
+            escape(title)
+        )
+    }
+
+    fn form(host: &str, path: &str) -> String {
+        format!(
+            "<form action=\"/debug/explain\" method=\"get\"><input type=\"hidden\" name=\"format\" value=\"html\">\
+             Explain a request: host <input name=\"host\" value=\"{}\"> path <input name=\"path\" value=\"{}\"> \
+             <button>Explain</button></form>",
+            escape(host),
+            escape(path)
+        )
+    }
+
+    pub fn routes(snapshot: &Snapshot, table: &str) -> String {
+        let body = format!(
+            "<h1>wicket routing table</h1><p>generation {} &middot; <a href=\"?format=json\">JSON</a> &middot; <a href=\"?format=text\">text</a> &middot; <a href=\"/metrics\">metrics</a></p>{}<pre>{}</pre>",
+            snapshot.generation,
+            form("", "/"),
+            escape(table)
+        );
+        page("wicket routes", &body)
+    }
+
+    pub fn explain(host: &str, path: &str, text: &str) -> String {
+        let body = format!(
+            "<h1>Explain {} {}</h1><p><a href=\"/debug/routes?format=html\">routing table</a></p>{}<pre>{}</pre>",
+            escape(host),
+            escape(path),
+            form(host, path),
+            escape(text)
+        );
+        page("wicket explain", &body)
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {

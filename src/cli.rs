@@ -51,9 +51,50 @@ pub enum Command {
     /// Load and translate a manifests directory, print the routing table and its problems;
     /// exit 1 if there are problems.
     Check(CheckArgs),
+    /// Print the routing table of a running wicket (from its admin endpoint).
+    Routes(RoutesArgs),
+    /// Explain where a request would go on a running wicket, and why.
+    Explain(ExplainArgs),
     /// Serve the echo "pod" of the demo: every request is answered with the pod's name and
     /// the request it received (the example app of the kind walkthrough).
     Echo(EchoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RoutesArgs {
+    /// The admin endpoint of the running wicket.
+    #[arg(
+        long,
+        env = "WICKET_ADMIN_URL",
+        default_value = "http://127.0.0.1:10254"
+    )]
+    pub admin: String,
+    /// Only the virtual host a request for this host would get.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Print the /debug/routes JSON instead of the table.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// The admin endpoint of the running wicket.
+    #[arg(
+        long,
+        env = "WICKET_ADMIN_URL",
+        default_value = "http://127.0.0.1:10254"
+    )]
+    pub admin: String,
+    /// The request's Host.
+    #[arg(long)]
+    pub host: String,
+    /// The request's path.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// Print JSON instead of text.
+    #[arg(long, default_value_t = false)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

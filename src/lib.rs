@@ -22,6 +22,8 @@ pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod echo;
+pub mod explain;
+pub mod inspect;
 pub mod metrics;
 pub mod model;
 pub mod proxy;

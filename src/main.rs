@@ -35,6 +35,25 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Routes(args) => {
+            let out = runtime(1)?.block_on(wicket::inspect::routes(
+                &args.admin,
+                args.host.as_deref(),
+                args.json,
+            ))?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain(args) => {
+            let out = runtime(1)?.block_on(wicket::inspect::explain(
+                &args.admin,
+                &args.host,
+                &args.path,
+                args.json,
+            ))?;
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Echo(args) => {
             runtime(workers)?.block_on(async {
                 let server = wicket::echo::EchoServer::start(&args.name, args.addr)

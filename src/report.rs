@@ -84,8 +84,22 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 pub fn to_json(snapshot: &Snapshot, handshakes: Option<Handshakes>) -> Vec<u8> {
+    to_json_for(snapshot, handshakes, None)
+}
+
+/// [`to_json`], with only the virtual host `host` would get when given.
+pub fn to_json_for(
+    snapshot: &Snapshot,
+    handshakes: Option<Handshakes>,
+    host: Option<&str>,
+) -> Vec<u8> {
     let mut view = view(snapshot);
     view.tls_handshakes = handshakes;
+    if host.is_some() {
+        let keep = shown(snapshot, host);
+        view.hosts
+            .retain(|h| keep.iter().any(|k| std::ptr::eq(*k, h.vhost)));
+    }
     let mut out = serde_json::to_vec_pretty(&view).unwrap_or_default();
     out.push(b'\n');
     out
@@ -135,6 +149,25 @@ fn endpoints(b: &Backend) -> String {
 
 /// The routing table as aligned text columns, then the Problems and ignored Ingresses.
 pub fn to_text(snapshot: &Snapshot) -> String {
+    to_text_for(snapshot, None)
+}
+
+/// The virtual hosts to show: all, or only the one a request for `host` would get.
+fn shown<'a>(snapshot: &'a Snapshot, host: Option<&str>) -> Vec<&'a VirtualHost> {
+    let all = snapshot.table.virtual_hosts();
+    let Some(host) = host else {
+        return all;
+    };
+    let chosen = crate::proxy::route::normalize_host(host)
+        .ok()
+        .and_then(|h| snapshot.table.virtual_host(&h));
+    all.into_iter()
+        .filter(|v| chosen.is_some_and(|c| std::ptr::eq(*v, c)))
+        .collect()
+}
+
+/// [`to_text`], with only the virtual host `host` would get when given.
+pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>) -> String {
     let mut rows: Vec<[String; 6]> = vec![[
         "HOST".into(),
         "PATH".into(),
@@ -143,7 +176,7 @@ pub fn to_text(snapshot: &Snapshot) -> String {
         "BACKEND".into(),
         "ENDPOINTS".into(),
     ]];
-    for vhost in snapshot.table.virtual_hosts() {
+    for vhost in shown(snapshot, host) {
         let host = vhost.host.to_string();
         if vhost.routes.is_empty() {
             rows.push([

@@ -590,3 +590,76 @@ fn the_text_access_log_reads_like_nginx_and_off_prints_nothing() {
     let _ = echo.kill();
     let _ = echo.wait();
 }
+
+#[test]
+fn routes_and_explain_ask_a_running_wicket() {
+    let dir = dir_with(&[("app.yaml", GOOD)]);
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--manifests",
+            dir.path().to_str().unwrap(),
+            "--admin-addr",
+            &admin,
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
+        .env_remove("WICKET_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut child);
+    lines.until("the routing table", |l| {
+        l.contains("routing table published")
+    });
+    let url = format!("http://{admin}");
+
+    let out = wicket(&["routes", "--admin", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("shop.example.com  /     Prefix  shop/site  shop/web:80"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = wicket(&[
+        "routes",
+        "--admin",
+        &url,
+        "--host",
+        "nowhere.test",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["hosts"], serde_json::json!([]));
+
+    let out = wicket(&[
+        "explain",
+        "--admin",
+        &url,
+        "--host",
+        "shop.example.com",
+        "--path",
+        "/cart?x=1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("=> Prefix / of Ingress shop/site answers"),
+        "{text}"
+    );
+    assert!(text.contains("10.1.2.3:8080: ready"), "{text}");
+
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child).success());
+
+    // Nothing listening: a clear message, exit 1.
+    let out = wicket(&["explain", "--admin", &url, "--host", "a"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot reach wicket's admin endpoint"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -16,8 +16,8 @@ pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, Upstre
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use problem::{ObjectRef, Problem, Reason};
 pub use table::{
-    DefaultBackend, HostMatch, Lookup, Owner, PathType, Rejected, Route, RouteTable,
-    RouteTableBuilder, Target, VirtualHost,
+    DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
+    RouteTable, RouteTableBuilder, Target, VirtualHost,
 };
 pub use tls::{Certificate, TlsBinding, TlsHost, TlsTable, TlsTableBuilder};
 

@@ -233,6 +233,14 @@ pub enum Lookup<'a> {
     NotFound { vhost: Option<&'a VirtualHost> },
 }
 
+/// See [`RouteTable::host_candidates`].
+pub struct HostCandidates<'a> {
+    pub exact: Option<&'a VirtualHost>,
+    /// The suffix (`example.com` for `a.example.com`) and the wildcard stored for it.
+    pub wildcard: Option<(String, Option<&'a VirtualHost>)>,
+    pub catch_all: Option<&'a VirtualHost>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteTable {
     exact: HashMap<Box<str>, VirtualHost, RandomState>,
@@ -254,6 +262,16 @@ impl RouteTable {
             }
         }
         self.catch_all.as_ref()
+    }
+
+    /// The three places [`RouteTable::virtual_host`] looks, in order, for explaining a
+    /// choice: the exact host, the wildcard for its suffix (if it has one), the catch-all.
+    pub fn host_candidates(&self, host: &str) -> HostCandidates<'_> {
+        HostCandidates {
+            exact: self.exact.get(host),
+            wildcard: wildcard_suffix(host).map(|s| (s.to_owned(), self.wildcard.get(s))),
+            catch_all: self.catch_all.as_ref(),
+        }
     }
 
     pub fn lookup(&self, host: &str, path: &str) -> Lookup<'_> {

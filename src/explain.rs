@@ -1,0 +1,383 @@
+//! `/debug/explain?host=H&path=P` and `wicket explain`: which virtual host and rule a
+//! request would get and why, which rules were considered and rejected, which backend,
+//! which of its endpoints take traffic and why the others do not.
+//!
+//! The answer is the proxy's own lookup ([`RouteTable::lookup`]); the rest is the reasoning
+//! around it, so the explanation can never disagree with what the proxy does.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::model::{
+    normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup, PathType, Route,
+    RouteTable, Snapshot, Target, VirtualHost,
+};
+use crate::proxy::route::normalize_host;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explanation {
+    pub host: String,
+    pub path: String,
+    /// The host as the proxy compares it (lowercase, no port, no trailing dot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalized_host: Option<String>,
+    /// Why the Host would be refused (400), when it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_error: Option<String>,
+    /// How the virtual host was chosen, step by step.
+    pub host_steps: Vec<String>,
+    /// The virtual host chosen, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_host: Option<String>,
+    /// Every rule of that host, with whether it matches and why (not).
+    pub rules: Vec<RuleCheck>,
+    /// What answers: `route`, `defaultBackend`, `notFound` or `badRequest`.
+    pub outcome: String,
+    /// One sentence.
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendCheck>,
+    /// What the host's HTTPS certificate is, when it is a TLS host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleCheck {
+    pub path: String,
+    pub path_type: PathType,
+    pub ingress: String,
+    pub matches: bool,
+    pub chosen: bool,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendCheck {
+    /// `namespace/service:port`, or why it cannot be used.
+    pub backend: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    pub endpoints: Vec<EndpointCheck>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointCheck {
+    pub address: String,
+    pub usable: bool,
+    pub why: String,
+}
+
+/// Explains `host` + `path` against `snapshot`.
+pub fn explain(snapshot: &Snapshot, host: &str, path: &str) -> Explanation {
+    let mut e = Explanation {
+        host: host.to_owned(),
+        path: path.to_owned(),
+        normalized_host: None,
+        host_error: None,
+        host_steps: Vec::new(),
+        virtual_host: None,
+        rules: Vec::new(),
+        outcome: String::new(),
+        summary: String::new(),
+        backend: None,
+        tls: None,
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let normalized = match normalize_host(host) {
+        Ok(h) => h.into_owned(),
+        Err(why) => {
+            e.host_error = Some(why.to_owned());
+            e.outcome = "badRequest".into();
+            e.summary = format!("400: the Host {host:?} is refused ({why})");
+            return e;
+        }
+    };
+    e.normalized_host = Some(normalized.clone());
+    if !path.starts_with('/') {
+        e.outcome = "badRequest".into();
+        e.summary = "400: a request path starts with /".into();
+        return e;
+    }
+    host_steps(&snapshot.table, &normalized, &mut e.host_steps);
+
+    let lookup = snapshot.table.lookup(&normalized, path);
+    let (vhost, chosen) = match &lookup {
+        Lookup::Route { vhost, route } => (Some(*vhost), Some(*route)),
+        Lookup::Default { vhost, .. } | Lookup::NotFound { vhost } => (*vhost, None),
+    };
+    if let Some(vhost) = vhost {
+        e.virtual_host = Some(vhost.host.to_string());
+        e.rules = rule_checks(vhost, path, chosen);
+    }
+    match lookup {
+        Lookup::Route { route, .. } => {
+            e.outcome = "route".into();
+            e.summary = format!(
+                "{} {} of Ingress {} answers",
+                route.path_type.as_str(),
+                route.path,
+                ingress_name(route)
+            );
+            e.backend = Some(backend_check(&route.target));
+        }
+        Lookup::Default { backend, .. } => {
+            e.outcome = "defaultBackend".into();
+            let whose = backend.ingress.as_ref().map_or_else(
+                || "--default-backend-service".to_owned(),
+                |i| format!("spec.defaultBackend of Ingress {}", display_ref(i)),
+            );
+            e.summary = format!("no rule matches; the default backend ({whose}) answers");
+            e.backend = Some(backend_check(&backend.target));
+        }
+        Lookup::NotFound { .. } => {
+            e.outcome = "notFound".into();
+            e.summary = "404: no rule matches and there is no default backend".into();
+        }
+    }
+    e.tls = snapshot.tls.host(&normalized).map(|t| match &t.binding {
+        crate::model::TlsBinding::Secret(c) => format!(
+            "HTTPS uses Secret {} ({}), not after {}",
+            display_ref(&c.secret),
+            c.names.join(", "),
+            humantime::format_rfc3339_seconds(c.not_after)
+        ),
+        crate::model::TlsBinding::Default(reason) => {
+            format!("HTTPS uses the default certificate: {reason}")
+        }
+    });
+    e
+}
+
+fn display_ref(o: &crate::model::ObjectRef) -> String {
+    match &o.namespace {
+        Some(ns) => format!("{ns}/{}", o.name),
+        None => o.name.clone(),
+    }
+}
+
+fn ingress_name(route: &Route) -> String {
+    display_ref(&route.ingress)
+}
+
+fn host_steps(table: &RouteTable, host: &str, steps: &mut Vec<String>) {
+    let c = table.host_candidates(host);
+    if c.exact.is_some() {
+        steps.push(format!("exact host {host}: configured, chosen"));
+        return;
+    }
+    steps.push(format!("exact host {host}: no rule has this host"));
+    match &c.wildcard {
+        Some((suffix, Some(_))) => {
+            steps.push(format!("wildcard *.{suffix}: configured, chosen"));
+            return;
+        }
+        Some((suffix, None)) => steps.push(format!("wildcard *.{suffix}: no rule has this host")),
+        None => steps.push(format!(
+            "wildcard: {host:?} has no first label to replace, so no wildcard can match"
+        )),
+    }
+    match c.catch_all {
+        Some(_) => steps.push("rules without a host: present, chosen".into()),
+        None => steps.push("rules without a host: none".into()),
+    }
+}
+
+/// Whether `route` alone would match `path`, and why (not).
+fn matches(route: &Route, path: &str) -> (bool, String) {
+    match route.path_type {
+        PathType::Exact => {
+            if path == route.path {
+                (true, "the path is exactly this".into())
+            } else {
+                (
+                    false,
+                    format!("Exact: the path is not exactly {}", route.path),
+                )
+            }
+        }
+        PathType::Prefix | PathType::ImplementationSpecific => {
+            let prefix = normalize_prefix(&route.path);
+            let request = normalize_prefix(path);
+            let ok = prefix == "/"
+                || request == prefix
+                || request
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'));
+            if ok {
+                (
+                    true,
+                    format!(
+                        "the path is under {prefix} ({} segment(s))",
+                        segment_count(&prefix)
+                    ),
+                )
+            } else if request.starts_with(prefix.as_str()) {
+                (
+                    false,
+                    format!("Prefix matches whole segments: {path} is not under {prefix}"),
+                )
+            } else {
+                (false, format!("the path is not under {prefix}"))
+            }
+        }
+    }
+}
+
+fn rule_checks(vhost: &VirtualHost, path: &str, chosen: Option<&Route>) -> Vec<RuleCheck> {
+    vhost
+        .routes
+        .iter()
+        .map(|route| {
+            let (ok, mut why) = matches(route, path);
+            let is_chosen = chosen.is_some_and(|c| std::ptr::eq(c, route));
+            if ok && !is_chosen {
+                why = match chosen {
+                    Some(c) if c.path_type == PathType::Exact => {
+                        format!("{why}, but the Exact rule {} wins", c.path)
+                    }
+                    Some(c) => format!("{why}, but the longer prefix {} wins", c.path),
+                    None => why,
+                };
+            }
+            RuleCheck {
+                path: route.path.clone(),
+                path_type: route.path_type,
+                ingress: ingress_name(route),
+                matches: ok,
+                chosen: is_chosen,
+                why,
+            }
+        })
+        .collect()
+}
+
+fn backend_check(target: &Target) -> BackendCheck {
+    match target {
+        Target::Unavailable(why) => BackendCheck {
+            backend: String::new(),
+            unavailable: Some(format!("{why}; requests get 503")),
+            endpoints: Vec::new(),
+        },
+        Target::Backend(b) => BackendCheck {
+            backend: b.id.to_string(),
+            unavailable: unusable_backend(b),
+            endpoints: match &b.destination {
+                Destination::Endpoints { endpoints, .. } => {
+                    endpoints.iter().map(|e| endpoint_check(b, e)).collect()
+                }
+                Destination::ExternalName { authority, .. } => vec![EndpointCheck {
+                    address: authority.to_string(),
+                    usable: true,
+                    why: "ExternalName: resolved by DNS when connecting".into(),
+                }],
+            },
+        },
+    }
+}
+
+fn unusable_backend(b: &Backend) -> Option<String> {
+    match &b.destination {
+        Destination::Endpoints { endpoints, .. } if endpoints.is_empty() => {
+            Some("the Service has no endpoints; requests get 503".into())
+        }
+        Destination::Endpoints { .. } if b.usable().next().is_none() => {
+            Some("no endpoint is ready or serving; requests get 503".into())
+        }
+        _ => None,
+    }
+}
+
+fn endpoint_check(b: &Backend, e: &Endpoint) -> EndpointCheck {
+    let any_ready = b.usable().any(|u| u.ready);
+    let why = if e.usable && e.ready {
+        "ready".to_owned()
+    } else if e.usable {
+        "serving while terminating: used because no endpoint is ready".to_owned()
+    } else if e.ready {
+        "ready, but not used".to_owned()
+    } else if e.serving && e.terminating && any_ready {
+        "terminating: not used while ready endpoints exist".to_owned()
+    } else if e.terminating {
+        "terminating and not serving".to_owned()
+    } else {
+        "not ready".to_owned()
+    };
+    EndpointCheck {
+        address: e.addr.to_string(),
+        usable: e.usable,
+        why,
+    }
+}
+
+/// The explanation as text, for people.
+pub fn to_text(e: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {}", e.host, e.path);
+    let _ = writeln!(out, "  => {}", e.summary);
+    if let Some(h) = e.normalized_host.as_ref().filter(|h| **h != e.host) {
+        let _ = writeln!(out, "host compared as {h}");
+    }
+    if !e.host_steps.is_empty() {
+        let _ = writeln!(out, "\nVirtual host:");
+        for step in &e.host_steps {
+            let _ = writeln!(out, "  {step}");
+        }
+    }
+    if !e.rules.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nRules of {}:",
+            e.virtual_host.as_deref().unwrap_or("?")
+        );
+        for r in &e.rules {
+            let mark = if r.chosen {
+                "=>"
+            } else if r.matches {
+                " ~"
+            } else {
+                "  "
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {} {} ({}): {}",
+                r.path_type.as_str(),
+                r.path,
+                r.ingress,
+                r.why
+            );
+        }
+    }
+    if let Some(b) = &e.backend {
+        let _ = writeln!(
+            out,
+            "\nBackend {}:",
+            if b.backend.is_empty() {
+                "-"
+            } else {
+                &b.backend
+            }
+        );
+        if let Some(why) = &b.unavailable {
+            let _ = writeln!(out, "  {why}");
+        }
+        for ep in &b.endpoints {
+            let _ = writeln!(
+                out,
+                "  {} {}: {}",
+                if ep.usable { "+" } else { "-" },
+                ep.address,
+                ep.why
+            );
+        }
+    }
+    if let Some(tls) = &e.tls {
+        let _ = writeln!(out, "\nTLS: {tls}");
+    }
+    out
+}
