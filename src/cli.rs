@@ -60,15 +60,22 @@ pub enum Command {
     Echo(EchoArgs),
 }
 
+/// Where a running wicket's admin endpoint is.
 #[derive(Debug, Clone, Args)]
-pub struct RoutesArgs {
+pub struct AdminUrl {
     /// The admin endpoint of the running wicket.
     #[arg(
-        long,
+        long = "admin",
         env = "WICKET_ADMIN_URL",
         default_value = "http://127.0.0.1:10254"
     )]
-    pub admin: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RoutesArgs {
+    #[command(flatten)]
+    pub admin: AdminUrl,
     /// Only the virtual host a request for this host would get.
     #[arg(long)]
     pub host: Option<String>,
@@ -79,13 +86,8 @@ pub struct RoutesArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
-    /// The admin endpoint of the running wicket.
-    #[arg(
-        long,
-        env = "WICKET_ADMIN_URL",
-        default_value = "http://127.0.0.1:10254"
-    )]
-    pub admin: String,
+    #[command(flatten)]
+    pub admin: AdminUrl,
     /// The request's Host.
     #[arg(long)]
     pub host: String,

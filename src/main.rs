@@ -37,7 +37,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
         }
         Command::Routes(args) => {
             let out = runtime(1)?.block_on(wicket::inspect::routes(
-                &args.admin,
+                &args.admin.url,
                 args.host.as_deref(),
                 args.json,
             ))?;
@@ -46,7 +46,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
         }
         Command::Explain(args) => {
             let out = runtime(1)?.block_on(wicket::inspect::explain(
-                &args.admin,
+                &args.admin.url,
                 &args.host,
                 &args.path,
                 args.json,

@@ -492,16 +492,24 @@ fn run_with_access_log(format: &str) -> (Child, Child, String, Lines) {
     );
     let dir = dir_with(&[("app.yaml", &manifests)]);
     let http = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--manifests",
-            dir.path().to_str().unwrap(),
-            "--http-addr",
-            &http,
-        ])
-        .args(["--https-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--access-log", format])
+    let (child, lines) = spawn_run(&dir, &["--http-addr", &http, "--access-log", format]);
+    // The directory must outlive the process's first load; it has been read now.
+    drop(dir);
+    (child, echo, http, lines)
+}
+
+/// `wicket run --manifests DIR ARGS` (listeners not in ARGS on free ports), once its
+/// first routing table is published.
+fn spawn_run(dir: &tempfile::TempDir, args: &[&str]) -> (Child, Lines) {
+    let mut command = Command::new(BIN);
+    command.args(["run", "--manifests", dir.path().to_str().unwrap()]);
+    command.args(args);
+    for flag in ["--http-addr", "--https-addr", "--admin-addr"] {
+        if !args.contains(&flag) {
+            command.args([flag, "127.0.0.1:0"]);
+        }
+    }
+    let mut child = command
         .env_remove("WICKET_LOG_FORMAT")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -511,9 +519,7 @@ fn run_with_access_log(format: &str) -> (Child, Child, String, Lines) {
     lines.until("the routing table", |l| {
         l.contains("routing table published")
     });
-    // The directory must outlive the process's first load; it has been read now.
-    drop(dir);
-    (child, echo, http, lines)
+    (child, lines)
 }
 
 #[test]
@@ -595,24 +601,7 @@ fn the_text_access_log_reads_like_nginx_and_off_prints_nothing() {
 fn routes_and_explain_ask_a_running_wicket() {
     let dir = dir_with(&[("app.yaml", GOOD)]);
     let admin = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--manifests",
-            dir.path().to_str().unwrap(),
-            "--admin-addr",
-            &admin,
-        ])
-        .args(["--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"])
-        .env_remove("WICKET_LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::of(&mut child);
-    lines.until("the routing table", |l| {
-        l.contains("routing table published")
-    });
+    let (mut child, _lines) = spawn_run(&dir, &["--admin-addr", &admin]);
     let url = format!("http://{admin}");
 
     let out = wicket(&["routes", "--admin", &url]);
