@@ -395,18 +395,11 @@ fn echo_answers_with_its_pod_name_and_the_request_and_stops_on_sigterm() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["echo", "--addr", &addr])
-        .env("POD_NAME", "echo-7c9d-x2x4q")
-        .env_remove("WICKET_LOG_FORMAT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Lines::of(&mut child);
-    lines.until("the listening line", |l| {
-        l.contains("echo server listening")
-    });
+        .env("POD_NAME", "echo-7c9d-x2x4q");
+    let (mut child, _lines) = started(command, "echo server listening");
     let body = curl(&[
         "-H",
         "Host: echo.local",
@@ -509,6 +502,11 @@ fn spawn_run(dir: &tempfile::TempDir, args: &[&str]) -> (Child, Lines) {
             command.args([flag, "127.0.0.1:0"]);
         }
     }
+    started(command, "routing table published")
+}
+
+/// Spawns `command` (text logs, output captured) and waits for a line containing `needle`.
+fn started(mut command: Command, needle: &str) -> (Child, Lines) {
     let mut child = command
         .env_remove("WICKET_LOG_FORMAT")
         .stdout(Stdio::piped())
@@ -516,9 +514,7 @@ fn spawn_run(dir: &tempfile::TempDir, args: &[&str]) -> (Child, Lines) {
         .spawn()
         .unwrap();
     let mut lines = Lines::of(&mut child);
-    lines.until("the routing table", |l| {
-        l.contains("routing table published")
-    });
+    lines.until(needle, |l| l.contains(needle));
     (child, lines)
 }
 
