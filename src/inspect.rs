@@ -67,7 +67,7 @@ async fn get(admin: &str, path: &str, query: &str) -> Result<String, InspectErro
         tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
             .await
             .map_err(|_| unreachable("no answer within 10s".into()))?
-            .map_err(|e| unreachable(error_chain(&e)))?;
+            .map_err(|e| unreachable(crate::telemetry::error_chain(&e)))?;
     let status = response.status();
     let body = response
         .into_body()
@@ -81,15 +81,4 @@ async fn get(admin: &str, path: &str, query: &str) -> Result<String, InspectErro
     } else {
         Err(InspectError::Refused { url, status, body })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -46,6 +46,21 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), TelemetryError> {
     result.map_err(|_| TelemetryError::AlreadySet)
 }
 
+/// An error with its causes, `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 fn filter_directives(level: &str) -> String {
     if level.contains("rustls") {
         level.to_owned()

@@ -155,10 +155,7 @@ impl Proxy {
         let request = self.observer.logs().then(|| {
             Box::new(observe::Request {
                 client: peer,
-                host: match req.uri().authority() {
-                    Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-                    None => req.headers().get(HOST).cloned(),
-                },
+                host: request_authority(&req),
                 uri: req.uri().clone(),
                 version: req.version(),
                 bytes_in: req
@@ -294,10 +291,7 @@ impl Proxy {
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let forwarded_host = match req.uri().authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => req.headers().get(HOST).cloned(),
-        };
+        let forwarded_host = request_authority(&req);
 
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
@@ -366,6 +360,14 @@ impl Proxy {
                 .or_insert(hsts);
         }
         Ok(Response::from_parts(head, ProxyBody::upstream(body)))
+    }
+}
+
+/// The host as the client sent it: HTTP/2's `:authority`, else the Host header.
+fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(HOST).cloned(),
     }
 }
 

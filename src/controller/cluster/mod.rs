@@ -32,6 +32,7 @@ use super::index::{Index, Key};
 use super::publish::Publisher;
 use super::{translate, Settings};
 use crate::model::Snapshot;
+use crate::telemetry::error_chain;
 use lease::ElectionSettings;
 use status::{Address, PublishFrom};
 use watch::Change;
@@ -393,9 +394,9 @@ pub async fn while_leader<T>(
 pub async fn connect(timeout: Duration) -> Result<Client, ConnectError> {
     let config = kube::Config::infer()
         .await
-        .map_err(|e| ConnectError::Config(chain(&e)))?;
+        .map_err(|e| ConnectError::Config(error_chain(&e)))?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| ConnectError::Config(chain(&e)))?;
+    let client = Client::try_from(config).map_err(|e| ConnectError::Config(error_chain(&e)))?;
     check(&client, &url, timeout).await?;
     Ok(client)
 }
@@ -411,27 +412,12 @@ pub async fn check(client: &Client, url: &str, timeout: Duration) -> Result<(), 
             info!(url, version = %version.git_version, "connected to the Kubernetes API server");
             Ok(())
         }
-        Ok(Err(e)) => Err(unreachable(chain(&e))),
+        Ok(Err(e)) => Err(unreachable(error_chain(&e))),
         Err(_) => Err(unreachable(format!(
             "no answer within {}",
             humantime::format_duration(timeout)
         ))),
     }
-}
-
-/// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[derive(Debug, thiserror::Error)]

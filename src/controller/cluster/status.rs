@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -65,15 +65,20 @@ pub fn ingress_addresses(ingress: &Ingress) -> Vec<Address> {
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
-        .map(|list| list.iter().filter_map(lb_entry).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|e| lb_entry(&e.ip, &e.hostname))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out.dedup();
     out
 }
 
-fn lb_entry(e: &IngressLoadBalancerIngress) -> Option<Address> {
-    match (&e.ip, &e.hostname) {
+/// One load-balancer status entry (an Ingress's or a Service's): its IP, else its hostname.
+fn lb_entry(ip: &Option<String>, hostname: &Option<String>) -> Option<Address> {
+    match (ip, hostname) {
         (Some(ip), _) if !ip.is_empty() => Some(Address::Ip(ip.clone())),
         (_, Some(h)) if !h.is_empty() => Some(Address::Hostname(h.clone())),
         _ => None,
@@ -90,11 +95,7 @@ pub fn service_addresses(service: &Service) -> Option<Vec<Address>> {
         .and_then(|lb| lb.ingress.as_ref())
         .map(|list| {
             list.iter()
-                .filter_map(|e| match (&e.ip, &e.hostname) {
-                    (Some(ip), _) if !ip.is_empty() => Some(Address::Ip(ip.clone())),
-                    (_, Some(h)) if !h.is_empty() => Some(Address::Hostname(h.clone())),
-                    _ => None,
-                })
+                .filter_map(|e| lb_entry(&e.ip, &e.hostname))
                 .collect()
         })
         .unwrap_or_default();
