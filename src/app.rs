@@ -16,7 +16,10 @@ use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
 use crate::metrics::Metrics;
+use crate::proxy::conn::ClientTimeouts;
+use crate::proxy::listen::{ListenerSettings, Phase};
 use crate::proxy::observe::{AccessLog, AccessLogFormat, Observer};
+use crate::proxy::outlier::{OutlierSettings, Outliers};
 use crate::proxy::tls::{self, Terminator, TlsError, TlsStats};
 use crate::proxy::{listen, Balancer, Proxy, ProxySettings};
 
@@ -31,6 +34,10 @@ pub struct Config {
     pub settings: Settings,
     pub proxy: ProxySettings,
     pub max_connections: usize,
+    /// Client connections: the first request head and keep-alive idle time.
+    pub client_timeouts: ClientTimeouts,
+    /// Passive health: when failing endpoints are taken out of rotation.
+    pub outliers: OutlierSettings,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
     /// Access-log lines to stdout, one per request.
@@ -47,6 +54,8 @@ impl Config {
             settings: Settings::default(),
             proxy: ProxySettings::default(),
             max_connections: 16_384,
+            client_timeouts: ClientTimeouts::default(),
+            outliers: OutlierSettings::default(),
             shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             access_log: AccessLogFormat::Off,
@@ -84,7 +93,7 @@ pub struct Running {
     snapshot: SharedSnapshot,
     health: Arc<Health>,
     shutdown_delay: Duration,
-    stop_listeners: watch::Sender<bool>,
+    stop_listeners: watch::Sender<Phase>,
     stop_controller: watch::Sender<bool>,
     listeners: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
@@ -110,8 +119,9 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let snapshot = publisher.shared();
     let generations = publisher.subscribe();
     let health = Arc::new(Health::default());
-    let balancer = Arc::new(Balancer::new());
-    let (stop_listeners, listeners_rx) = watch::channel(false);
+    let outliers = Arc::new(Outliers::new(config.outliers, metrics.clone()));
+    let balancer = Arc::new(Balancer::new(outliers.clone()));
+    let (stop_listeners, listeners_rx) = watch::channel(Phase::Serving);
     let (stop_controller, controller_rx) = watch::channel(false);
 
     let mut background = vec![tokio::spawn(maintain_balancer(
@@ -186,32 +196,38 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         let admin = admin_service.clone();
         async move { admin.handle(req).await }
     };
+    let traffic = ListenerSettings {
+        max_connections: config.max_connections,
+        timeouts: config.client_timeouts,
+        drain_timeout: config.shutdown_timeout,
+    };
     let listeners = vec![
         tokio::spawn(listen::run(
             http,
             None,
             proxy_handler.clone(),
-            config.max_connections,
+            traffic.clone(),
             listeners_rx.clone(),
-            config.shutdown_timeout,
             metrics.connections("http"),
         )),
         tokio::spawn(listen::run(
             https,
             Some(terminator),
             proxy_handler,
-            config.max_connections,
+            traffic,
             listeners_rx.clone(),
-            config.shutdown_timeout,
             metrics.connections("https"),
         )),
         tokio::spawn(listen::run(
             admin,
             None,
             admin_handler,
-            ADMIN_MAX_CONNECTIONS,
+            ListenerSettings {
+                max_connections: ADMIN_MAX_CONNECTIONS,
+                timeouts: config.client_timeouts,
+                drain_timeout: config.shutdown_timeout,
+            },
             listeners_rx,
-            config.shutdown_timeout,
             metrics.connections("admin"),
         )),
     ];
@@ -241,15 +257,17 @@ impl Running {
         self.snapshot.clone()
     }
 
-    /// Not ready at once; keep serving for the shutdown delay; stop accepting; drain open
-    /// connections (bounded); stop the controller.
+    /// Not ready at once; keep serving for the shutdown delay, telling clients to go
+    /// elsewhere; stop accepting; let requests in flight finish (bounded); stop the
+    /// controller.
     pub async fn shutdown(self) {
         self.health.begin_shutdown();
         if !self.shutdown_delay.is_zero() {
-            info!(delay = ?self.shutdown_delay, "not ready; serving until the shutdown delay ends");
+            info!(delay = ?self.shutdown_delay, "not ready; serving until the shutdown delay ends, with Connection: close and GOAWAY");
+            let _ = self.stop_listeners.send(Phase::GoAway);
             tokio::time::sleep(self.shutdown_delay).await;
         }
-        let _ = self.stop_listeners.send(true);
+        let _ = self.stop_listeners.send(Phase::Drain);
         for task in self.listeners {
             let _ = task.await;
         }

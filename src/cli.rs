@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,7 +11,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::controller::cluster::status::{Address, PublishFrom};
 use crate::controller::index::Key;
 use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
+use crate::proxy::conn::ClientTimeouts;
 use crate::proxy::observe::AccessLogFormat;
+use crate::proxy::outlier::OutlierSettings;
+use crate::proxy::trust::TrustedProxies;
 use crate::proxy::{Hsts, ProxySettings, UpstreamSettings};
 use crate::telemetry::LogFormat;
 
@@ -156,12 +160,61 @@ pub struct ProxyArgs {
     /// Time to open a TCP connection to a pod before trying another.
     #[arg(long, env = "WICKET_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub upstream_connect_timeout: Duration,
-    /// Time to wait for a pod's response head (504 after it).
-    #[arg(long, env = "WICKET_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Time to wait for a pod's response head once the request is sent (504 after it).
+    #[arg(long, env = "WICKET_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub upstream_timeout: Duration,
-    /// Most client connections open at once; more wait in the listen backlog.
+    /// Longest pause in the middle of a pod's response body; after it the client's
+    /// connection is closed (the response is cut) and the endpoint counts a failure.
+    #[arg(long, env = "WICKET_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub upstream_read_timeout: Duration,
+    /// Longest a pod may leave a request body untaken (504 after it).
+    #[arg(long, env = "WICKET_UPSTREAM_SEND_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub upstream_send_timeout: Duration,
+    /// Largest request body: 1m, 512k, 10485760; 0 means no limit. A larger declared
+    /// Content-Length gets 413 before anything is sent; a larger chunked body is cut.
+    #[arg(long, env = "WICKET_MAX_REQUEST_BODY", default_value = "1m", value_parser = parse_size)]
+    pub max_request_body: u64,
+    /// Longest pause while a client sends its request body (408 after it).
+    #[arg(long, env = "WICKET_CLIENT_BODY_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub client_body_timeout: Duration,
+    /// Proxies in front of wicket (CIDR ranges or addresses, comma-separated) whose
+    /// X-Forwarded-For, X-Forwarded-Proto/-Host/-Port and Forwarded headers are believed.
+    /// From anyone else those headers are replaced by wicket's own.
+    #[arg(long, env = "WICKET_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Keep request header names that contain `_` (dropped by default, as nginx does: many
+    /// frameworks read X_Forwarded_For as X-Forwarded-For).
+    #[arg(
+        long,
+        env = "WICKET_ALLOW_UNDERSCORES_IN_HEADERS",
+        default_value_t = false
+    )]
+    pub allow_underscores_in_headers: bool,
+    /// Gateway failures in a row (connect error, reset, timeout, 502/503/504) that take an
+    /// endpoint out of rotation; 0 turns passive health checks off.
+    #[arg(long, env = "WICKET_OUTLIER_CONSECUTIVE_FAILURES", default_value_t = 5)]
+    pub outlier_consecutive_failures: u32,
+    /// How long the first ejection lasts; the n-th lasts n times as long.
+    #[arg(long, env = "WICKET_OUTLIER_BASE_EJECTION", default_value = "30s", value_parser = parse_timeout)]
+    pub outlier_base_ejection: Duration,
+    /// The longest ejection.
+    #[arg(long, env = "WICKET_OUTLIER_MAX_EJECTION", default_value = "5m", value_parser = parse_timeout)]
+    pub outlier_max_ejection: Duration,
+    /// The most of a backend's endpoints ejected at once, in percent.
+    #[arg(long, env = "WICKET_OUTLIER_MAX_EJECTED_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub outlier_max_ejected_percent: u8,
+    /// Most client connections open at once per listener. At the limit the longest-idle
+    /// connections are closed to serve new clients; when none is idle, new clients wait in
+    /// the listen backlog.
     #[arg(long, env = "WICKET_MAX_CONNECTIONS", default_value_t = 16_384)]
     pub max_connections: usize,
+    /// A new connection must send its first complete request head within this time, or it
+    /// is closed (silent and slow clients).
+    #[arg(long, env = "WICKET_CLIENT_HEADER_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub client_header_timeout: Duration,
+    /// An idle keep-alive connection (no request in flight) is closed after this time.
+    #[arg(long, env = "WICKET_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = parse_timeout)]
+    pub keepalive_timeout: Duration,
     /// On SIGTERM: report not-ready and keep serving this long, so load balancers stop
     /// sending new connections, before closing the listeners.
     #[arg(long, env = "WICKET_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
@@ -191,11 +244,29 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
+    pub fn outliers(&self) -> OutlierSettings {
+        OutlierSettings {
+            consecutive_failures: self.outlier_consecutive_failures,
+            base_ejection: self.outlier_base_ejection,
+            max_ejection: self.outlier_max_ejection,
+            max_ejected_percent: self.outlier_max_ejected_percent,
+        }
+    }
+
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts {
+            header: self.client_header_timeout,
+            keepalive: self.keepalive_timeout,
+        }
+    }
+
     pub fn settings(&self) -> ProxySettings {
         ProxySettings {
             upstream: UpstreamSettings {
                 connect_timeout: self.upstream_connect_timeout,
                 response_timeout: self.upstream_timeout,
+                read_timeout: self.upstream_read_timeout,
+                send_timeout: self.upstream_send_timeout,
             },
             ssl_redirect: !self.no_ssl_redirect,
             https_redirect_port: self.https_redirect_port,
@@ -203,6 +274,10 @@ impl ProxyArgs {
                 max_age: self.hsts_max_age,
                 include_subdomains: self.hsts_include_subdomains,
             }),
+            max_request_body: (self.max_request_body > 0).then_some(self.max_request_body),
+            client_body_timeout: self.client_body_timeout,
+            allow_underscores_in_headers: self.allow_underscores_in_headers,
+            trusted_proxies: Arc::new(self.trusted_proxies.clone()),
         }
     }
 }
@@ -273,6 +348,36 @@ impl ClusterArgs {
             PublishFrom::Addresses(addresses)
         }
     }
+}
+
+/// A size in bytes, nginx style: `1048576`, `512k`, `1m`, `2g` (case-insensitive).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
+        _ => (s, 'b'),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 1m, 512k or 1048576)"))?;
+    let factor: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(format!("{s:?}: the unit must be k, m or g")),
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A timeout: a duration of at least 1 ms (0 would close every connection at once).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(1) {
+        return Err("a timeout must be at least 1ms".into());
+    }
+    Ok(d)
 }
 
 fn parse_lease_duration(s: &str) -> Result<Duration, String> {

@@ -77,6 +77,8 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 settings: args.controller.settings(),
                 proxy: args.proxy.settings(),
                 max_connections: args.proxy.max_connections,
+                client_timeouts: args.proxy.client_timeouts(),
+                outliers: args.proxy.outliers(),
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,
                 access_log: args.proxy.access_log,

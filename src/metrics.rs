@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -153,6 +154,39 @@ impl EncodeLabelSet for ListenerLabel {
     }
 }
 
+/// One endpoint of a backend out of rotation, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct EjectedLabels {
+    backend: Arc<str>,
+    endpoint: SocketAddr,
+    reason: &'static str,
+}
+
+impl EncodeLabelSet for EjectedLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        let endpoint = self.endpoint.to_string();
+        [
+            ("backend", self.backend.as_ref()),
+            ("endpoint", endpoint.as_str()),
+            ("reason", self.reason),
+        ]
+        .encode(encoder)
+    }
+}
+
+/// Why wicket closed a client connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClosedLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+impl EncodeLabelSet for ClosedLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> fmt::Result {
+        [("listener", self.listener), ("reason", self.reason)].encode(encoder)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ReasonLabel {
     reason: &'static str,
@@ -177,6 +211,9 @@ pub struct Metrics {
     pub tls_handshakes: Counter,
     pub tls_handshake_failures: Counter,
     connections: Family<ListenerLabel, Gauge>,
+    connections_closed: Family<ClosedLabels, Counter>,
+    ejections: Family<BackendLabel, Counter>,
+    ejected: Family<EjectedLabels, Gauge>,
     generation: Gauge,
     last_publish: Gauge<f64, std::sync::atomic::AtomicU64>,
     propagation: Histogram,
@@ -249,6 +286,24 @@ impl Metrics {
             "Client connections open now, by listener",
             connections.clone(),
         );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections wicket closed, by listener and reason (header_timeout, keepalive_timeout, evicted, proxy_protocol)",
+            connections_closed.clone(),
+        );
+        let ejections = Family::<BackendLabel, Counter>::default();
+        registry.register(
+            "endpoint_ejections",
+            "Endpoints taken out of rotation after consecutive gateway failures",
+            ejections.clone(),
+        );
+        let ejected = Family::<EjectedLabels, Gauge>::default();
+        registry.register(
+            "endpoint_ejected",
+            "1 for each endpoint out of rotation (or on its trial request), with the last failure",
+            ejected.clone(),
+        );
         let generation = Gauge::default();
         registry.register(
             "snapshot_generation",
@@ -285,6 +340,9 @@ impl Metrics {
             tls_handshakes,
             tls_handshake_failures,
             connections,
+            connections_closed,
+            ejections,
+            ejected,
             generation,
             last_publish,
             propagation,
@@ -348,6 +406,44 @@ impl Metrics {
         self.connections
             .get_or_create(&ListenerLabel { listener })
             .clone()
+    }
+
+    /// A client connection closed by wicket (`header_timeout`, `keepalive_timeout`,
+    /// `evicted`, `proxy_protocol`).
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ClosedLabels { listener, reason })
+            .inc();
+    }
+
+    /// An endpoint of `backend` was ejected for `reason`.
+    pub fn endpoint_ejected(&self, backend: &Arc<str>, endpoint: SocketAddr, reason: &'static str) {
+        self.ejections
+            .get_or_create(&BackendLabel {
+                backend: backend.clone(),
+            })
+            .inc();
+        self.ejected
+            .get_or_create(&EjectedLabels {
+                backend: backend.clone(),
+                endpoint,
+                reason,
+            })
+            .set(1);
+    }
+
+    /// An ejected endpoint is back in rotation.
+    pub fn endpoint_restored(
+        &self,
+        backend: &Arc<str>,
+        endpoint: SocketAddr,
+        reason: &'static str,
+    ) {
+        self.ejected.remove(&EjectedLabels {
+            backend: backend.clone(),
+            endpoint,
+            reason,
+        });
     }
 
     /// A change seen at `seen` was published now.

@@ -2,21 +2,40 @@
 //!
 //! * [`ProxyBody`]: what goes back to the client — the pod's streamed response, or a short
 //!   body wicket wrote itself — counting its bytes for the access log.
-//! * [`UpstreamBody`]: what goes to the pod — the client's request body. If the upstream
-//!   client drops it before reading a single frame (the connection could not be made),
-//!   the body is handed back through a channel so the request can be retried on another
-//!   endpoint without buffering anything.
+//! * [`ResponseBody`]: the pod's response body. It times out when the pod stops sending
+//!   (`--upstream-read-timeout`), reports a body cut short to the outlier detector, and
+//!   hands a pooled HTTP/1.1 connection back once read to the end.
+//! * [`ClientBody`]: the client's request body on its way to the pod: counted against
+//!   `--max-request-body`, timed out when the client stops sending
+//!   (`--client-body-timeout`), and its errors kept apart from the pod's, so they are the
+//!   client's 400/408/413 and not a 502.
+//! * [`UpstreamBody`]: what goes to the pod. If the upstream client drops it before reading
+//!   a single frame (the connection could not be made), the body is handed back through a
+//!   channel so the request can be retried on another endpoint without buffering anything.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
+use tracing::debug;
 
+use super::conn::Active;
+use super::forward::Upstream;
 use super::observe::Finish;
-use super::pool::Loan;
+use super::outlier::Failure;
+use super::pool::Sender;
+use crate::model::Backend;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response body sent to the client: the pod's streamed response or a short body
 /// wicket wrote itself, and (for proxied requests) what to do when it ends — the access-log
@@ -26,6 +45,8 @@ pub struct ProxyBody {
     inner: Inner,
     finish: Option<Finish>,
     bytes: u64,
+    /// The request this body answers: its connection is busy until the body is done.
+    active: Option<Active>,
 }
 
 #[derive(Debug)]
@@ -53,12 +74,18 @@ impl ProxyBody {
             inner,
             finish: None,
             bytes: 0,
+            active: None,
         }
     }
 
     /// Runs `finish` with the bytes sent once the body ends or is dropped.
     pub fn on_finish(&mut self, finish: Finish) {
         self.finish = Some(finish);
+    }
+
+    /// Keeps the request counted as in flight on its connection until this body is done.
+    pub fn hold(&mut self, active: Active) {
+        self.active = Some(active);
     }
 
     fn finish(&mut self) {
@@ -76,12 +103,12 @@ impl Drop for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let frame = match &mut this.inner {
             Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -93,7 +120,10 @@ impl Body for ProxyBody {
                     this.bytes += data.len() as u64;
                 }
             }
-            Poll::Ready(None) => this.finish(),
+            Poll::Ready(None) => {
+                this.finish();
+                this.active = None;
+            }
             _ => {}
         }
         frame
@@ -116,26 +146,58 @@ impl Body for ProxyBody {
     }
 }
 
-/// A pod's response body. When it came over a pooled HTTP/1.1 connection, the connection
-/// goes back to the pool once the body has been read to the end (never when the client
-/// went away half-way: that connection is mid-response and is closed).
+/// The pod stopped sending its response body.
+#[derive(Debug, thiserror::Error)]
+#[error("the pod sent nothing for {0:?} in the middle of its response")]
+pub struct ReadTimeout(Duration);
+
+/// A pod's response body, and what depends on how it ends: a pooled HTTP/1.1 connection
+/// goes back to the pool once the body has been read to the end (never when the client went
+/// away half-way: that connection is mid-response and is closed); a body the pod cut short
+/// or stopped sending counts against the endpoint.
 pub struct ResponseBody {
     inner: Incoming,
     done: bool,
-    loan: Option<Loan>,
+    upstream: Arc<Upstream>,
+    backend: Arc<Backend>,
+    /// The pod address (none for ExternalName backends).
+    endpoint: Option<SocketAddr>,
+    /// The pooled connection the response came on.
+    pooled: Option<Sender>,
+    /// Armed only while a read is pending, so a response that arrives in one piece never
+    /// touches the timer wheel.
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 impl ResponseBody {
-    pub fn new(inner: Incoming, loan: Option<Loan>) -> Self {
+    pub(super) fn new(
+        inner: Incoming,
+        upstream: Arc<Upstream>,
+        backend: Arc<Backend>,
+        endpoint: Option<SocketAddr>,
+        pooled: Option<Sender>,
+    ) -> Self {
         Self {
             inner,
             done: false,
-            loan,
+            upstream,
+            backend,
+            endpoint,
+            pooled,
+            timer: None,
+            waiting: false,
         }
     }
 
-    pub fn plain(inner: Incoming) -> Self {
-        Self::new(inner, None)
+    fn failed(&mut self, failure: Failure) {
+        self.pooled = None;
+        if let Some(endpoint) = self.endpoint {
+            self.upstream
+                .balancer()
+                .outliers()
+                .failure(endpoint, &self.backend, failure);
+        }
     }
 }
 
@@ -144,16 +206,17 @@ impl std::fmt::Debug for ResponseBody {
         f.debug_struct("ResponseBody")
             .field("inner", &self.inner)
             .field("done", &self.done)
-            .field("pooled", &self.loan.is_some())
-            .finish()
+            .field("endpoint", &self.endpoint)
+            .field("pooled", &self.pooled.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some(loan) = self.loan.take() {
+        if let (Some(sender), Some(addr)) = (self.pooled.take(), self.endpoint) {
             if self.done || self.inner.is_end_stream() {
-                loan.give_back();
+                self.upstream.give_back(addr, sender);
             }
         }
     }
@@ -161,21 +224,51 @@ impl Drop for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        match &frame {
-            Poll::Ready(None) => this.done = true,
-            // A broken body leaves the connection in no state to reuse.
-            Poll::Ready(Some(Err(_))) => this.loan = None,
-            _ => {}
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                match frame {
+                    None => {
+                        this.done = true;
+                        Poll::Ready(None)
+                    }
+                    Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                    Some(Err(error)) => {
+                        // Cut short: the connection is in no state to reuse, and the pod
+                        // failed this request.
+                        debug!(endpoint = ?this.endpoint, %error, "upstream response body failed");
+                        this.failed(Failure::Reset);
+                        Poll::Ready(Some(Err(error.into())))
+                    }
+                }
+            }
+            Poll::Pending => {
+                let timeout = this.upstream.read_timeout();
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = tokio::time::Instant::now() + timeout;
+                    match &mut this.timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                if let Some(timer) = &mut this.timer {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.upstream.metrics().timeout(&this.backend.id);
+                        this.failed(Failure::Timeout);
+                        return Poll::Ready(Some(Err(Box::new(ReadTimeout(timeout)))));
+                    }
+                }
+                Poll::Pending
+            }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -187,17 +280,183 @@ impl Body for ResponseBody {
     }
 }
 
+/// Why the client's request body could not be sent on: the client's fault, never the pod's.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the client sent no request body data for {0:?}")]
+    Timeout(Duration),
+    #[error("malformed or incomplete request body")]
+    Malformed(#[source] hyper::Error),
+}
+
+/// How far sending a request body to the pod has got: the forwarder's deadline while the
+/// body is on its way (`--upstream-send-timeout`, then `--upstream-timeout` from its end).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Milliseconds since [`epoch`] of the last frame handed to the upstream connection.
+    last: AtomicU64,
+    state: AtomicU8,
+}
+
+/// Where a body on its way to the pod stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sending {
+    /// Frames are being written; the pod must keep taking them.
+    Sending,
+    /// Waiting for the client (its own timeout applies).
+    WaitingForClient,
+    /// All of it was handed to the connection at `last`.
+    Done,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_now() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Progress {
+    pub fn new() -> Arc<Self> {
+        let progress = Arc::new(Self::default());
+        progress.last.store(millis_now(), Ordering::Relaxed);
+        progress
+    }
+
+    fn note(&self, state: Sending) {
+        self.last.store(millis_now(), Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The state, and when it last changed.
+    pub fn get(&self) -> (Sending, Instant) {
+        let state = match self.state.load(Ordering::Acquire) {
+            0 => Sending::Sending,
+            1 => Sending::WaitingForClient,
+            _ => Sending::Done,
+        };
+        let at = epoch() + Duration::from_millis(self.last.load(Ordering::Relaxed));
+        (state, at)
+    }
+}
+
+/// The client's request body with its size limit and idle timeout.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+    received: u64,
+    limit: u64,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    progress: Option<Arc<Progress>>,
+}
+
+impl ClientBody {
+    /// `limit`: most bytes accepted (None: no limit); `idle`: longest pause between data.
+    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+        Self {
+            inner,
+            received: 0,
+            limit: limit.unwrap_or(u64::MAX),
+            idle,
+            timer: None,
+            waiting: false,
+            progress: None,
+        }
+    }
+
+    /// Reports how sending goes to `progress` from now on.
+    pub fn watch(&mut self, progress: Arc<Progress>) {
+        self.progress = Some(progress);
+    }
+
+    fn note(&self, state: Sending) {
+        if let Some(p) = &self.progress {
+            p.note(state);
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.waiting = false;
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                    if this.received > this.limit {
+                        return Poll::Ready(Some(Err(ClientBodyError::TooLarge {
+                            limit: this.limit,
+                        })));
+                    }
+                }
+                // hyper does not ask for more once the body says it is at its end.
+                this.note(if this.inner.is_end_stream() {
+                    Sending::Done
+                } else {
+                    Sending::Sending
+                });
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(ClientBodyError::Malformed(error))))
+            }
+            Poll::Ready(None) => {
+                this.note(Sending::Done);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    this.note(Sending::WaitingForClient);
+                    let deadline = tokio::time::Instant::now() + this.idle;
+                    match &mut this.timer {
+                        Some(timer) => timer.as_mut().reset(deadline),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                if let Some(timer) = &mut this.timer {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(this.idle))));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The request body sent to the pod.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// Set once a frame was asked for: from then on the body cannot be replayed.
     polled: bool,
-    reclaim: Option<oneshot::Sender<Incoming>>,
+    reclaim: Option<oneshot::Sender<ClientBody>>,
 }
 
 /// Receives the body back if it was never read.
-pub type Reclaim = oneshot::Receiver<Incoming>;
+pub type Reclaim = oneshot::Receiver<ClientBody>;
 
 impl UpstreamBody {
     pub fn empty() -> Self {
@@ -209,7 +468,7 @@ impl UpstreamBody {
     }
 
     /// Wraps a client body; the receiver gets it back if the body is dropped unread.
-    pub fn reclaimable(body: Incoming) -> (Self, Reclaim) {
+    pub fn reclaimable(body: ClientBody) -> (Self, Reclaim) {
         let (tx, rx) = oneshot::channel();
         (
             Self {
@@ -234,12 +493,12 @@ impl Drop for UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
         this.polled = true;
         match this.inner.as_mut() {
@@ -256,5 +515,22 @@ impl Body for UpstreamBody {
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_reports_its_state_and_when_it_changed() {
+        let p = Progress::new();
+        let (state, at) = p.get();
+        assert_eq!(state, Sending::Sending);
+        assert!(at.elapsed() < Duration::from_secs(5));
+        p.note(Sending::WaitingForClient);
+        assert_eq!(p.get().0, Sending::WaitingForClient);
+        p.note(Sending::Done);
+        assert_eq!(p.get().0, Sending::Done);
     }
 }

@@ -16,6 +16,24 @@ pub enum ProxyError {
     /// The request itself is unacceptable (bad Host, dot-segments in the path, ...).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request target is longer than wicket accepts.
+    #[error("request target too long")]
+    UriTooLong,
+    /// A header field, or the whole head, is larger than wicket accepts.
+    #[error("request head too large: {0}")]
+    HeadTooLarge(&'static str),
+    /// A transfer coding wicket cannot forward.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
+    /// The request body is larger than `--max-request-body`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The client stopped sending its request body.
+    #[error("request body timed out")]
+    BodyTimeout,
+    /// The client's request body was malformed (bad chunk framing) or cut short.
+    #[error("malformed request body")]
+    MalformedBody(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// `CONNECT`: wicket is a reverse proxy, not a forward proxy.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -56,7 +74,12 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
+            ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NotReady
@@ -72,6 +95,12 @@ impl ProxyError {
     fn body(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(why) => why,
+            ProxyError::MalformedBody(_) => "400 bad request: malformed request body\n",
+            ProxyError::UriTooLong => "414 request target too long\n",
+            ProxyError::HeadTooLarge(_) => "431 request header fields too large\n",
+            ProxyError::NotImplemented(_) => "501 not implemented: unsupported transfer coding\n",
+            ProxyError::BodyTooLarge => "413 request body too large\n",
+            ProxyError::BodyTimeout => "408 request timeout: the request body stopped arriving\n",
             ProxyError::MethodNotAllowed => "405 method not allowed\n",
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
             ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",
@@ -103,12 +132,26 @@ impl ProxyError {
             "x-content-type-options",
             HeaderValue::from_static("nosniff"),
         );
-        if status == StatusCode::BAD_REQUEST {
-            // A client that sent garbage once does not get to keep the connection.
+        if closes_connection(status) {
+            // A client that sent garbage once does not get to keep the connection; and after
+            // a refused or broken body, the connection is in no state to carry another request.
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
+}
+
+/// Client errors after which the connection is closed, as nginx does.
+fn closes_connection(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::URI_TOO_LONG
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            | StatusCode::NOT_IMPLEMENTED
+    )
 }
 
 #[cfg(test)]

@@ -1,21 +1,31 @@
 //! Forwarding to the pod: HTTP/1.1 to a pod address through the per-address pool in
 //! `pool.rs`; everything else through pooled hyper-util clients shared by every worker, one
 //! per upstream protocol (HTTP/1.1 to ExternalName hosts, HTTP/2 cleartext, HTTP/1.1 over
-//! TLS, HTTP/2 over TLS) —
-//! a connect timeout, a response-head timeout, and a retry on another endpoint when the
-//! connection could not be made (nothing was sent, so any method is safe to retry).
+//! TLS, HTTP/2 over TLS).
+//!
+//! Timeouts: connecting (`--upstream-connect-timeout`); handing the request body to the pod
+//! (`--upstream-send-timeout`: the pod must keep taking it); the response head
+//! (`--upstream-timeout`, counted from the end of the request body); and the response body
+//! (`--upstream-read-timeout` between bytes, in `body.rs`).
+//!
+//! Retries: a request whose connection could not be made is sent to another endpoint
+//! (nothing was sent, so any method is safe). An idempotent request (RFC 9110 §9.2.2)
+//! whose connection was reset before any response came is sent again too, when its body
+//! is empty or was never read, within the backend's retry budget. Every outcome is reported
+//! to the outlier detector (`outlier.rs`).
 //!
 //! TLS to pods does not verify the pod's certificate: pod certificates are rarely issued
 //! for pod IP addresses. The handshake itself is still checked (the server must hold the
 //! key of the certificate it presents).
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -29,21 +39,29 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tracing::debug;
 
 use super::balance::Balancer;
-use super::body::{ResponseBody, UpstreamBody};
+use super::body::{
+    BoxError, ClientBody, ClientBodyError, Progress, ResponseBody, Sending, UpstreamBody,
+};
 use super::error::ProxyError;
 use super::observe::Observer;
-use super::pool::{Http1Pool, PoolError, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
+use super::outlier::{is_gateway_failure, Failure};
+use super::pool::{Http1Pool, PoolError, Sender, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
+use crate::metrics::Metrics;
 use crate::model::{Backend, Destination, UpstreamProtocol};
 
-/// Endpoints tried for one request before giving up.
+/// Endpoints tried for one request before giving up (at most two retries).
 pub const MAX_ATTEMPTS: usize = 3;
 
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
     /// Time to establish a TCP connection to a pod.
     pub connect_timeout: Duration,
-    /// Time from sending the request to receiving the response head.
+    /// Time from the end of the request to the response head.
     pub response_timeout: Duration,
+    /// Longest pause in the middle of a response body.
+    pub read_timeout: Duration,
+    /// Longest the pod may leave the request body untaken.
+    pub send_timeout: Duration,
 }
 
 impl Default for UpstreamSettings {
@@ -51,7 +69,36 @@ impl Default for UpstreamSettings {
         Self {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// What outlives `forward` with the response body: the pool its connection goes back to,
+/// the balancer whose outlier detector hears how the body ended, the metrics.
+pub struct Upstream {
+    pool: Http1Pool,
+    balancer: Arc<Balancer>,
+    observer: Arc<Observer>,
+    read_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.observer.metrics()
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
+    pub fn give_back(&self, addr: SocketAddr, sender: Sender) {
+        self.pool.give_back(addr, sender);
     }
 }
 
@@ -60,16 +107,9 @@ pub struct Forwarder {
     h2c: Client<HttpConnector, UpstreamBody>,
     https: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     h2: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
-    /// HTTP/1.1 to pod addresses (everything else goes through the clients above).
-    pool: Arc<Http1Pool>,
-    /// Endpoint choice (shared with the rest of the proxy: state outlives snapshots).
-    balancer: Arc<Balancer>,
-    /// Connect errors, retries and timeouts are counted per backend.
-    observer: Arc<Observer>,
-    response_timeout: Duration,
+    upstream: Arc<Upstream>,
+    settings: UpstreamSettings,
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How one attempt failed.
 enum SendError {
@@ -77,8 +117,13 @@ enum SendError {
     Connect { error: BoxError, timed_out: bool },
     /// No response head in time.
     Timeout,
-    /// Failed after (part of) the request was sent.
-    Failed(BoxError),
+    /// The pod stopped taking the request body.
+    SendTimeout,
+    /// The client's body failed: the client's error, not the pod's.
+    Client(ProxyError),
+    /// Failed after (part of) the request was sent, before a response; `reset` when the
+    /// connection was reset or closed (worth another endpoint for an idempotent request).
+    Failed { error: BoxError, reset: bool },
 }
 
 impl Forwarder {
@@ -130,11 +175,57 @@ impl Forwarder {
             h2c: builder(true).build(connector(true)),
             https: builder(false).build(https_connector(false)),
             h2: builder(true).build(https_connector(true)),
-            pool: Http1Pool::new(settings.connect_timeout),
-            balancer,
-            observer,
-            response_timeout: settings.response_timeout,
+            upstream: Arc::new(Upstream {
+                pool: Http1Pool::new(settings.connect_timeout),
+                balancer,
+                observer,
+                read_timeout: settings.read_timeout,
+            }),
+            settings: settings.clone(),
         })
+    }
+
+    /// Runs `fut` (sending a request, up to its response head) within the timeouts: from
+    /// the end of the request body (or from now, without one) `--upstream-timeout`; while
+    /// the body is on its way, the pod must take some of it every `--upstream-send-timeout`.
+    async fn within<F: Future>(
+        &self,
+        fut: F,
+        progress: Option<&Progress>,
+    ) -> Result<F::Output, SendError> {
+        let s = &self.settings;
+        let first = if progress.is_some() {
+            s.send_timeout.min(s.response_timeout)
+        } else {
+            s.response_timeout
+        };
+        let sleep = tokio::time::sleep(first);
+        tokio::pin!(fut, sleep);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return Ok(out),
+                () = &mut sleep => {}
+            }
+            let Some(progress) = progress else {
+                return Err(SendError::Timeout);
+            };
+            let now = Instant::now();
+            let (state, at) = progress.get();
+            let deadline = match state {
+                Sending::Done => at + s.response_timeout,
+                // The client is slow, not the pod: the client body timeout decides.
+                Sending::WaitingForClient => now + s.send_timeout,
+                Sending::Sending => at + s.send_timeout,
+            };
+            if deadline <= now {
+                return Err(match state {
+                    Sending::Done => SendError::Timeout,
+                    _ => SendError::SendTimeout,
+                });
+            }
+            sleep.as_mut().reset(deadline.into());
+        }
     }
 
     async fn send(
@@ -142,20 +233,22 @@ impl Forwarder {
         protocol: UpstreamProtocol,
         endpoint: Option<SocketAddr>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<ResponseBody>, SendError> {
+        progress: Option<&Progress>,
+    ) -> Result<(Response<Incoming>, Option<Sender>), SendError> {
         if let (UpstreamProtocol::Http1, Some(addr)) = (protocol, endpoint) {
             // The pod address is known: the lean pool, origin-form request target.
             let target = req.uri().path_and_query().cloned();
             *req.uri_mut() = target.map_or_else(|| Uri::from_static("/"), Uri::from);
-            let sent = self.pool.send(addr, req);
-            return match tokio::time::timeout(self.response_timeout, sent).await {
-                Err(_) => Err(SendError::Timeout),
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(PoolError::Connect { source, timed_out })) => Err(SendError::Connect {
+            return match self
+                .within(self.upstream.pool.send(addr, req), progress)
+                .await?
+            {
+                Ok(sent) => Ok(sent),
+                Err(PoolError::Connect { source, timed_out }) => Err(SendError::Connect {
                     error: source.into(),
                     timed_out,
                 }),
-                Ok(Err(PoolError::Failed(error))) => Err(SendError::Failed(error.into())),
+                Err(PoolError::Failed(error)) => Err(failed(error.into())),
             };
         }
         let response = match protocol {
@@ -164,37 +257,39 @@ impl Forwarder {
             UpstreamProtocol::Https => self.https.request(req),
             UpstreamProtocol::H2 => self.h2.request(req),
         };
-        match tokio::time::timeout(self.response_timeout, response).await {
-            Err(_) => Err(SendError::Timeout),
-            Ok(Ok(response)) => Ok(response.map(ResponseBody::plain)),
-            Ok(Err(error)) if error.is_connect() => {
+        match self.within(response, progress).await? {
+            Ok(response) => Ok((response, None)),
+            Err(error) if error.is_connect() => {
                 let timed_out = is_timeout(&error);
                 Err(SendError::Connect {
                     error: error.into(),
                     timed_out,
                 })
             }
-            Ok(Err(error)) => Err(SendError::Failed(error.into())),
+            Err(error) => Err(failed(error.into())),
         }
     }
 
     /// Drops idle pooled connections that expired or were closed by the pod.
     pub fn sweep(&self) {
-        self.pool.sweep();
+        self.upstream.pool.sweep();
     }
 
-    /// Sends the request to an endpoint of `backend`; on a connect failure, to another.
+    /// Sends the request to an endpoint of `backend`; on a connect failure (or, for an
+    /// idempotent request, a reset before any response), to another.
     /// `parts` must already be rewritten for the upstream (headers, version).
     pub async fn forward(
         &self,
-        backend: &Backend,
+        backend: Arc<Backend>,
         protocol: UpstreamProtocol,
         client_ip: IpAddr,
         mut parts: Parts,
-        body: Incoming,
+        body: ClientBody,
         upstream: &mut Option<Authority>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
-        let metrics = self.observer.metrics();
+        let metrics = self.upstream.metrics();
+        let balancer = &self.upstream.balancer;
+        let outliers = balancer.outliers();
         let (scheme, version) = match protocol {
             UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
             UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
@@ -207,6 +302,7 @@ impl Forwarder {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let idempotent = is_idempotent(&parts.method);
         // An empty body is rebuilt for free on a retry; a real one is handed back by the
         // client when it was dropped unread.
         let empty = body.is_end_stream();
@@ -223,7 +319,7 @@ impl Forwarder {
             {
                 Destination::ExternalName { authority, .. } => (authority.clone(), None),
                 Destination::Endpoints { .. } => {
-                    match self.balancer.pick(backend, client_ip, &tried[..attempts]) {
+                    match balancer.pick(&backend, client_ip, &tried[..attempts]) {
                         Some(e) => (e.authority.clone(), Some(e.addr)),
                         None => return Err(ProxyError::NoEndpoints(backend.id.clone())),
                     }
@@ -232,6 +328,9 @@ impl Forwarder {
             attempts += 1;
             if attempts > 1 {
                 metrics.retry(&backend.id);
+            }
+            if let Some(addr) = endpoint {
+                tried[attempts - 1] = addr;
             }
             *upstream = Some(authority.clone());
             let last = attempts >= possible;
@@ -251,57 +350,163 @@ impl Forwarder {
                 parts.clone()
             };
             std::mem::swap(&mut head.uri, &mut uri);
-            let (upstream_body, reclaim) = match (empty, body.take()) {
-                (false, Some(b)) => {
+            let (upstream_body, reclaim, progress) = match (empty, body.take()) {
+                (false, Some(mut b)) => {
+                    let progress = Progress::new();
+                    b.watch(progress.clone());
                     let (b, rx) = UpstreamBody::reclaimable(b);
-                    (b, Some(rx))
+                    (b, Some(rx), Some(progress))
                 }
-                _ => (UpstreamBody::empty(), None),
+                _ => (UpstreamBody::empty(), None, None),
             };
 
-            match self
-                .send(protocol, endpoint, Request::from_parts(head, upstream_body))
+            let failure = match self
+                .send(
+                    protocol,
+                    endpoint,
+                    Request::from_parts(head, upstream_body),
+                    progress.as_deref(),
+                )
                 .await
             {
-                Ok(response) => return Ok(response),
-                Err(SendError::Timeout) => {
+                Ok((response, pooled)) => {
+                    if let Some(addr) = endpoint {
+                        let status = response.status().as_u16();
+                        if is_gateway_failure(status) {
+                            outliers.failure(addr, &backend, Failure::Status(status));
+                        } else {
+                            outliers.success(addr);
+                        }
+                    }
+                    let (head, incoming) = response.into_parts();
+                    let body = ResponseBody::new(
+                        incoming,
+                        self.upstream.clone(),
+                        backend,
+                        endpoint,
+                        pooled,
+                    );
+                    return Ok(Response::from_parts(head, body));
+                }
+                Err(SendError::Client(error)) => return Err(error),
+                Err(SendError::Timeout | SendError::SendTimeout) => {
                     metrics.timeout(&backend.id);
+                    if let Some(addr) = endpoint {
+                        outliers.failure(addr, &backend, Failure::Timeout);
+                    }
                     return Err(ProxyError::Timeout {
                         endpoint: authority.to_string(),
                     });
                 }
-                Err(SendError::Failed(source)) => {
-                    return Err(ProxyError::Upstream {
-                        endpoint: authority.to_string(),
-                        source,
-                    })
-                }
-                Err(SendError::Connect { error, timed_out }) => {
-                    metrics.connect_error(&backend.id);
-                    debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
+                Err(SendError::Failed { error, reset }) => {
                     if let Some(addr) = endpoint {
-                        tried[attempts - 1] = addr;
+                        outliers.failure(addr, &backend, Failure::Reset);
                     }
-                    if let Some(mut rx) = reclaim {
-                        body = rx.try_recv().ok();
-                    }
-                    let retry = !last && (empty || body.is_some());
+                    // The pod may have acted on it: only an idempotent request goes again,
+                    // and only within the backend's retry budget.
+                    let replayable = empty || reclaimed(reclaim, &mut body);
+                    let retry =
+                        reset && idempotent && replayable && !last && balancer.try_retry(&backend);
+                    debug!(endpoint = %authority, %error, retry, attempt = attempts, "upstream request failed");
                     if !retry {
-                        return Err(if timed_out {
-                            ProxyError::Timeout {
-                                endpoint: authority.to_string(),
-                            }
-                        } else {
-                            ProxyError::Connect {
-                                endpoint: authority.to_string(),
-                                source: error,
-                            }
+                        return Err(ProxyError::Upstream {
+                            endpoint: authority.to_string(),
+                            source: error,
                         });
                     }
+                    continue;
                 }
+                Err(SendError::Connect { error, timed_out }) => (error, timed_out),
+            };
+            let (error, timed_out) = failure;
+            metrics.connect_error(&backend.id);
+            if let Some(addr) = endpoint {
+                outliers.failure(addr, &backend, Failure::Connect);
+            }
+            debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
+            let retry = !last && (empty || reclaimed(reclaim, &mut body));
+            if !retry {
+                return Err(if timed_out {
+                    ProxyError::Timeout {
+                        endpoint: authority.to_string(),
+                    }
+                } else {
+                    ProxyError::Connect {
+                        endpoint: authority.to_string(),
+                        source: error,
+                    }
+                });
             }
         }
     }
+}
+
+/// Takes back a request body the connection never read; true if there is one to send.
+fn reclaimed(reclaim: Option<super::body::Reclaim>, body: &mut Option<ClientBody>) -> bool {
+    if let Some(mut rx) = reclaim {
+        *body = rx.try_recv().ok();
+    }
+    body.is_some()
+}
+
+/// Methods whose effect is the same however often they are sent (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Sorts an error after the request was (partly) sent: the client's body failing is the
+/// client's error; a connection reset or closed early may be worth a retry.
+fn failed(error: BoxError) -> SendError {
+    if let Some(client) = client_body_error(error.as_ref()) {
+        return SendError::Client(client);
+    }
+    let reset = is_reset(error.as_ref());
+    SendError::Failed { error, reset }
+}
+
+/// The client's body error somewhere in `error`'s chain, as the response it gets.
+fn client_body_error(error: &(dyn std::error::Error + 'static)) -> Option<ProxyError> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(body) = e.downcast_ref::<ClientBodyError>() {
+            return Some(match body {
+                ClientBodyError::TooLarge { .. } => ProxyError::BodyTooLarge,
+                ClientBodyError::Timeout(_) => ProxyError::BodyTimeout,
+                ClientBodyError::Malformed(_) => {
+                    ProxyError::MalformedBody(Box::new(std::io::Error::other(body.to_string())))
+                }
+            });
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Whether the connection was reset or closed before the response (rather than the pod
+/// answering garbage).
+fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Accepts the pod's certificate without checking its names or issuer, but checks that

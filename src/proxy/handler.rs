@@ -1,14 +1,15 @@
-//! One request, top to bottom: load the snapshot, route, redirect to HTTPS if asked,
-//! rewrite, forward, answer.
+//! One request, top to bottom, in the phases of ARCHITECTURE.md: the client address
+//! (`trust.rs`), the request head's limits (`limits.rs`), route, redirect to HTTPS if
+//! asked, the body's limit, rewrite (one authority, forwarding headers), forward, answer.
 //!
 //! `handle` is the infallible outer function that turns every error into its response and
 //! logs the outcome; `proxy` is the inner one that uses `?`. The snapshot is loaded once
 //! (no lock, no clone of any table) and released before the first `.await`: the request
 //! keeps only its backend, so a swap mid-request changes nothing for it.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{
     HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY,
@@ -16,17 +17,22 @@ use http::header::{
 };
 use http::uri::Authority;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
 use super::balance::Balancer;
+use super::body::ClientBody;
 use super::body::ProxyBody;
+use super::conn::ConnInfo;
 use super::error::ProxyError;
 use super::forward::{Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_REQUEST_ID};
+use super::limits;
 use super::observe::{self, Finish, Observer, Record};
 use super::route;
+use super::trust::TrustedProxies;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
 use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
@@ -34,31 +40,6 @@ use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
 /// never redirected, as in ingress-nginx.
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
-
-/// What the handler knows about the downstream connection, with the forwarding header
-/// values that depend on it made once per connection rather than once per request.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub tls: bool,
-    /// The client address as header text (X-Real-IP, X-Forwarded-For).
-    pub client: HeaderValue,
-    /// The port the client connected to (X-Forwarded-Port).
-    pub port: HeaderValue,
-}
-
-impl ConnInfo {
-    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
-        Self {
-            peer,
-            local,
-            tls,
-            client: headers::ip_value(peer.ip()),
-            port: HeaderValue::from(local.port()),
-        }
-    }
-}
 
 /// `Strict-Transport-Security` for HTTPS responses of TLS hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +56,14 @@ pub struct ProxySettings {
     /// The public HTTPS port put in redirects; 443 is left out of the URL.
     pub https_redirect_port: u16,
     pub hsts: Option<Hsts>,
+    /// Request bodies larger than this are refused with 413 (None: no limit).
+    pub max_request_body: Option<u64>,
+    /// Longest pause while a client sends its request body (408 after it).
+    pub client_body_timeout: Duration,
+    /// Keep header names with `_` (dropped by default, as nginx does).
+    pub allow_underscores_in_headers: bool,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Default for ProxySettings {
@@ -84,6 +73,10 @@ impl Default for ProxySettings {
             ssl_redirect: true,
             https_redirect_port: 443,
             hsts: None,
+            max_request_body: Some(limits::DEFAULT_MAX_BODY),
+            client_body_timeout: Duration::from_secs(60),
+            allow_underscores_in_headers: false,
+            trusted_proxies: Arc::default(),
         }
     }
 }
@@ -95,6 +88,10 @@ pub struct Proxy {
     ssl_redirect: bool,
     https_redirect_port: u16,
     hsts: Option<HeaderValue>,
+    max_request_body: Option<u64>,
+    client_body_timeout: Duration,
+    allow_underscores: bool,
+    trusted: Arc<TrustedProxies>,
 }
 
 /// What the request path learnt for the access log and metrics.
@@ -143,18 +140,28 @@ impl Proxy {
             ssl_redirect: settings.ssl_redirect,
             https_redirect_port: settings.https_redirect_port,
             hsts,
+            max_request_body: settings.max_request_body,
+            client_body_timeout: settings.client_body_timeout,
+            allow_underscores: settings.allow_underscores_in_headers,
+            trusted: settings.trusted_proxies.clone(),
         })
     }
 
     /// Never fails: every error becomes its response here.
-    pub async fn handle(&self, conn: ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let peer = conn.peer;
+        // The client: the peer, unless a trusted proxy forwarded for someone.
+        let client = if conn.trusted {
+            observe::Client::forwarded(self.trusted.client(peer.ip(), req.headers()), peer)
+        } else {
+            observe::Client::peer(peer)
+        };
         // What only the access log needs is kept only when there is one.
         let request = self.observer.logs().then(|| {
             Box::new(observe::Request {
-                client: peer,
+                client,
                 host: request_authority(&req),
                 uri: req.uri().clone(),
                 version: req.version(),
@@ -170,7 +177,7 @@ impl Proxy {
         let mut trace = Trace::default();
         // For the error log below (a reference-counted copy, no allocation).
         let uri = req.uri().clone();
-        let mut response = match self.proxy(conn, req, &mut trace).await {
+        let mut response = match self.proxy(conn, client.ip, req, &mut trace).await {
             Ok(response) => response,
             Err(error) => {
                 let status = error.status();
@@ -263,13 +270,17 @@ impl Proxy {
 
     async fn proxy(
         &self,
-        conn: ConnInfo,
+        conn: Arc<ConnInfo>,
+        client: IpAddr,
         mut req: Request<Incoming>,
         trace: &mut Trace,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() == Method::CONNECT {
             return Err(ProxyError::MethodNotAllowed);
         }
+        // One pass over the head serves the limits and the rewrite.
+        let scan = headers::scan(req.headers());
+        limits::check_head(&req, &scan)?;
         let (backend, protocol, hsts) = match self.route(&conn, &req, trace)? {
             Decision::Forward {
                 backend,
@@ -278,11 +289,13 @@ impl Proxy {
             } => (backend, protocol, hsts),
             Decision::Respond(response) => return Ok(*response),
         };
+        limits::check_declared_body(req.body(), self.max_request_body)?;
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
         let upgrade = req.version() == Version::HTTP_11
             && !h2_upstream
-            && headers::is_upgrade_request(req.headers());
+            && req.method() == Method::GET
+            && headers::is_websocket_upgrade(req.headers());
         // gRPC needs `te: trailers` end to end; it is the one TE value HTTP/2 allows.
         let te_trailers = h2_upstream
             && req
@@ -295,24 +308,38 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
-        headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+        headers::remove_request_hop_by_hop(&mut parts.headers, &scan, upgrade);
+        if scan.underscore && !self.allow_underscores {
+            headers::remove_underscored(&mut parts.headers);
+        }
         if downstream_version == Version::HTTP_2 && !h2_upstream {
             headers::join_cookies(&mut parts.headers);
         }
-        if downstream_version == Version::HTTP_2 {
-            headers::ensure_host(
-                &mut parts.headers,
-                parts.uri.authority().map(|a| a.as_str()),
-            );
+        // One authority: the pod gets the host the request was routed by. HTTP/2's
+        // `:authority` and an absolute-form HTTP/1.1 target win over any Host field
+        // (RFC 9112 §3.2.2).
+        if let Some(authority) = parts.uri.authority() {
+            headers::set_host(&mut parts.headers, authority.as_str());
         }
+        if scan.content_length {
+            headers::canonical_content_length(&mut parts.headers, body.size_hint().exact());
+        }
+        let forwarded_client = if conn.trusted {
+            headers::ip_value(client)
+        } else {
+            conn.client.clone()
+        };
         headers::set_forwarded(
             &mut parts.headers,
             Forwarded {
-                client: &conn.client,
+                peer: &conn.client,
+                client: &forwarded_client,
+                trusted: conn.trusted,
                 proto: if conn.tls { "https" } else { "http" },
                 port: &conn.port,
                 host: forwarded_host,
             },
+            &scan,
         );
         if te_trailers {
             parts
@@ -322,34 +349,45 @@ impl Proxy {
         parts.extensions = Extensions::new();
         trace.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
 
+        let body = ClientBody::new(body, self.max_request_body, self.client_body_timeout);
         let mut response = self
             .forwarder
-            .forward(
-                &backend,
-                protocol,
-                conn.peer.ip(),
-                parts,
-                body,
-                &mut trace.upstream,
-            )
+            .forward(backend, protocol, client, parts, body, &mut trace.upstream)
             .await?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
+            // Only the protocol the client asked for, and only WebSocket: a tunnel never
+            // carries a request wicket did not route.
             let Some(downstream) = downstream_upgrade else {
-                // A 101 nobody asked for cannot be relayed.
                 return Err(ProxyError::BadUpstream("switched protocols unasked"));
             };
+            if !headers::switches_to_websocket(response.headers()) {
+                return Err(ProxyError::BadUpstream(
+                    "switched to another protocol than WebSocket",
+                ));
+            }
             let upstream = hyper::upgrade::on(&mut response);
+            // The tunnel keeps its connection open and busy until either side ends it,
+            // or shutdown's deadline closes it.
+            let active = conn.tracked().begin(false);
             tokio::spawn(async move {
-                match tokio::try_join!(downstream, upstream) {
-                    Ok((down, up)) => {
-                        let mut down = TokioIo::new(down);
-                        let mut up = TokioIo::new(up);
-                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                let closed = active.conn().closed();
+                let tunnel = async {
+                    match tokio::try_join!(downstream, upstream) {
+                        Ok((down, up)) => {
+                            let mut down = TokioIo::new(down);
+                            let mut up = TokioIo::new(up);
+                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                        }
+                        Err(error) => debug!(%error, "protocol upgrade failed"),
                     }
-                    Err(error) => debug!(%error, "protocol upgrade failed"),
+                };
+                tokio::select! {
+                    () = tunnel => {}
+                    () = closed => {}
                 }
+                drop(active);
             });
         }
         let (mut head, body) = response.into_parts();

@@ -1,16 +1,22 @@
 //! Header rewriting between client and pod.
 //!
 //! Requests reach the pod unchanged except: hop-by-hop headers go (`Connection` and what it
-//! names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade` unless
-//! upgrading), and the `X-Forwarded-*` family, `X-Real-IP` and `X-Request-ID` are set.
-//! Responses lose their hop-by-hop headers and get `Server: wicket` when the pod sent none.
+//! names, `Keep-Alive`, `Proxy-*`, `TE`, `Trailer`, `Transfer-Encoding`, `HTTP2-Settings`,
+//! `Upgrade` unless it is a WebSocket upgrade), header names with `_` go (nginx's default:
+//! `X_Forwarded_For` would otherwise pass for `X-Forwarded-For` in many frameworks), and the
+//! forwarding headers (`X-Forwarded-*`, `X-Real-IP`, `Forwarded`) are wicket's own unless
+//! the peer is a trusted proxy. `X-Request-ID` is kept when sane, else made. Responses lose
+//! their hop-by-hop headers and get `Server: wicket` when the pod sent none.
+//!
+//! One pass over the request head ([`scan`]) finds everything the limits and the rewrite
+//! need, so a request without anything to fix costs one walk over its headers.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, SERVER, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, FORWARDED, HOST,
+    SERVER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -20,13 +26,132 @@ pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-p
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// A client-supplied request id longer than this is replaced.
 const MAX_REQUEST_ID_LEN: usize = 200;
 
-/// Whether the request asks for an HTTP/1.1 protocol upgrade (WebSocket and the like).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
+/// The one protocol a client may upgrade to through wicket.
+const WEBSOCKET: &[u8] = b"websocket";
+
+/// What one pass over a request head found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scan {
+    hop: HopByHop,
+    /// `Host` fields.
+    pub hosts: u8,
+    /// `Transfer-Encoding` fields.
+    pub transfer_encodings: u8,
+    pub content_length: bool,
+    /// A header name with `_`.
+    pub underscore: bool,
+    /// A `Forwarded` field (RFC 7239).
+    pub forwarded: bool,
+    /// The longest field, name and value.
+    pub largest_field: usize,
+    /// All fields, names and values.
+    pub total: usize,
+}
+
+/// Hop-by-hop headers found in one pass over a header map.
+#[derive(Clone, Copy, Debug, Default)]
+struct HopByHop {
+    connection: bool,
+    keep_alive: bool,
+    te: bool,
+    trailer: bool,
+    transfer_encoding: bool,
+    upgrade: bool,
+    http2_settings: bool,
+    /// `Proxy-*` and `Proxy` (httpoxy).
+    proxy: bool,
+}
+
+impl HopByHop {
+    /// Notes `name` if it is hop-by-hop; true if it was.
+    fn note(&mut self, name: &HeaderName) -> bool {
+        if name == CONNECTION {
+            self.connection = true;
+        } else if name == TE {
+            self.te = true;
+        } else if name == TRAILER {
+            self.trailer = true;
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+        } else if name == UPGRADE {
+            self.upgrade = true;
+        } else if name == KEEP_ALIVE {
+            self.keep_alive = true;
+        } else if name == HTTP2_SETTINGS {
+            self.http2_settings = true;
+        } else if is_proxy_header(name) {
+            self.proxy = true;
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn of(headers: &HeaderMap) -> Self {
+        let mut found = Self::default();
+        for name in headers.keys() {
+            found.note(name);
+        }
+        found
+    }
+}
+
+fn is_proxy_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("proxy") && (name.len() == 5 || name.as_bytes()[5] == b'-')
+}
+
+/// One pass over a request's headers: hop-by-hop names, framing fields, sizes, and the
+/// names the rewrite must look at.
+pub fn scan(headers: &HeaderMap) -> Scan {
+    let mut scan = Scan::default();
+    for (name, value) in headers {
+        let size = name.as_str().len() + value.len();
+        scan.total += size;
+        scan.largest_field = scan.largest_field.max(size);
+        if scan.hop.note(name) {
+            if name == TRANSFER_ENCODING {
+                scan.transfer_encodings = scan.transfer_encodings.saturating_add(1);
+            }
+        } else if name == HOST {
+            scan.hosts = scan.hosts.saturating_add(1);
+        } else if name == CONTENT_LENGTH {
+            scan.content_length = true;
+        } else if name == FORWARDED {
+            scan.forwarded = true;
+        } else if name.as_str().as_bytes().contains(&b'_') {
+            scan.underscore = true;
+        }
+    }
+    scan
+}
+
+/// Whether the request asks for a WebSocket upgrade (`Connection: upgrade`, `Upgrade:
+/// websocket`), the only protocol upgrade wicket relays. Anything else (`h2c` above all,
+/// which would turn the connection into a tunnel wicket no longer routes) is stripped and
+/// the request forwarded as a plain one.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let (Some(upgrade), None) = (upgrades.next(), upgrades.next()) else {
+        return false;
+    };
+    upgrade
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(WEBSOCKET)
+        && connection_has(headers, "upgrade")
+}
+
+/// Whether a 101 response switches to the protocol the client asked for (WebSocket).
+pub fn switches_to_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(WEBSOCKET))
 }
 
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
@@ -38,41 +163,19 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Hop-by-hop headers found in one pass over a header map.
-#[derive(Default)]
-struct HopByHop {
-    connection: bool,
-    keep_alive: bool,
-    te: bool,
-    trailer: bool,
-    transfer_encoding: bool,
-    upgrade: bool,
-    /// `Proxy-*` and `Proxy` (httpoxy).
-    proxy: bool,
+/// Whether a `Transfer-Encoding` field is exactly `chunked` (what HTTP/1.1 requests may
+/// carry; hyper has already decoded it).
+pub fn is_plain_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"chunked")
 }
 
-impl HopByHop {
-    fn scan(headers: &HeaderMap) -> Self {
-        let mut found = Self::default();
-        for name in headers.keys() {
-            if name == CONNECTION {
-                found.connection = true;
-            } else if name == TE {
-                found.te = true;
-            } else if name == TRAILER {
-                found.trailer = true;
-            } else if name == TRANSFER_ENCODING {
-                found.transfer_encoding = true;
-            } else if name == UPGRADE {
-                found.upgrade = true;
-            } else if name == KEEP_ALIVE {
-                found.keep_alive = true;
-            } else if name.as_str().starts_with("proxy") {
-                found.proxy |= name.as_str() == "proxy" || name.as_str().starts_with("proxy-");
-            }
-        }
-        found
-    }
+/// Removes a request's hop-by-hop headers (found by [`scan`]). With `upgrade` (a WebSocket
+/// upgrade), `Upgrade` and `Connection: upgrade` stay.
+pub fn remove_request_hop_by_hop(headers: &mut HeaderMap, scan: &Scan, upgrade: bool) {
+    remove_found(headers, scan.hop, upgrade);
 }
 
 /// Removes hop-by-hop headers. With `upgrade`, `Upgrade` and `Connection: upgrade` stay.
@@ -80,7 +183,10 @@ impl HopByHop {
 /// One pass over the names finds which are present; only those are removed. Most messages
 /// have none, or only `Connection: keep-alive`, so this allocates nothing then.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    let found = HopByHop::scan(headers);
+    remove_found(headers, HopByHop::of(headers), upgrade);
+}
+
+fn remove_found(headers: &mut HeaderMap, found: HopByHop, upgrade: bool) {
     // `Connection: keep-alive` (or `close`) alone names no further header: the usual case
     // for responses, decided without tokenising.
     let plain_connection = found.connection
@@ -123,13 +229,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if found.transfer_encoding {
         headers.remove(TRANSFER_ENCODING);
     }
+    if found.http2_settings {
+        headers.remove(&HTTP2_SETTINGS);
+    }
     if found.upgrade && !upgrade {
         headers.remove(UPGRADE);
     }
     if found.proxy {
         let proxy: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| k.as_str() == "proxy" || k.as_str().starts_with("proxy-"))
+            .filter(|k| is_proxy_header(k))
             .cloned()
             .collect();
         for name in proxy {
@@ -141,14 +250,43 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// What the `X-Forwarded-*` headers say about the downstream connection.
+/// Drops every header whose name has an underscore.
+pub fn remove_underscored(headers: &mut HeaderMap) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().as_bytes().contains(&b'_'))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Writes `Content-Length` in its canonical form (`010` becomes `10`): the pod must read the
+/// length wicket framed the body by, whatever digits the client used.
+pub fn canonical_content_length(headers: &mut HeaderMap, length: Option<u64>) {
+    match length {
+        Some(length) => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            headers.remove(CONTENT_LENGTH);
+        }
+    }
+}
+
+/// What the forwarding headers say about the downstream connection.
 pub struct Forwarded<'a> {
-    /// The client address as text ([`ip_value`]).
+    /// The TCP (or PROXY protocol) peer as text ([`ip_value`]).
+    pub peer: &'a HeaderValue,
+    /// The client: the peer, or whom a trusted peer forwarded for.
     pub client: &'a HeaderValue,
+    /// Whether the peer is a trusted proxy: its forwarding headers are kept and extended.
+    pub trusted: bool,
     pub proto: &'static str,
     /// The port the client connected to.
     pub port: &'a HeaderValue,
-    /// The request's host as the client sent it (Host header or `:authority`).
+    /// The request's host: the one it was routed by.
     pub host: Option<HeaderValue>,
 }
 
@@ -161,11 +299,15 @@ pub fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// Sets the forwarding headers (and an `X-Request-ID` when the client sent no usable one).
-pub fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) {
+///
+/// From an untrusted peer every forwarding header is wicket's own: `X-Forwarded-For` is the
+/// peer alone, `Forwarded` is dropped. From a trusted proxy the `X-Forwarded-For` chain is
+/// extended with the peer, and `X-Forwarded-Proto/-Host/-Port` and `Forwarded` are kept
+/// when it sent them (it saw the client's connection; wicket saw only the proxy's).
+pub fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>, scan: &Scan) {
     // Room for the six headers below, so the map does not grow (and rehash) one at a time.
     headers.reserve(6);
-    // X-Forwarded-For: append the client to whatever chain came in, as one header.
-    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+    let xff = if fwd.trusted && headers.contains_key(&X_FORWARDED_FOR) {
         let mut chain = String::new();
         for value in headers.get_all(&X_FORWARDED_FOR).iter() {
             if let Ok(v) = value.to_str() {
@@ -173,24 +315,42 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) {
                 chain.push_str(", ");
             }
         }
-        chain.push_str(fwd.client.to_str().unwrap_or_default());
-        HeaderValue::try_from(chain).unwrap_or_else(|_| fwd.client.clone())
+        chain.push_str(fwd.peer.to_str().unwrap_or_default());
+        HeaderValue::try_from(chain).unwrap_or_else(|_| fwd.peer.clone())
     } else {
-        fwd.client.clone()
+        fwd.peer.clone()
     };
     headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_REAL_IP.clone(), fwd.client.clone());
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(fwd.proto),
-    );
-    headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
-    match fwd.host {
-        Some(host) => {
+    if fwd.trusted {
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(fwd.proto),
+            );
+        }
+        if !headers.contains_key(&X_FORWARDED_PORT) {
+            headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
+        }
+        if let (false, Some(host)) = (headers.contains_key(&X_FORWARDED_HOST), fwd.host) {
             headers.insert(X_FORWARDED_HOST.clone(), host);
         }
-        None => {
-            headers.remove(&X_FORWARDED_HOST);
+    } else {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(fwd.proto),
+        );
+        headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
+        match fwd.host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST.clone(), host);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+        if scan.forwarded {
+            headers.remove(FORWARDED);
         }
     }
 
@@ -235,12 +395,11 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
-/// An HTTP/2 request has `:authority` and maybe no `Host`; HTTP/1.1 needs `Host`.
-pub fn ensure_host(headers: &mut HeaderMap, authority: Option<&str>) {
-    if headers.contains_key(HOST) {
-        return;
-    }
-    if let Some(v) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+/// The `Host` the pod gets: the authority the request was routed by (an absolute-form
+/// HTTP/1.1 target's, or HTTP/2's `:authority`), replacing any `Host` field, so the pod
+/// never sees another host than the one wicket routed and logged.
+pub fn set_host(headers: &mut HeaderMap, authority: &str) {
+    if let Ok(v) = HeaderValue::from_str(authority) {
         headers.insert(HOST, v);
     }
 }
@@ -278,58 +437,147 @@ mod tests {
             ("trailer", "x-checksum"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
             ("proxy-authorization", "Basic abc"),
             ("proxy-connection", "keep-alive"),
             ("proxy", "http://evil:3128"),
+            ("proxyish", "kept: not a proxy header"),
             ("x-kept", "yes"),
             ("authorization", "Bearer t"),
         ]);
-        remove_hop_by_hop(&mut h, false);
+        let found = scan(&h);
+        remove_request_hop_by_hop(&mut h, &found, false);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, vec!["authorization", "x-kept"]);
+        assert_eq!(left, vec!["authorization", "proxyish", "x-kept"]);
     }
 
     #[test]
-    fn an_upgrade_keeps_upgrade_and_connection_upgrade() {
+    fn only_a_websocket_upgrade_is_relayed() {
         let mut h = map(&[
             ("connection", "Upgrade, x-hop"),
             ("upgrade", "websocket"),
             ("x-hop", "1"),
         ]);
-        assert!(is_upgrade_request(&h));
-        remove_hop_by_hop(&mut h, true);
+        assert!(is_websocket_upgrade(&h));
+        let found = scan(&h);
+        remove_request_hop_by_hop(&mut h, &found, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(!h.contains_key("x-hop"));
+
+        for refused in [
+            map(&[
+                ("connection", "Upgrade, HTTP2-Settings"),
+                ("upgrade", "h2c"),
+            ]),
+            map(&[("connection", "upgrade"), ("upgrade", "websocket, h2c")]),
+            map(&[
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("upgrade", "h2c"),
+            ]),
+            map(&[("upgrade", "websocket")]),
+        ] {
+            assert!(!is_websocket_upgrade(&refused), "{refused:?}");
+        }
     }
 
     #[test]
-    fn forwarded_headers_append_the_client_and_overwrite_the_rest() {
-        let mut h = map(&[
+    fn scan_finds_framing_fields_sizes_and_underscores() {
+        let h = map(&[
+            ("host", "a.test"),
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "010"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-big", &"b".repeat(100)),
+        ]);
+        let s = scan(&h);
+        assert_eq!(s.hosts, 1);
+        assert_eq!(s.transfer_encodings, 2);
+        assert!(s.content_length && s.underscore && s.forwarded);
+        assert_eq!(s.largest_field, 105);
+        assert!(s.total > 105);
+        let clean = scan(&map(&[("host", "a.test"), ("accept", "*/*")]));
+        assert!(!clean.underscore && !clean.forwarded && !clean.content_length);
+    }
+
+    #[test]
+    fn underscored_names_are_dropped() {
+        let mut h = map(&[("x_forwarded_for", "1.2.3.4"), ("x-ok", "1"), ("a_b", "2")]);
+        remove_underscored(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-ok"]
+        );
+    }
+
+    fn spoofed() -> HeaderMap {
+        map(&[
             ("x-forwarded-for", "203.0.113.7"),
             ("x-forwarded-for", "10.1.1.1"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "spoofed"),
+            ("x-forwarded-port", "1"),
             ("x-real-ip", "1.1.1.1"),
-        ]);
+            ("forwarded", "for=1.1.1.1"),
+        ])
+    }
+
+    #[test]
+    fn an_untrusted_peer_gets_every_forwarding_header_replaced() {
+        let mut h = spoofed();
+        let found = scan(&h);
         let client = ip_value("192.0.2.9".parse().unwrap());
         let port = HeaderValue::from(8080u16);
         set_forwarded(
             &mut h,
             Forwarded {
+                peer: &client,
                 client: &client,
+                trusted: false,
                 proto: "http",
                 port: &port,
                 host: Some(HeaderValue::from_static("shop.example.com")),
             },
+            &found,
         );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.1.1, 192.0.2.9");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "shop.example.com");
         assert_eq!(h["x-forwarded-port"], "8080");
         assert_eq!(h["x-real-ip"], "192.0.2.9");
+        assert!(!h.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_has_its_chain_extended_and_its_headers_kept() {
+        let mut h = spoofed();
+        let found = scan(&h);
+        let peer = ip_value("10.0.0.2".parse().unwrap());
+        let client = ip_value("10.1.1.1".parse().unwrap());
+        let port = HeaderValue::from(8080u16);
+        set_forwarded(
+            &mut h,
+            Forwarded {
+                peer: &peer,
+                client: &client,
+                trusted: true,
+                proto: "http",
+                port: &port,
+                host: Some(HeaderValue::from_static("shop.example.com")),
+            },
+            &found,
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.1.1, 10.0.0.2");
+        assert_eq!(h["x-real-ip"], "10.1.1.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "spoofed");
+        assert_eq!(h["x-forwarded-port"], "1");
+        assert_eq!(h["forwarded"], "for=1.1.1.1");
     }
 
     #[test]
@@ -337,24 +585,36 @@ mod tests {
         let client = ip_value("::1".parse().unwrap());
         let port = HeaderValue::from(80u16);
         let fwd = || Forwarded {
+            peer: &client,
             client: &client,
+            trusted: false,
             proto: "http",
             port: &port,
             host: None,
         };
+        let none = Scan::default();
         let mut h = map(&[("x-request-id", "abc-123")]);
-        set_forwarded(&mut h, fwd());
+        set_forwarded(&mut h, fwd(), &none);
         assert_eq!(h["x-request-id"], "abc-123");
         let mut h = map(&[("x-request-id", &"x".repeat(500))]);
-        set_forwarded(&mut h, fwd());
+        set_forwarded(&mut h, fwd(), &none);
         let id = h["x-request-id"].clone();
         assert_eq!(id.len(), 32);
         assert!(id.to_str().unwrap().bytes().all(|b| b.is_ascii_hexdigit()));
         let mut a = HeaderMap::new();
-        set_forwarded(&mut a, fwd());
+        set_forwarded(&mut a, fwd(), &none);
         let mut b = HeaderMap::new();
-        set_forwarded(&mut b, fwd());
+        set_forwarded(&mut b, fwd(), &none);
         assert_ne!(a["x-request-id"], b["x-request-id"]);
+    }
+
+    #[test]
+    fn content_length_is_rewritten_canonically() {
+        let mut h = map(&[("content-length", "010")]);
+        canonical_content_length(&mut h, Some(10));
+        assert_eq!(h["content-length"], "10");
+        canonical_content_length(&mut h, None);
+        assert!(!h.contains_key("content-length"));
     }
 
     #[test]

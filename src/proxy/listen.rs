@@ -1,5 +1,6 @@
-//! Accept loops: a connection limit (waiting for a free slot instead of accepting more),
-//! a backoff when accepting fails (out of file descriptors), and a stop on shutdown.
+//! Accept loops: room for a new client (closing the longest-idle connections when the
+//! listener is full), a backoff when accepting fails (out of file descriptors), TLS, and the
+//! shutdown phases (GOAWAY while the shutdown delay lasts, then drain).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,17 +11,42 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::body::ProxyBody;
-use super::handler::ConnInfo;
+use super::conn::{ClientTimeouts, ConnInfo, Connections, Supervised};
 use super::serve::Server;
 use super::tls::Terminator;
 
 /// First and longest pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A full listener whose connections are all busy looks again this often (connections
+/// become idle without anyone being told).
+const FULL_RECHECK: Duration = Duration::from_millis(100);
+
+/// Where a listener is in the process's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// The shutdown delay: keep serving, but tell clients to go elsewhere (HTTP/1.1
+    /// `Connection: close`, HTTP/2 GOAWAY).
+    GoAway,
+    /// Stop accepting; let requests in flight finish; close.
+    Drain,
+}
+
+/// How a listener treats its clients.
+#[derive(Clone, Debug)]
+pub struct ListenerSettings {
+    /// Open connections at most; at the limit the longest-idle ones are closed for new
+    /// clients, and when none is idle new clients wait in the backlog.
+    pub max_connections: usize,
+    pub timeouts: ClientTimeouts,
+    /// How long requests in flight may take to finish once draining starts.
+    pub drain_timeout: Duration,
+}
 
 /// Binds `addr`, with a message that says which address could not be used.
 pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
@@ -29,35 +55,46 @@ pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> 
     })
 }
 
-/// Accepts connections (terminating TLS when `tls` is set) until `shutdown` turns true,
-/// then drains for `drain`. `open` counts the connections open.
+/// Accepts connections (terminating TLS when `tls` is set) until `phase` turns to
+/// [`Phase::Drain`], then drains. `open` counts the connections open.
 pub async fn run<H, Fut>(
     listener: TcpListener,
     tls: Option<Arc<Terminator>>,
     handler: H,
-    max_connections: usize,
-    mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
+    settings: ListenerSettings,
+    mut phase: watch::Receiver<Phase>,
     open: Gauge,
 ) where
-    H: Fn(ConnInfo, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Arc<ConnInfo>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let server = Server::new();
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let server = Arc::new(Server::new());
+    let conns = Connections::new(settings.max_connections, settings.timeouts);
     let local = listener.local_addr().ok();
+    let (stop_reaper, reaper_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(conns.clone().run_reaper(async move {
+        let _ = reaper_stopped.await;
+    }));
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    loop {
-        let permit = tokio::select! {
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        };
+    'accept: loop {
+        while !conns.has_room() {
+            if conns.evict_idle() == 0 {
+                tokio::select! {
+                    () = conns.wait_for_room(FULL_RECHECK) => {}
+                    changed = phase.changed() => if changed.is_err() || !on_phase(&phase, &conns) {
+                        break 'accept;
+                    },
+                }
+            }
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            changed = phase.changed() => {
+                if changed.is_err() || !on_phase(&phase, &conns) {
+                    break;
+                }
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => {
@@ -72,32 +109,53 @@ pub async fn run<H, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        // The listener's address: only its port is used (X-Forwarded-Port), and asking the
-        // socket would cost a syscall per connection.
-        let conn = ConnInfo::new(peer, local.unwrap_or(peer), tls.is_some());
-        let slot = server.slot();
+        let tracked = conns.register();
+        let server = server.clone();
         let handler = handler.clone();
         let tls = tls.clone();
         open.inc();
         let open = open.clone();
         tokio::spawn(async move {
+            // The listener's address: only its port is used (X-Forwarded-Port), and asking
+            // the socket would cost a syscall per connection.
+            let conn = Arc::new(ConnInfo::new(
+                peer,
+                local.unwrap_or(peer),
+                tls.is_some(),
+                tracked.clone(),
+            ));
             match tls {
-                None => slot.serve(stream, conn, handler).await,
+                None => server.serve(stream, conn, handler).await,
                 Some(tls) => {
-                    if let Some(stream) = tls.accept(stream, peer).await {
-                        slot.serve(stream, conn, handler).await;
+                    // A handshake is not a request: any signal but GOAWAY ends it.
+                    let handshake =
+                        Supervised::new(tracked, tls.accept(stream, peer), |_, _, _| {});
+                    if let Some(Some(stream)) = handshake.await {
+                        server.serve(stream, conn, handler).await;
                     }
                 }
             }
-            drop(permit);
             open.dec();
         });
     }
     drop(listener);
+    let _ = stop_reaper.send(());
     if let Some(addr) = local {
-        info!(%addr, "stopped accepting; draining connections");
+        info!(%addr, open = conns.open(), "stopped accepting; draining connections");
     }
-    if !server.drain(drain).await {
-        warn!(timeout = ?drain, "connections still open after the drain timeout; closing them");
+    if !conns.drain(settings.drain_timeout).await {
+        warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; closed them");
+    }
+}
+
+/// Acts on a phase change; false when the listener should stop accepting.
+fn on_phase(phase: &watch::Receiver<Phase>, conns: &Connections) -> bool {
+    match *phase.borrow() {
+        Phase::Serving => true,
+        Phase::GoAway => {
+            conns.go_away();
+            true
+        }
+        Phase::Drain => false,
     }
 }

@@ -1,24 +1,31 @@
-//! The data plane, one file per step in request order: `listen` accepts, `serve` runs
-//! HTTP/1.1 and HTTP/2, `handler` takes each request through `route` (host and path),
-//! `balance` (endpoint choice), `headers` and `forward` (to the pod), and `error` turns any
-//! failure into its response. It reads the current snapshot and nothing else of the
-//! control plane.
+//! The data plane, one file per step in request order: `listen` accepts (and `conn` keeps
+//! every client connection's state: timeouts, room for new clients, drain), `tls`
+//! terminates, `serve` runs HTTP/1.1 and HTTP/2, `handler` takes each request through
+//! `trust` (who the client is), `limits` (head and body), `route` (host and path),
+//! `balance` (endpoint choice, with `outlier` ejection), `headers` and `forward` (to the
+//! pod, through `pool`), and `error` turns any failure into its response. It reads the
+//! current snapshot and nothing else of the control plane.
 
 pub mod balance;
 pub mod body;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod handler;
 pub mod headers;
+pub mod limits;
 pub mod listen;
 pub mod observe;
+pub mod outlier;
 pub mod pool;
 pub mod route;
 pub mod serve;
 pub mod tls;
+pub mod trust;
 
 pub use balance::Balancer;
 pub use body::ProxyBody;
+pub use conn::ConnInfo;
 pub use error::ProxyError;
 pub use forward::UpstreamSettings;
-pub use handler::{ConnInfo, Hsts, Proxy, ProxySettings};
+pub use handler::{Hsts, Proxy, ProxySettings};

@@ -7,7 +7,7 @@
 //! lines appear at once and a busy one does not pay a syscall per request.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -70,10 +70,51 @@ pub struct Record {
     pub request: Option<Box<Request>>,
 }
 
+/// Who sent a request: the connection's peer (with its port), or the address a trusted
+/// proxy forwarded for (no port known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+impl Client {
+    pub fn peer(peer: SocketAddr) -> Self {
+        Self {
+            ip: peer.ip(),
+            port: Some(peer.port()),
+        }
+    }
+
+    /// `ip`, as a trusted proxy at `peer` says; the peer's port if the proxy is the client.
+    pub fn forwarded(ip: IpAddr, peer: SocketAddr) -> Self {
+        if ip == peer.ip() {
+            Self::peer(peer)
+        } else {
+            Self { ip, port: None }
+        }
+    }
+}
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => SocketAddr::new(self.ip, port).fmt(f),
+            None => self.ip.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Client {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The access log's view of a request.
 #[derive(Debug)]
 pub struct Request {
-    pub client: SocketAddr,
+    pub client: Client,
     /// The Host header (or `:authority`) as the client sent it.
     pub host: Option<HeaderValue>,
     pub uri: Uri,
@@ -190,7 +231,7 @@ impl AccessLog {
                 let _ = writeln!(
                     line,
                     "{} - [{time}] \"{} {} {protocol}\" {} in={} out={bytes_out} {duration_ms:.3}ms host=\"{}\" upstream={} upstream_status={} route={}/{}/{} id={}",
-                    r.client.ip(),
+                    r.client.ip,
                     record.method,
                     escape(path),
                     record.status.as_u16(),
@@ -214,7 +255,7 @@ impl AccessLog {
 #[serde(rename_all = "camelCase")]
 struct Entry<'a> {
     time: &'a str,
-    client: SocketAddr,
+    client: Client,
     method: &'a str,
     host: &'a str,
     path: &'a str,
@@ -292,7 +333,7 @@ mod tests {
             status: StatusCode::OK,
             route: RouteLabels::default(),
             request: Some(Box::new(Request {
-                client: "10.0.0.9:40000".parse().unwrap(),
+                client: Client::peer("10.0.0.9:40000".parse().unwrap()),
                 host: Some(HeaderValue::from_static("a.test")),
                 uri: path.parse().unwrap(),
                 version: Version::HTTP_11,

@@ -5,7 +5,8 @@
 //! request future, and spawns a task per request to notice when the connection is free
 //! again. Here a connection is keyed by the pod's socket address, taken from a short
 //! per-address stack (newest first: warm connections stay warm), and handed back by the
-//! response body when it has been read to the end: no extra task, no extra allocation.
+//! response body (`body.rs`) when it has been read to the end: no extra task, no extra
+//! allocation.
 //!
 //! A pooled connection the pod closed meanwhile is noticed before the request is written
 //! (hyper hands the request back) and the request goes to the next connection, or a new
@@ -15,16 +16,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
 use tracing::debug;
 
-use super::body::{ResponseBody, UpstreamBody};
+use super::body::UpstreamBody;
 
 /// Idle upstream connections are closed after this (below the 75 s nginx and most servers
 /// keep an idle connection, so the pod rarely closes one under us).
@@ -34,7 +36,8 @@ pub const MAX_IDLE_PER_ADDR: usize = 128;
 /// TCP keepalive on upstream connections, to notice pods that vanished silently.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-type Sender = SendRequest<UpstreamBody>;
+/// One pooled connection's request side.
+pub type Sender = SendRequest<UpstreamBody>;
 
 struct Idle {
     sender: Sender,
@@ -61,34 +64,23 @@ pub enum PoolError {
     Failed(#[from] hyper::Error),
 }
 
-/// A connection on loan to a response: back to the pool once the body has been read.
-pub struct Loan {
-    pool: Arc<Http1Pool>,
-    addr: SocketAddr,
-    sender: Sender,
-}
-
-impl Loan {
-    pub fn give_back(self) {
-        self.pool.give_back(self.addr, self.sender);
-    }
-}
-
 impl Http1Pool {
-    pub fn new(connect_timeout: Duration) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self {
             idle: Mutex::new(HashMap::default()),
             connect_timeout,
-        })
+        }
     }
 
     /// Sends `req` (origin-form URI, headers final) to `addr` over a pooled connection,
-    /// or a new one.
+    /// or a new one. The connection comes back with the response, to be given back with
+    /// [`Http1Pool::give_back`] once the body has been read (not after a 101: an upgraded
+    /// connection belongs to the upgrade).
     pub async fn send(
-        self: &Arc<Self>,
+        &self,
         addr: SocketAddr,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<ResponseBody>, PoolError> {
+    ) -> Result<(Response<Incoming>, Option<Sender>), PoolError> {
         loop {
             let (mut sender, fresh) = match self.checkout(addr) {
                 Some(sender) => (sender, false),
@@ -102,14 +94,8 @@ impl Http1Pool {
             }
             match sender.try_send_request(req).await {
                 Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    // An upgraded connection belongs to the upgrade, never to the pool.
-                    let loan = (parts.status != StatusCode::SWITCHING_PROTOCOLS).then(|| Loan {
-                        pool: self.clone(),
-                        addr,
-                        sender,
-                    });
-                    return Ok(Response::from_parts(parts, ResponseBody::new(body, loan)));
+                    let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
+                    return Ok((response, reusable.then_some(sender)));
                 }
                 Err(mut e) => match e.take_message() {
                     // The pod closed this idle connection before it took the request:
@@ -135,7 +121,7 @@ impl Http1Pool {
         None
     }
 
-    fn give_back(&self, addr: SocketAddr, sender: Sender) {
+    pub fn give_back(&self, addr: SocketAddr, sender: Sender) {
         if sender.is_closed() {
             return;
         }

@@ -1,0 +1,617 @@
+//! Client connections: what the handler knows about each one, and the rules that close
+//! them.
+//!
+//! Every accepted connection is registered with its listener's [`Connections`] from the
+//! moment it is accepted (before any PROXY header or TLS handshake) until its last user
+//! lets go of it (a WebSocket tunnel keeps it). The registry closes a connection that
+//!
+//! * sends no complete request head within `client_header_timeout` of being accepted
+//!   (silent and slowloris clients),
+//! * stays idle (no request in flight) for `keepalive_timeout` after a request,
+//! * is idle when the listener is full and a new client arrives (the oldest idle ones go
+//!   first, so clients that hold connections without sending requests cannot starve
+//!   others), or
+//! * is still open when shutdown drains the listener.
+//!
+//! The request path pays for this with two atomic counters per request (in flight, last
+//! active); one reaper task per listener does the clock work, scanning the registry on a
+//! coarse tick instead of arming a timer per connection or per request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::AtomicWaker;
+use http::HeaderValue;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::headers;
+
+/// Idle connections closed at once when a full listener makes room for a new client: one
+/// scan of the registry then serves several new clients (nginx drains 32 at a time too).
+const EVICT_BATCH: usize = 32;
+/// Bounds of the reaper's tick: fine enough for short test timeouts, never busier than
+/// needed for the long production ones.
+const MIN_TICK: Duration = Duration::from_millis(5);
+const MAX_TICK: Duration = Duration::from_secs(1);
+
+/// The timeouts that close client connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// From accept to the first complete request head.
+    pub header: Duration,
+    /// From the end of a request to the next request head.
+    pub keepalive: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        Self {
+            header: Duration::from_secs(60),
+            keepalive: Duration::from_secs(75),
+        }
+    }
+}
+
+/// What the handler knows about the downstream connection, with the forwarding header
+/// values that depend on it made once per connection rather than once per request.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client: the TCP peer, or the source a PROXY protocol header named.
+    pub peer: SocketAddr,
+    /// The address the client connected to (a PROXY header's destination, if any).
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// Whether `peer` is a trusted proxy, whose forwarding headers are believed.
+    pub trusted: bool,
+    /// The client address as header text (X-Real-IP, X-Forwarded-For).
+    pub client: HeaderValue,
+    /// The port the client connected to (X-Forwarded-Port).
+    pub port: HeaderValue,
+    tracked: Arc<Tracked>,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, tracked: Arc<Tracked>) -> Self {
+        Self {
+            peer,
+            local,
+            tls,
+            trusted: false,
+            client: headers::ip_value(peer.ip()),
+            port: HeaderValue::from(local.port()),
+            tracked,
+        }
+    }
+
+    /// A connection outside any listener (in-process tests of the handler).
+    pub fn detached(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        Self::new(peer, local, tls, Connections::detached().register())
+    }
+
+    pub fn tracked(&self) -> &Arc<Tracked> {
+        &self.tracked
+    }
+}
+
+/// Signals to a connection, as bits: each is acted on once.
+pub mod signal {
+    /// HTTP/2 only: send GOAWAY, finish open streams, close (the shutdown delay).
+    pub const GO_AWAY: u8 = 1;
+    /// Finish the request in flight, if any, then close; HTTP/2 sends GOAWAY.
+    pub const DRAIN: u8 = 2;
+    /// Close now.
+    pub const CLOSE: u8 = 4;
+}
+
+/// One open connection's state, shared by its task, its requests and the registry.
+#[derive(Debug)]
+pub struct Tracked {
+    id: u64,
+    registry: Arc<Connections>,
+    in_flight: AtomicU32,
+    /// The tick at which the connection last became idle (accept, or a request's end).
+    idle_since: AtomicU32,
+    /// Whether a request head was ever received (keep-alive timeout) or not (header timeout).
+    served: AtomicBool,
+    h2: AtomicBool,
+    /// Chosen to close by a full listener (counted until it is gone).
+    evicted: AtomicBool,
+    signals: AtomicU8,
+    waker: AtomicWaker,
+}
+
+impl Tracked {
+    /// Requests in flight right now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Whether the listener asked its connections to finish (shutdown is under way).
+    pub fn draining(&self) -> bool {
+        self.registry.draining.load(Ordering::Relaxed)
+    }
+
+    /// Asks this connection to act on `bits` (see [`signal`]).
+    pub fn signal(&self, bits: u8) {
+        let before = self.signals.fetch_or(bits, Ordering::AcqRel);
+        if before | bits != before {
+            self.waker.wake();
+        }
+    }
+
+    /// Signals not yet handled, registering the task for the next ones. `handled` is the
+    /// caller's record of the bits it has acted on.
+    pub fn poll_signals(&self, cx: &mut Context<'_>, handled: &mut Option<u8>) -> u8 {
+        let seen = handled.unwrap_or(0);
+        let now = self.signals.load(Ordering::Acquire);
+        if handled.is_some() && now == seen {
+            return 0;
+        }
+        // First poll, or a signal arrived (its wake took the waker): register, then look
+        // again so a signal sent in between is not lost.
+        self.waker.register(cx.waker());
+        let now = self.signals.load(Ordering::Acquire);
+        *handled = Some(now);
+        now & !seen
+    }
+
+    /// Whether the connection was told to close now.
+    pub fn closing(&self) -> bool {
+        self.signals.load(Ordering::Acquire) & signal::CLOSE != 0
+    }
+
+    /// A request starts on this connection; it ends when the guard drops.
+    pub fn begin(self: &Arc<Self>, h2: bool) -> Active {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.served.load(Ordering::Relaxed) {
+            self.served.store(true, Ordering::Relaxed);
+        }
+        if h2 && !self.h2.load(Ordering::Relaxed) {
+            self.h2.store(true, Ordering::Relaxed);
+        }
+        Active(self.clone())
+    }
+
+    pub fn is_h2(&self) -> bool {
+        self.h2.load(Ordering::Relaxed)
+    }
+
+    fn end(&self) {
+        self.idle_since.store(
+            self.registry.tick.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Ticks idle, or None while a request is in flight.
+    fn idle_ticks(&self, now: u32) -> Option<u32> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(now.wrapping_sub(self.idle_since.load(Ordering::Relaxed)))
+    }
+
+    /// Resolves when the connection is told to close (WebSocket tunnels wait on it).
+    pub fn closed(self: &Arc<Self>) -> Closed {
+        Closed(self.clone())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.registry
+            .unregister(self.id, self.evicted.load(Ordering::Relaxed));
+    }
+}
+
+/// A request in flight: the connection is not idle while this lives.
+#[derive(Debug)]
+pub struct Active(Arc<Tracked>);
+
+impl Active {
+    pub fn conn(&self) -> &Arc<Tracked> {
+        &self.0
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
+/// See [`Tracked::closed`].
+pub struct Closed(Arc<Tracked>);
+
+impl Future for Closed {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.closing() {
+            return Poll::Ready(());
+        }
+        self.0.waker.register(cx.waker());
+        if self.0.closing() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Runs a connection's future until it ends (`Some(output)`) or the connection is told to
+/// close (`None`: the future is dropped, which closes the socket). Any other signal goes to
+/// `on_signal`, which passes it on to the future (a hyper connection shuts down gracefully).
+pub struct Supervised<F, S> {
+    tracked: Arc<Tracked>,
+    handled: Option<u8>,
+    fut: Pin<Box<F>>,
+    on_signal: S,
+}
+
+impl<F, S> Supervised<F, S>
+where
+    F: Future,
+    S: FnMut(Pin<&mut F>, &Tracked, u8) + Unpin,
+{
+    pub fn new(tracked: Arc<Tracked>, fut: F, on_signal: S) -> Self {
+        Self {
+            tracked,
+            handled: None,
+            fut: Box::pin(fut),
+            on_signal,
+        }
+    }
+}
+
+impl<F, S> Future for Supervised<F, S>
+where
+    F: Future,
+    S: FnMut(Pin<&mut F>, &Tracked, u8) + Unpin,
+{
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let new = this.tracked.poll_signals(cx, &mut this.handled);
+        if new != 0 {
+            if this.tracked.closing() {
+                return Poll::Ready(None);
+            }
+            (this.on_signal)(this.fut.as_mut(), &this.tracked, new);
+        }
+        this.fut.as_mut().poll(cx).map(Some)
+    }
+}
+
+/// The open connections of one listener.
+#[derive(Debug)]
+pub struct Connections {
+    limit: usize,
+    timeouts: ClientTimeouts,
+    tick_len: Duration,
+    tick: AtomicU32,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Weak<Tracked>, foldhash::fast::RandomState>>,
+    count: AtomicUsize,
+    /// Connections told to close to make room, not gone yet.
+    evicting: AtomicUsize,
+    /// Wakes the accept loop when a connection goes, and the drain when the last one does.
+    gone: Notify,
+    /// Shutdown has begun: HTTP/1.1 responses carry `Connection: close`.
+    draining: AtomicBool,
+    /// Whether the operator was told the listener is full (once per episode).
+    warned_full: AtomicBool,
+}
+
+impl Connections {
+    pub fn new(limit: usize, timeouts: ClientTimeouts) -> Arc<Self> {
+        let shortest = timeouts.header.min(timeouts.keepalive);
+        let tick_len = (shortest / 8).clamp(MIN_TICK, MAX_TICK);
+        Arc::new(Self {
+            limit: limit.max(1),
+            timeouts,
+            tick_len,
+            tick: AtomicU32::new(0),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::default()),
+            count: AtomicUsize::new(0),
+            evicting: AtomicUsize::new(0),
+            gone: Notify::new(),
+            draining: AtomicBool::new(false),
+            warned_full: AtomicBool::new(false),
+        })
+    }
+
+    /// A registry no listener and no reaper watches.
+    fn detached() -> Arc<Self> {
+        Self::new(usize::MAX, ClientTimeouts::default())
+    }
+
+    /// Registers a newly accepted connection.
+    pub fn register(self: &Arc<Self>) -> Arc<Tracked> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tracked = Arc::new(Tracked {
+            id,
+            registry: self.clone(),
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU32::new(self.tick.load(Ordering::Relaxed)),
+            served: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            signals: AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        });
+        self.lock().insert(id, Arc::downgrade(&tracked));
+        self.count.fetch_add(1, Ordering::AcqRel);
+        tracked
+    }
+
+    fn unregister(&self, id: u64, evicted: bool) {
+        self.lock().remove(&id);
+        if evicted {
+            self.evicting.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.gone.notify_waiters();
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Tracked>, foldhash::fast::RandomState>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    fn live(&self) -> Vec<Arc<Tracked>> {
+        self.lock().values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Whether one more connection may be accepted (those being evicted do not count).
+    pub fn has_room(&self) -> bool {
+        let open = self.count.load(Ordering::Acquire);
+        let leaving = self.evicting.load(Ordering::Acquire);
+        open.saturating_sub(leaving) < self.limit
+    }
+
+    /// Closes the longest-idle connections to make room. Returns how many were chosen.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.tick.load(Ordering::Relaxed);
+        let mut idle: Vec<(u32, Arc<Tracked>)> = self
+            .live()
+            .into_iter()
+            .filter(|t| !t.evicted.load(Ordering::Relaxed))
+            .filter_map(|t| t.idle_ticks(now).map(|ticks| (ticks, t)))
+            .collect();
+        if idle.is_empty() {
+            if !self.warned_full.swap(true, Ordering::Relaxed) {
+                warn!(
+                    limit = self.limit,
+                    "connection limit reached and every connection has a request in flight; new clients wait"
+                );
+            }
+            return 0;
+        }
+        let n = idle.len().min(EVICT_BATCH);
+        if n < idle.len() {
+            idle.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0));
+        }
+        for (_, tracked) in &idle[..n] {
+            if !tracked.evicted.swap(true, Ordering::AcqRel) {
+                self.evicting.fetch_add(1, Ordering::AcqRel);
+                tracked.signal(signal::CLOSE);
+            }
+        }
+        if !self.warned_full.swap(true, Ordering::Relaxed) {
+            warn!(
+                limit = self.limit,
+                closed = n,
+                "connection limit reached; closing the longest-idle connections for new clients"
+            );
+        }
+        debug!(closed = n, "closed idle connections to make room");
+        n
+    }
+
+    /// Waits until a connection goes (or `max` passes: connections also become idle).
+    pub async fn wait_for_room(&self, max: Duration) {
+        let gone = self.gone.notified();
+        if self.has_room() {
+            return;
+        }
+        let _ = tokio::time::timeout(max, gone).await;
+    }
+
+    /// Closes connections that waited too long for a request head or stayed idle too long.
+    fn reap(&self) {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let header = self.ticks(self.timeouts.header);
+        let keepalive = self.ticks(self.timeouts.keepalive);
+        for tracked in self.live() {
+            let Some(idle) = tracked.idle_ticks(now) else {
+                continue;
+            };
+            let limit = if tracked.served.load(Ordering::Relaxed) {
+                keepalive
+            } else {
+                header
+            };
+            if idle >= limit {
+                // An idle HTTP/2 connection is told with GOAWAY; anything else has nothing
+                // to finish and is closed.
+                tracked.signal(if tracked.is_h2() {
+                    signal::DRAIN
+                } else {
+                    signal::CLOSE
+                });
+            }
+        }
+        if self.has_room() {
+            self.warned_full.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Ticks that cover `d`, rounded up (at least one).
+    fn ticks(&self, d: Duration) -> u32 {
+        let n = d.as_nanos().div_ceil(self.tick_len.as_nanos().max(1));
+        u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Runs the timeouts until `stop` resolves.
+    pub async fn run_reaper(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.tick_len);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.reap(),
+                () = &mut stop => return,
+            }
+        }
+    }
+
+    /// The shutdown delay: HTTP/1.1 responses from now on carry `Connection: close`, and
+    /// HTTP/2 connections get GOAWAY, so clients move to other replicas.
+    pub fn go_away(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        for tracked in self.live() {
+            if tracked.is_h2() {
+                tracked.signal(signal::GO_AWAY);
+            }
+        }
+    }
+
+    /// Lets every connection finish its requests and close: idle ones close at once.
+    /// Returns once none is left, or after `timeout` (the rest are closed then); true if
+    /// all finished in time.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.draining.store(true, Ordering::Relaxed);
+        for tracked in self.live() {
+            let idle = tracked.in_flight() == 0 && !tracked.is_h2();
+            tracked.signal(if idle { signal::CLOSE } else { signal::DRAIN });
+        }
+        let finished = tokio::time::timeout(timeout, self.until_empty())
+            .await
+            .is_ok();
+        if !finished {
+            for tracked in self.live() {
+                tracked.signal(signal::CLOSE);
+            }
+            // Closed connections go as soon as their tasks run; do not wait on stragglers.
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.until_empty()).await;
+        }
+        finished
+    }
+
+    async fn until_empty(&self) {
+        loop {
+            let gone = self.gone.notified();
+            if self.open() == 0 {
+                return;
+            }
+            gone.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeouts(ms: u64) -> ClientTimeouts {
+        ClientTimeouts {
+            header: Duration::from_millis(ms),
+            keepalive: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn a_connection_is_registered_until_its_last_user_lets_go() {
+        let conns = Connections::new(4, ClientTimeouts::default());
+        let a = conns.register();
+        let b = conns.register();
+        assert_eq!(conns.open(), 2);
+        let request = a.begin(false);
+        drop(a);
+        assert_eq!(
+            conns.open(),
+            2,
+            "a request still holds the first connection"
+        );
+        drop(request);
+        assert_eq!(conns.open(), 1);
+        drop(b);
+        assert_eq!(conns.open(), 0);
+    }
+
+    #[test]
+    fn a_full_listener_closes_the_longest_idle_connections_not_busy_ones() {
+        let conns = Connections::new(3, timeouts(60_000));
+        let busy = conns.register();
+        let _request = busy.begin(false);
+        conns.reap();
+        let old_idle = conns.register();
+        conns.reap();
+        conns.reap();
+        let new_idle = conns.register();
+        assert!(!conns.has_room());
+        assert_eq!(conns.evict_idle(), 2);
+        assert!(old_idle.closing() && new_idle.closing());
+        assert!(!busy.closing());
+        assert!(conns.has_room(), "connections being closed make room");
+        drop(old_idle);
+        drop(new_idle);
+        assert_eq!(conns.open(), 1);
+        assert!(conns.has_room());
+        assert_eq!(conns.evict_idle(), 0, "the busy connection is never chosen");
+    }
+
+    #[test]
+    fn the_reaper_closes_silent_and_idle_connections_but_not_busy_ones() {
+        let conns = Connections::new(8, timeouts(80));
+        let silent = conns.register();
+        let busy = conns.register();
+        let request = busy.begin(false);
+        for _ in 0..7 {
+            conns.reap();
+        }
+        assert!(!silent.closing(), "not yet: 80 ms is 8 ticks of 10 ms");
+        conns.reap();
+        assert!(silent.closing());
+        assert!(!busy.closing());
+        drop(request);
+        for _ in 0..7 {
+            conns.reap();
+        }
+        assert!(
+            !busy.closing(),
+            "the keep-alive timeout counts from the request's end"
+        );
+        conns.reap();
+        assert!(busy.closing());
+    }
+
+    #[test]
+    fn an_idle_http2_connection_is_sent_goaway_rather_than_cut() {
+        let conns = Connections::new(8, timeouts(80));
+        let h2 = conns.register();
+        drop(h2.begin(true));
+        for _ in 0..8 {
+            conns.reap();
+        }
+        assert!(!h2.closing());
+        assert_eq!(h2.signals.load(Ordering::Relaxed), signal::DRAIN);
+    }
+}
