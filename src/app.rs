@@ -38,6 +38,8 @@ pub struct Config {
     pub client_timeouts: ClientTimeouts,
     /// Passive health: when failing endpoints are taken out of rotation.
     pub outliers: OutlierSettings,
+    /// The HTTP and HTTPS listeners expect a PROXY protocol header on every connection.
+    pub proxy_protocol: bool,
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
     /// Access-log lines to stdout, one per request.
@@ -56,6 +58,7 @@ impl Config {
             max_connections: 16_384,
             client_timeouts: ClientTimeouts::default(),
             outliers: OutlierSettings::default(),
+            proxy_protocol: false,
             shutdown_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             access_log: AccessLogFormat::Off,
@@ -196,39 +199,44 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         let admin = admin_service.clone();
         async move { admin.handle(req).await }
     };
-    let traffic = ListenerSettings {
+    let traffic = |name| ListenerSettings {
+        name,
         max_connections: config.max_connections,
         timeouts: config.client_timeouts,
         drain_timeout: config.shutdown_timeout,
+        proxy_protocol: config.proxy_protocol,
+        trusted: config.proxy.trusted_proxies.clone(),
     };
     let listeners = vec![
         tokio::spawn(listen::run(
             http,
             None,
             proxy_handler.clone(),
-            traffic.clone(),
+            traffic("http"),
             listeners_rx.clone(),
-            metrics.connections("http"),
+            metrics.clone(),
         )),
         tokio::spawn(listen::run(
             https,
             Some(terminator),
             proxy_handler,
-            traffic,
+            traffic("https"),
             listeners_rx.clone(),
-            metrics.connections("https"),
+            metrics.clone(),
         )),
         tokio::spawn(listen::run(
             admin,
             None,
             admin_handler,
             ListenerSettings {
+                name: "admin",
                 max_connections: ADMIN_MAX_CONNECTIONS,
-                timeouts: config.client_timeouts,
-                drain_timeout: config.shutdown_timeout,
+                proxy_protocol: false,
+                trusted: Arc::default(),
+                ..traffic("admin")
             },
             listeners_rx,
-            metrics.connections("admin"),
+            metrics.clone(),
         )),
     ];
     info!(http = %http_addr, https = %https_addr, admin = %admin_addr, "listening");

@@ -182,6 +182,11 @@ pub struct ProxyArgs {
     /// From anyone else those headers are replaced by wicket's own.
     #[arg(long, env = "WICKET_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+    /// Every connection to the HTTP and HTTPS listeners starts with a PROXY protocol
+    /// header (v1 or v2) from a load balancer, whose source address is the client.
+    /// Connections without one are closed.
+    #[arg(long, env = "WICKET_PROXY_PROTOCOL", default_value_t = false)]
+    pub proxy_protocol: bool,
     /// Keep request header names that contain `_` (dropped by default, as nginx does: many
     /// frameworks read X_Forwarded_For as X-Forwarded-For).
     #[arg(

@@ -79,6 +79,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
                 max_connections: args.proxy.max_connections,
                 client_timeouts: args.proxy.client_timeouts(),
                 outliers: args.proxy.outliers(),
+                proxy_protocol: args.proxy.proxy_protocol,
                 shutdown_delay: args.proxy.shutdown_delay,
                 shutdown_timeout: args.proxy.shutdown_timeout,
                 access_log: args.proxy.access_log,

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::headers;
+use crate::metrics::Metrics;
 
 /// Idle connections closed at once when a full listener makes room for a new client: one
 /// scan of the registry then serves several new clients (nginx drains 32 at a time too).
@@ -93,6 +94,12 @@ impl ConnInfo {
     /// A connection outside any listener (in-process tests of the handler).
     pub fn detached(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
         Self::new(peer, local, tls, Connections::detached().register())
+    }
+
+    /// Marks the peer as a trusted proxy (its forwarding headers are believed).
+    pub fn with_trust(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     pub fn tracked(&self) -> &Arc<Tracked> {
@@ -310,6 +317,8 @@ pub struct Connections {
     draining: AtomicBool,
     /// Whether the operator was told the listener is full (once per episode).
     warned_full: AtomicBool,
+    /// Where closed connections are counted, with the listener's name.
+    metrics: Option<(Arc<Metrics>, &'static str)>,
 }
 
 impl Connections {
@@ -328,7 +337,31 @@ impl Connections {
             gone: Notify::new(),
             draining: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
+            metrics: None,
         })
+    }
+
+    /// Counts the connections this registry closes under `listener`.
+    pub fn with_metrics(
+        self: Arc<Self>,
+        metrics: Arc<Metrics>,
+        listener: &'static str,
+    ) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut conns) => {
+                conns.metrics = Some((metrics, listener));
+                Arc::new(conns)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    fn closed(&self, reason: &'static str, n: usize) {
+        if let Some((metrics, listener)) = &self.metrics {
+            for _ in 0..n {
+                metrics.connection_closed(listener, reason);
+            }
+        }
     }
 
     /// A registry no listener and no reaper watches.
@@ -414,6 +447,7 @@ impl Connections {
                 tracked.signal(signal::CLOSE);
             }
         }
+        self.closed("evicted", n);
         if !self.warned_full.swap(true, Ordering::Relaxed) {
             warn!(
                 limit = self.limit,
@@ -443,19 +477,22 @@ impl Connections {
             let Some(idle) = tracked.idle_ticks(now) else {
                 continue;
             };
-            let limit = if tracked.served.load(Ordering::Relaxed) {
-                keepalive
+            let served = tracked.served.load(Ordering::Relaxed);
+            let (limit, reason) = if served {
+                (keepalive, "keepalive_timeout")
             } else {
-                header
+                (header, "header_timeout")
             };
-            if idle >= limit {
-                // An idle HTTP/2 connection is told with GOAWAY; anything else has nothing
-                // to finish and is closed.
-                tracked.signal(if tracked.is_h2() {
-                    signal::DRAIN
-                } else {
-                    signal::CLOSE
-                });
+            // An idle HTTP/2 connection is told with GOAWAY; anything else has nothing to
+            // finish and is closed.
+            let bits = if tracked.is_h2() {
+                signal::DRAIN
+            } else {
+                signal::CLOSE
+            };
+            if idle >= limit && tracked.signals.load(Ordering::Acquire) & bits == 0 {
+                self.closed(reason, 1);
+                tracked.signal(bits);
             }
         }
         if self.has_room() {

@@ -9,15 +9,17 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::body::ProxyBody;
 use super::conn::{ClientTimeouts, ConnInfo, Connections, Supervised};
+use super::proxy_protocol::{self, ClientIo, Proxied, ProxyProtocolError};
 use super::serve::Server;
 use super::tls::Terminator;
+use super::trust::TrustedProxies;
+use crate::metrics::Metrics;
 
 /// First and longest pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -40,13 +42,23 @@ pub enum Phase {
 /// How a listener treats its clients.
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {
+    /// `http`, `https` or `admin`: the metrics' listener label.
+    pub name: &'static str,
     /// Open connections at most; at the limit the longest-idle ones are closed for new
     /// clients, and when none is idle new clients wait in the backlog.
     pub max_connections: usize,
     pub timeouts: ClientTimeouts,
     /// How long requests in flight may take to finish once draining starts.
     pub drain_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// Peers whose forwarding headers are believed.
+    pub trusted: Arc<TrustedProxies>,
 }
+
+/// At most one warning per this long about connections without a PROXY header (a
+/// misconfigured load balancer sends nothing else).
+const PROXY_PROTOCOL_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Binds `addr`, with a message that says which address could not be used.
 pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
@@ -56,20 +68,24 @@ pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> 
 }
 
 /// Accepts connections (terminating TLS when `tls` is set) until `phase` turns to
-/// [`Phase::Drain`], then drains. `open` counts the connections open.
+/// [`Phase::Drain`], then drains. Connections open and closed are counted in `metrics`.
 pub async fn run<H, Fut>(
     listener: TcpListener,
     tls: Option<Arc<Terminator>>,
     handler: H,
     settings: ListenerSettings,
     mut phase: watch::Receiver<Phase>,
-    open: Gauge,
+    metrics: Arc<Metrics>,
 ) where
     H: Fn(Arc<ConnInfo>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let server = Arc::new(Server::new());
-    let conns = Connections::new(settings.max_connections, settings.timeouts);
+    let name = settings.name;
+    let conns = Connections::new(settings.max_connections, settings.timeouts)
+        .with_metrics(metrics.clone(), name);
+    let open = metrics.connections(name);
+    let warned = Arc::new(WarnEvery::new(PROXY_PROTOCOL_WARN_EVERY));
     let local = listener.local_addr().ok();
     let (stop_reaper, reaper_stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(conns.clone().run_reaper(async move {
@@ -113,23 +129,45 @@ pub async fn run<H, Fut>(
         let server = server.clone();
         let handler = handler.clone();
         let tls = tls.clone();
+        let settings = settings.clone();
+        let metrics = metrics.clone();
+        let warned = warned.clone();
         open.inc();
         let open = open.clone();
         tokio::spawn(async move {
             // The listener's address: only its port is used (X-Forwarded-Port), and asking
             // the socket would cost a syscall per connection.
-            let conn = Arc::new(ConnInfo::new(
-                peer,
-                local.unwrap_or(peer),
-                tls.is_some(),
+            let local = local.unwrap_or(peer);
+            // Until the first request, any signal but GOAWAY ends the connection.
+            let start = Supervised::new(
                 tracked.clone(),
-            ));
+                accept(stream, peer, local, settings.proxy_protocol),
+                |_, _, _| {},
+            );
+            let (io, peer, local) = match start.await {
+                Some(Ok(accepted)) => accepted,
+                Some(Err(error)) => {
+                    metrics.connection_closed(name, "proxy_protocol");
+                    debug!(%peer, %error, "connection refused");
+                    if warned.now() {
+                        warn!(listener = name, %peer, %error, "connection without a valid PROXY protocol header closed (--proxy-protocol is on: is the load balancer sending it?)");
+                    }
+                    open.dec();
+                    return;
+                }
+                None => {
+                    open.dec();
+                    return;
+                }
+            };
+            let conn = Arc::new(
+                ConnInfo::new(peer, local, tls.is_some(), tracked.clone())
+                    .with_trust(settings.trusted.contains(peer.ip())),
+            );
             match tls {
-                None => server.serve(stream, conn, handler).await,
+                None => server.serve(io, conn, handler).await,
                 Some(tls) => {
-                    // A handshake is not a request: any signal but GOAWAY ends it.
-                    let handshake =
-                        Supervised::new(tracked, tls.accept(stream, peer), |_, _, _| {});
+                    let handshake = Supervised::new(tracked, tls.accept(io, peer), |_, _, _| {});
                     if let Some(Some(stream)) = handshake.await {
                         server.serve(stream, conn, handler).await;
                     }
@@ -145,6 +183,51 @@ pub async fn run<H, Fut>(
     }
     if !conns.drain(settings.drain_timeout).await {
         warn!(timeout = ?settings.drain_timeout, "connections still open after the drain timeout; closed them");
+    }
+}
+
+/// The connection's stream and addresses: the TCP ones, or those a PROXY header gives.
+async fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proxy_protocol: bool,
+) -> Result<(ClientIo, SocketAddr, SocketAddr), ProxyProtocolError> {
+    if !proxy_protocol {
+        return Ok((ClientIo::new(stream), peer, local));
+    }
+    let (proxied, io) = proxy_protocol::read_header(stream).await?;
+    Ok(match proxied {
+        Proxied::Addresses {
+            source,
+            destination,
+        } => (io, source, destination),
+        Proxied::Local => (io, peer, local),
+    })
+}
+
+/// A rate limit for one kind of warning.
+struct WarnEvery {
+    every: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl WarnEvery {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether to warn now (and not again for a while).
+    fn now(&self) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|at| at.elapsed() >= self.every);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 }
 

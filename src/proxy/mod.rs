@@ -18,6 +18,7 @@ pub mod listen;
 pub mod observe;
 pub mod outlier;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod route;
 pub mod serve;
 pub mod tls;

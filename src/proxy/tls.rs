@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
-use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::info;
 
+use super::proxy_protocol::ClientIo;
 use crate::controller::publish::SharedSnapshot;
 
 /// A client has this long to complete the handshake.
@@ -140,11 +140,7 @@ impl Terminator {
     }
 
     /// Completes the handshake, or logs why it failed (peer, SNI, reason) and counts it.
-    pub async fn accept(
-        &self,
-        stream: TcpStream,
-        peer: SocketAddr,
-    ) -> Option<TlsStream<TcpStream>> {
+    pub async fn accept(&self, stream: ClientIo, peer: SocketAddr) -> Option<TlsStream<ClientIo>> {
         let handshake = async {
             let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
                 .await
