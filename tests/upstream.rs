@@ -24,10 +24,6 @@ async fn dead_address() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-fn svc(name: &str) -> String {
-    format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n")
-}
-
 #[tokio::test]
 async fn a_pod_that_refuses_connections_is_skipped_even_for_requests_with_a_body() {
     let live = pods("web", 1).await;

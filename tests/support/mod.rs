@@ -5,6 +5,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apiserver;
+pub mod h2raw;
+pub mod pod;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -88,6 +90,12 @@ pub fn service(name: &str, pods: &[EchoServer]) -> String {
         "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports:\n  - {{name: http, port: 80, targetPort: http-web}}\n{}",
         slice(name, &format!("{name}-slice"), port, &ips(pods))
     )
+}
+
+/// A selector-less Service with one port named `http` (port 80): its endpoints come from
+/// hand-written slices.
+pub fn svc(name: &str) -> String {
+    format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n")
 }
 
 /// The smallest world: Service `web` over `pods`, and Ingress `site` routing all of
