@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::Metrics;
+use crate::proxy::outlier::Outliers;
 use crate::proxy::tls::TlsStats;
 use crate::proxy::ProxyBody;
 use crate::{explain, report};
@@ -37,6 +38,7 @@ pub struct Admin {
     health: Arc<Health>,
     tls: Option<TlsStats>,
     metrics: Option<Arc<Metrics>>,
+    outliers: Option<Arc<Outliers>>,
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -48,7 +50,14 @@ impl Admin {
             health,
             tls: None,
             metrics: None,
+            outliers: None,
         }
+    }
+
+    /// Shows the endpoints these passive health checks took out of rotation.
+    pub fn with_outliers(mut self, outliers: Arc<Outliers>) -> Self {
+        self.outliers = Some(outliers);
+        self
     }
 
     /// Reports these handshake counts in `/debug/routes`.
@@ -88,16 +97,18 @@ impl Admin {
                 let snapshot = self.snapshot.load_full();
                 let query = Query::parse(&req);
                 let host = query.get("host");
+                let outliers = self.outliers.as_deref();
                 match query.format(&req) {
                     Format::Text => respond(
                         StatusCode::OK,
                         "text/plain; charset=utf-8",
-                        report::to_text_for(&snapshot, host).into(),
+                        report::to_text_for(&snapshot, host, outliers).into(),
                     ),
                     Format::Html => respond(
                         StatusCode::OK,
                         "text/html; charset=utf-8",
-                        html::routes(&snapshot, &report::to_text_for(&snapshot, host)).into(),
+                        html::routes(&snapshot, &report::to_text_for(&snapshot, host, outliers))
+                            .into(),
                     ),
                     Format::Json => {
                         let handshakes = self.tls.as_ref().map(|t| report::Handshakes {
@@ -107,7 +118,7 @@ impl Admin {
                         respond(
                             StatusCode::OK,
                             "application/json",
-                            report::to_json_for(&snapshot, handshakes, host),
+                            report::to_json_for(&snapshot, handshakes, host, outliers),
                         )
                     }
                 }
@@ -122,7 +133,8 @@ impl Admin {
                 };
                 let path = query.get("path").unwrap_or("/");
                 let snapshot = self.snapshot.load_full();
-                let explanation = explain::explain(&snapshot, host, path);
+                let explanation =
+                    explain::explain(&snapshot, host, path, self.outliers.as_deref());
                 match query.format(&req) {
                     Format::Text => respond(
                         StatusCode::OK,

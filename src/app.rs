@@ -194,7 +194,8 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     };
     let admin_service = Admin::new(snapshot.clone(), health.clone())
         .with_tls(tls_stats.clone())
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_outliers(outliers);
     let admin_handler = move |_conn, req| {
         let admin = admin_service.clone();
         async move { admin.handle(req).await }

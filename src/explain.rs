@@ -13,6 +13,7 @@ use crate::model::{
     normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup, PathType, Route,
     RouteTable, Snapshot, Target, VirtualHost,
 };
+use crate::proxy::outlier::Outliers;
 use crate::proxy::route::normalize_host;
 
 #[derive(Debug, Serialize)]
@@ -73,8 +74,14 @@ pub struct EndpointCheck {
     pub why: String,
 }
 
-/// Explains `host` + `path` against `snapshot`.
-pub fn explain(snapshot: &Snapshot, host: &str, path: &str) -> Explanation {
+/// Explains `host` + `path` against `snapshot`; `outliers`, when given, says which
+/// endpoints are out of rotation for failing.
+pub fn explain(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    outliers: Option<&Outliers>,
+) -> Explanation {
     let mut e = Explanation {
         host: host.to_owned(),
         path: path.to_owned(),
@@ -124,7 +131,7 @@ pub fn explain(snapshot: &Snapshot, host: &str, path: &str) -> Explanation {
                 route.path,
                 ingress_name(route)
             );
-            e.backend = Some(backend_check(&route.target));
+            e.backend = Some(backend_check(&route.target, outliers));
         }
         Lookup::Default { backend, .. } => {
             e.outcome = "defaultBackend".into();
@@ -133,7 +140,7 @@ pub fn explain(snapshot: &Snapshot, host: &str, path: &str) -> Explanation {
                 |i| format!("spec.defaultBackend of Ingress {}", display_ref(i)),
             );
             e.summary = format!("no rule matches; the default backend ({whose}) answers");
-            e.backend = Some(backend_check(&backend.target));
+            e.backend = Some(backend_check(&backend.target, outliers));
         }
         Lookup::NotFound { .. } => {
             e.outcome = "notFound".into();
@@ -257,7 +264,7 @@ fn rule_checks(vhost: &VirtualHost, path: &str, chosen: Option<&Route>) -> Vec<R
         .collect()
 }
 
-fn backend_check(target: &Target) -> BackendCheck {
+fn backend_check(target: &Target, outliers: Option<&Outliers>) -> BackendCheck {
     match target {
         Target::Unavailable(why) => BackendCheck {
             backend: String::new(),
@@ -268,9 +275,10 @@ fn backend_check(target: &Target) -> BackendCheck {
             backend: b.id.to_string(),
             unavailable: unusable_backend(b),
             endpoints: match &b.destination {
-                Destination::Endpoints { endpoints, .. } => {
-                    endpoints.iter().map(|e| endpoint_check(b, e)).collect()
-                }
+                Destination::Endpoints { endpoints, .. } => endpoints
+                    .iter()
+                    .map(|e| endpoint_check(b, e, outliers))
+                    .collect(),
                 Destination::ExternalName { authority, .. } => vec![EndpointCheck {
                     address: authority.to_string(),
                     usable: true,
@@ -293,8 +301,19 @@ fn unusable_backend(b: &Backend) -> Option<String> {
     }
 }
 
-fn endpoint_check(b: &Backend, e: &Endpoint) -> EndpointCheck {
+fn endpoint_check(b: &Backend, e: &Endpoint, outliers: Option<&Outliers>) -> EndpointCheck {
     let any_ready = b.usable().any(|u| u.ready);
+    let ejection = outliers
+        .filter(|_| e.usable)
+        .and_then(|o| o.ejection(e.addr));
+    if let Some(ejection) = ejection {
+        return EndpointCheck {
+            address: e.addr.to_string(),
+            // On trial, it takes the next request.
+            usable: ejection.seconds_left == 0,
+            why: ejection.describe(),
+        };
+    }
     let why = if e.usable && e.ready {
         "ready".to_owned()
     } else if e.usable {

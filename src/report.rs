@@ -3,6 +3,7 @@
 //! which endpoints take the traffic, what is wrong, and which Ingresses are not ours.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -11,6 +12,7 @@ use crate::model::{
     Backend, Certificate, DefaultBackend, Destination, Ignored, Problem, Snapshot, Target,
     TlsBinding, TlsHost, VirtualHost,
 };
+use crate::proxy::outlier::Outliers;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,14 +86,16 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 pub fn to_json(snapshot: &Snapshot, handshakes: Option<Handshakes>) -> Vec<u8> {
-    to_json_for(snapshot, handshakes, None)
+    to_json_for(snapshot, handshakes, None, None)
 }
 
-/// [`to_json`], with only the virtual host `host` would get when given.
+/// [`to_json`], with only the virtual host `host` would get when given, and each ejected
+/// endpoint's `ejection` (reason, failures, time left) when `outliers` is given.
 pub fn to_json_for(
     snapshot: &Snapshot,
     handshakes: Option<Handshakes>,
     host: Option<&str>,
+    outliers: Option<&Outliers>,
 ) -> Vec<u8> {
     let mut view = view(snapshot);
     view.tls_handshakes = handshakes;
@@ -100,16 +104,76 @@ pub fn to_json_for(
         view.hosts
             .retain(|h| keep.iter().any(|k| std::ptr::eq(*k, h.vhost)));
     }
-    let mut out = serde_json::to_vec_pretty(&view).unwrap_or_default();
+    let mut value = serde_json::to_value(&view).unwrap_or_default();
+    if let Some(outliers) = outliers {
+        annotate_ejections(&mut value, outliers);
+    }
+    let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
     out.push(b'\n');
     out
 }
 
-/// Endpoint summary for one target: "2/3 ready: 10.0.0.1:8080, 10.0.0.2:8080".
-fn describe(target: &Target) -> (String, String) {
+/// Adds `ejection` to every endpoint object (one with an `address` and a `usable`) that the
+/// outlier detector has out of rotation. The snapshot does not hold this state — it lives
+/// beside it, like the balancer's — so it is joined in here.
+fn annotate_ejections(value: &mut serde_json::Value, outliers: &Outliers) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("usable") {
+                let ejection = map
+                    .get("address")
+                    .and_then(|a| a.as_str())
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                    .and_then(|addr| outliers.ejection(addr));
+                if let Some(ejection) = ejection {
+                    map.insert(
+                        "ejection".into(),
+                        serde_json::to_value(&ejection).unwrap_or_default(),
+                    );
+                }
+            }
+            for v in map.values_mut() {
+                annotate_ejections(v, outliers);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                annotate_ejections(v, outliers);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Endpoint summary for one target: "2/3 ready: 10.0.0.1:8080, 10.0.0.2:8080", and the
+/// endpoints out of rotation: "; ejected: 10.0.0.3:8080 (answered 503, 25 s left)".
+fn describe(target: &Target, outliers: Option<&Outliers>) -> (String, String) {
     match target {
         Target::Unavailable(why) => ("-".to_owned(), format!("503: {why}")),
-        Target::Backend(backend) => (backend_name(backend), endpoints(backend)),
+        Target::Backend(backend) => {
+            let mut eps = endpoints(backend);
+            let ejected: Vec<String> = outliers
+                .map(|o| {
+                    backend
+                        .usable()
+                        .filter_map(|e| {
+                            o.ejection(e.addr).map(|j| {
+                                let left = if j.seconds_left == 0 {
+                                    "on trial".to_owned()
+                                } else {
+                                    format!("{} s left", j.seconds_left)
+                                };
+                                format!("{} ({}, {left})", e.addr, j.reason.describe())
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !ejected.is_empty() {
+                let _ = write!(eps, "; ejected: {}", ejected.join(", "));
+            }
+            (backend_name(backend), eps)
+        }
     }
 }
 
@@ -149,7 +213,7 @@ fn endpoints(b: &Backend) -> String {
 
 /// The routing table as aligned text columns, then the Problems and ignored Ingresses.
 pub fn to_text(snapshot: &Snapshot) -> String {
-    to_text_for(snapshot, None)
+    to_text_for(snapshot, None, None)
 }
 
 /// The virtual hosts to show: all, or only the one a request for `host` would get.
@@ -166,8 +230,9 @@ fn shown<'a>(snapshot: &'a Snapshot, host: Option<&str>) -> Vec<&'a VirtualHost>
         .collect()
 }
 
-/// [`to_text`], with only the virtual host `host` would get when given.
-pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>) -> String {
+/// [`to_text`], with only the virtual host `host` would get when given, and the ejected
+/// endpoints when `outliers` is given.
+pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Outliers>) -> String {
     let mut rows: Vec<[String; 6]> = vec![[
         "HOST".into(),
         "PATH".into(),
@@ -189,7 +254,7 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>) -> String {
             ]);
         }
         for route in &vhost.routes {
-            let (backend, eps) = describe(&route.target);
+            let (backend, eps) = describe(&route.target, outliers);
             rows.push([
                 host.clone(),
                 route.path.clone(),
@@ -205,7 +270,7 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>) -> String {
         }
     }
     if let Some(default) = snapshot.table.default_backend() {
-        let (backend, eps) = describe(&default.target);
+        let (backend, eps) = describe(&default.target, outliers);
         let source = match &default.ingress {
             Some(i) => format!("{}/{}", i.namespace.as_deref().unwrap_or(""), i.name),
             None => "--default-backend-service".into(),

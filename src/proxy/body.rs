@@ -168,6 +168,9 @@ pub struct ResponseBody {
     /// touches the timer wheel.
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// Whether reading it to the end counts as the endpoint's success (not after a
+    /// 502/503/504 head, which already counted as a failure).
+    healthy_head: bool,
 }
 
 impl ResponseBody {
@@ -177,6 +180,7 @@ impl ResponseBody {
         backend: Arc<Backend>,
         endpoint: Option<SocketAddr>,
         pooled: Option<Sender>,
+        healthy_head: bool,
     ) -> Self {
         Self {
             inner,
@@ -187,11 +191,13 @@ impl ResponseBody {
             pooled,
             timer: None,
             waiting: false,
+            healthy_head,
         }
     }
 
     fn failed(&mut self, failure: Failure) {
         self.pooled = None;
+        self.healthy_head = false;
         if let Some(endpoint) = self.endpoint {
             self.upstream
                 .balancer()
@@ -214,10 +220,21 @@ impl std::fmt::Debug for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let (Some(sender), Some(addr)) = (self.pooled.take(), self.endpoint) {
-            if self.done || self.inner.is_end_stream() {
-                self.upstream.give_back(addr, sender);
-            }
+        // hyper stops asking once the body says it is at its end, so "read to the end" is
+        // judged here rather than when a frame says so.
+        let whole = self.done || self.inner.is_end_stream();
+        let Some(addr) = self.endpoint else {
+            return;
+        };
+        if !whole {
+            return;
+        }
+        // A whole response: the endpoint did its job (unless its head was a 502-504).
+        if self.healthy_head {
+            self.upstream.balancer().outliers().success(addr);
+        }
+        if let Some(sender) = self.pooled.take() {
+            self.upstream.give_back(addr, sender);
         }
     }
 }

@@ -34,9 +34,11 @@ use tracing::{debug, warn};
 use super::headers;
 use crate::metrics::Metrics;
 
-/// Idle connections closed at once when a full listener makes room for a new client: one
-/// scan of the registry then serves several new clients (nginx drains 32 at a time too).
+/// Most idle connections closed at once when a full listener makes room for a new client:
+/// one scan of the registry then serves several new clients (nginx drains 32 at a time).
 const EVICT_BATCH: usize = 32;
+/// A small listener closes fewer at a time: one per this many connections of its limit.
+const EVICT_SHARE: usize = 512;
 /// Bounds of the reaper's tick: fine enough for short test timeouts, never busier than
 /// needed for the long production ones.
 const MIN_TICK: Duration = Duration::from_millis(5);
@@ -412,20 +414,22 @@ impl Connections {
         self.lock().values().filter_map(Weak::upgrade).collect()
     }
 
-    /// Whether one more connection may be accepted (those being evicted do not count).
-    pub fn has_room(&self) -> bool {
+    /// Whether more connections are open than the limit allows (those being closed to
+    /// make room do not count).
+    pub fn over_limit(&self) -> bool {
         let open = self.count.load(Ordering::Acquire);
         let leaving = self.evicting.load(Ordering::Acquire);
-        open.saturating_sub(leaving) < self.limit
+        open.saturating_sub(leaving) > self.limit
     }
 
-    /// Closes the longest-idle connections to make room. Returns how many were chosen.
-    pub fn evict_idle(&self) -> usize {
+    /// Closes the longest-idle connections (the earliest accepted among equals) to make
+    /// room for `newcomer`. Returns how many were chosen.
+    pub fn evict_idle(&self, newcomer: &Tracked) -> usize {
         let now = self.tick.load(Ordering::Relaxed);
         let mut idle: Vec<(u32, Arc<Tracked>)> = self
             .live()
             .into_iter()
-            .filter(|t| !t.evicted.load(Ordering::Relaxed))
+            .filter(|t| t.id != newcomer.id && !t.evicted.load(Ordering::Relaxed))
             .filter_map(|t| t.idle_ticks(now).map(|ticks| (ticks, t)))
             .collect();
         if idle.is_empty() {
@@ -437,9 +441,10 @@ impl Connections {
             }
             return 0;
         }
-        let n = idle.len().min(EVICT_BATCH);
+        let batch = (self.limit / EVICT_SHARE).clamp(1, EVICT_BATCH);
+        let n = idle.len().min(batch);
         if n < idle.len() {
-            idle.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0));
+            idle.select_nth_unstable_by(n - 1, |a, b| b.0.cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
         }
         for (_, tracked) in &idle[..n] {
             if !tracked.evicted.swap(true, Ordering::AcqRel) {
@@ -462,7 +467,7 @@ impl Connections {
     /// Waits until a connection goes (or `max` passes: connections also become idle).
     pub async fn wait_for_room(&self, max: Duration) {
         let gone = self.gone.notified();
-        if self.has_room() {
+        if !self.over_limit() {
             return;
         }
         let _ = tokio::time::timeout(max, gone).await;
@@ -495,7 +500,7 @@ impl Connections {
                 tracked.signal(bits);
             }
         }
-        if self.has_room() {
+        if !self.over_limit() {
             self.warned_full.store(false, Ordering::Relaxed);
         }
     }
@@ -594,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_listener_closes_the_longest_idle_connections_not_busy_ones() {
+    fn a_full_listener_closes_the_longest_idle_connection_not_busy_ones() {
         let conns = Connections::new(3, timeouts(60_000));
         let busy = conns.register();
         let _request = busy.begin(false);
@@ -603,16 +608,29 @@ mod tests {
         conns.reap();
         conns.reap();
         let new_idle = conns.register();
-        assert!(!conns.has_room());
-        assert_eq!(conns.evict_idle(), 2);
-        assert!(old_idle.closing() && new_idle.closing());
-        assert!(!busy.closing());
-        assert!(conns.has_room(), "connections being closed make room");
+        assert!(!conns.over_limit());
+        let newcomer = conns.register();
+        assert!(conns.over_limit());
+        assert_eq!(conns.evict_idle(&newcomer), 1);
+        assert!(old_idle.closing(), "the longest idle goes first");
+        assert!(!new_idle.closing() && !newcomer.closing() && !busy.closing());
+        assert!(!conns.over_limit(), "a connection being closed makes room");
         drop(old_idle);
+        assert_eq!(conns.open(), 3);
         drop(new_idle);
-        assert_eq!(conns.open(), 1);
-        assert!(conns.has_room());
-        assert_eq!(conns.evict_idle(), 0, "the busy connection is never chosen");
+        drop(newcomer);
+        let another = conns.register();
+        let _second = another.begin(false);
+        let third = conns.register();
+        let _third = third.begin(false);
+        let fourth = conns.register();
+        let _fourth = fourth.begin(false);
+        assert!(conns.over_limit());
+        assert_eq!(
+            conns.evict_idle(&fourth),
+            0,
+            "busy connections are never chosen"
+        );
     }
 
     #[test]

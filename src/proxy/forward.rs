@@ -370,11 +370,15 @@ impl Forwarder {
                 .await
             {
                 Ok((response, pooled)) => {
+                    // A gateway failure counts now; success only once the whole body came
+                    // (a pod that cuts its responses short fails them), or at once for an
+                    // upgrade, whose body is a tunnel.
+                    let status = response.status();
+                    let healthy = !is_gateway_failure(status.as_u16());
                     if let Some(addr) = endpoint {
-                        let status = response.status().as_u16();
-                        if is_gateway_failure(status) {
-                            outliers.failure(addr, &backend, Failure::Status(status));
-                        } else {
+                        if !healthy {
+                            outliers.failure(addr, &backend, Failure::Status(status.as_u16()));
+                        } else if status == http::StatusCode::SWITCHING_PROTOCOLS {
                             outliers.success(addr);
                         }
                     }
@@ -385,6 +389,7 @@ impl Forwarder {
                         backend,
                         endpoint,
                         pooled,
+                        healthy,
                     );
                     return Ok(Response::from_parts(head, body));
                 }

@@ -93,16 +93,6 @@ pub async fn run<H, Fut>(
     }));
     let mut backoff = ACCEPT_BACKOFF_MIN;
     'accept: loop {
-        while !conns.has_room() {
-            if conns.evict_idle() == 0 {
-                tokio::select! {
-                    () = conns.wait_for_room(FULL_RECHECK) => {}
-                    changed = phase.changed() => if changed.is_err() || !on_phase(&phase, &conns) {
-                        break 'accept;
-                    },
-                }
-            }
-        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             changed = phase.changed() => {
@@ -126,6 +116,18 @@ pub async fn run<H, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let tracked = conns.register();
+        // A full listener makes room by closing its longest-idle connections; if every one
+        // is busy, this client waits (and the next ones in the backlog) until one goes.
+        while conns.over_limit() {
+            if conns.evict_idle(&tracked) == 0 {
+                tokio::select! {
+                    () = conns.wait_for_room(FULL_RECHECK) => {}
+                    changed = phase.changed() => if changed.is_err() || !on_phase(&phase, &conns) {
+                        break 'accept;
+                    },
+                }
+            }
+        }
         let server = server.clone();
         let handler = handler.clone();
         let tls = tls.clone();

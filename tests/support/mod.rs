@@ -457,6 +457,21 @@ pub fn tls_acceptor(cert: &TestCert, alpn: &[&[u8]]) -> tokio_rustls::TlsAccepto
 
 /// A TLS connection to `addr` with `sni` (None: no SNI is sent) offering `alpn`.
 pub async fn tls_connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) -> TlsClientStream {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tls_handshake(tcp, sni, alpn).await
+}
+
+/// TLS with `sni`, offering HTTP/1.1, over a connection already made (after a PROXY header).
+pub async fn tls_over(tcp: tokio::net::TcpStream, sni: &str) -> TlsClientStream {
+    tls_handshake(tcp, Some(sni), &[b"http/1.1"]).await
+}
+
+async fn tls_handshake(
+    tcp: tokio::net::TcpStream,
+    sni: Option<&str>,
+    alpn: &[&[u8]],
+) -> TlsClientStream {
+    let addr = tcp.peer_addr().unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -470,7 +485,6 @@ pub async fn tls_connect(addr: SocketAddr, sni: Option<&str>, alpn: &[&[u8]]) ->
         // An IP address as the name: rustls then sends no SNI.
         None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
     };
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(name, tcp)
         .await

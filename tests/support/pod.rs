@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Behaviour {
     /// `200 OK`, body `ok`, keep-alive.
     Ok,
+    /// `200 OK` after this many milliseconds.
+    Slow(u64),
     /// This status, body `err`, keep-alive.
     Status(u16),
     /// Reads the request, then closes the connection without a byte (a crash, a reset).
@@ -183,8 +185,13 @@ async fn serve(
         if !complete {
             return;
         }
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-pod: recorder\r\n\r\nok";
         let reply: &[u8] = match behaviour {
-            Behaviour::Ok => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-pod: recorder\r\n\r\nok",
+            Behaviour::Ok => OK,
+            Behaviour::Slow(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                OK
+            }
             Behaviour::Status(status) => {
                 let text = format!(
                     "HTTP/1.1 {status} Oops\r\ncontent-length: 3\r\nx-pod: recorder\r\n\r\nerr"
