@@ -319,3 +319,93 @@ async fn at_the_shutdown_deadline_stuck_requests_are_cut() {
     let (closed, _) = until_closed(&mut stuck).await;
     assert!(closed);
 }
+
+/// Writes `frame` over and over without reading; returns the bytes written before a write
+/// stalled for a second (the server stopped reading), or None if 64 MiB went through.
+async fn flood_until_held_back(h2: &mut RawH2, kind: u8, payload: &[u8]) -> Option<usize> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    frame.extend_from_slice(&[kind, 0, 0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    let batch: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1024)
+        .collect();
+    let mut written = 0;
+    while written < 64 << 20 {
+        match tokio::time::timeout(Duration::from_secs(1), h2.stream_mut().write_all(&batch)).await
+        {
+            Ok(Ok(())) => written += batch.len(),
+            Ok(Err(_)) | Err(_) => return Some(written),
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn http2_ping_and_settings_floods_from_a_client_that_never_reads_are_held_back() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(&pod, Config::local()).await;
+    for (kind, payload) in [
+        (h2raw::PING, &[7u8; 8][..]),
+        (h2raw::SETTINGS, &[0u8, 3, 0, 0, 0, 100][..]),
+    ] {
+        let mut h2 = RawH2::connect(w.http).await;
+        let held = flood_until_held_back(&mut h2, kind, payload).await;
+        assert!(
+            held.is_some(),
+            "frame type {kind}: 64 MiB of frames went in without wicket pushing back"
+        );
+    }
+    // Other clients are served meanwhile.
+    assert_eq!(w.get("a.test", "/").await.status, StatusCode::OK);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn http2_streams_beyond_the_concurrency_limit_are_refused() {
+    let pod = RecordingPod::start(Behaviour::Slow(2_000)).await;
+    let w = world(&pod, Config::local()).await;
+    let mut h2 = RawH2::connect(w.http).await;
+    // Wait for the server's SETTINGS before opening streams.
+    while let Some(frame) = h2.next_frame().await {
+        if frame.kind == h2raw::SETTINGS {
+            break;
+        }
+    }
+    for i in 0..300u32 {
+        h2.headers(
+            1 + 2 * i,
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "a.test"),
+                (":path", "/"),
+            ],
+            true,
+        )
+        .await;
+    }
+    let mut refused = 0;
+    let read = async {
+        while let Some(frame) = h2.next_frame().await {
+            if frame.kind == h2raw::RST_STREAM && frame.payload == [0, 0, 0, 7] {
+                refused += 1;
+                if refused == 300 - 256 {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DEADLINE, read).await;
+    assert_eq!(
+        refused,
+        300 - 256,
+        "streams past 256 are refused (REFUSED_STREAM)"
+    );
+    // A client that stops reading would hold the drain up to the shutdown deadline.
+    drop(h2);
+    w.stop().await;
+}

@@ -64,6 +64,11 @@ impl RawH2 {
         h2
     }
 
+    /// The socket, for writing frames in bulk.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) {
         let _ = self.stream.write_all(bytes).await;
     }
