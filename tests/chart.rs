@@ -88,6 +88,20 @@ fn value_sets() -> Vec<(&'static str, Value)> {
             json!({ "controller": { "watchNamespaces": ["shop", "blog"] } }),
         ),
         (
+            "proxied",
+            json!({
+                "controller": {
+                    "proxyProtocol": true,
+                    "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
+                    "maxRequestBody": "8m",
+                    "outlier": { "consecutiveFailures": 0 }
+                },
+                "service": { "annotations": {
+                    "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol": "*"
+                } }
+            }),
+        ),
+        (
             "everything",
             json!({
                 "autoscaling": { "enabled": true },
@@ -381,13 +395,7 @@ fn the_pod_runs_locked_down_with_probes_and_its_identity() {
         );
 
         // Kubernetes must not kill wicket while it drains.
-        let run = wicket::cli::Cli::try_parse_from(
-            std::iter::once("wicket".to_owned()).chain(args(&docs)),
-        )
-        .unwrap();
-        let wicket::cli::Command::Run(run) = run.command else {
-            panic!()
-        };
+        let run = run_args(&docs);
         let drain = run.proxy.shutdown_delay + run.proxy.shutdown_timeout;
         assert!(
             pod["terminationGracePeriodSeconds"].as_u64().unwrap() > drain.as_secs(),
@@ -398,6 +406,47 @@ fn the_pod_runs_locked_down_with_probes_and_its_identity() {
             "{set}"
         );
     }
+}
+
+/// The controller as the rendered arguments configure it.
+fn run_args(docs: &[Value]) -> Box<wicket::cli::RunArgs> {
+    let cli =
+        wicket::cli::Cli::try_parse_from(std::iter::once("wicket".to_owned()).chain(args(docs)))
+            .unwrap();
+    let wicket::cli::Command::Run(run) = cli.command else {
+        panic!()
+    };
+    run
+}
+
+#[test]
+fn edge_settings_reach_the_controller() {
+    let sets: std::collections::BTreeMap<&str, Value> = value_sets().into_iter().collect();
+    let defaults = run_args(&render(&sets["default"]));
+    let p = defaults.proxy.settings();
+    assert!(!defaults.proxy.proxy_protocol);
+    assert!(p.trusted_proxies.is_empty());
+    assert_eq!(p.max_request_body, Some(1024 * 1024));
+    assert_eq!(defaults.proxy.client_header_timeout.as_secs(), 60);
+    assert_eq!(defaults.proxy.keepalive_timeout.as_secs(), 75);
+    assert_eq!(defaults.proxy.max_connections, 16_384);
+    assert_eq!(defaults.proxy.outliers().consecutive_failures, 5);
+
+    let docs = render(&sets["proxied"]);
+    let proxied = run_args(&docs);
+    let p = proxied.proxy.settings();
+    assert!(proxied.proxy.proxy_protocol);
+    assert!(p.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+    assert!(p.trusted_proxies.contains("fd00::7".parse().unwrap()));
+    assert!(!p.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+    assert_eq!(p.max_request_body, Some(8 * 1024 * 1024));
+    assert_eq!(proxied.proxy.outliers().consecutive_failures, 0);
+    let svc = one(&docs, "Service");
+    assert_eq!(
+        svc["metadata"]["annotations"]
+            ["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"],
+        "*"
+    );
 }
 
 #[test]
