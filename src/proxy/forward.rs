@@ -20,6 +20,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -190,7 +191,7 @@ impl Forwarder {
     /// the body is on its way, the pod must take some of it every `--upstream-send-timeout`.
     async fn within<F: Future>(
         &self,
-        fut: F,
+        mut fut: Pin<&mut F>,
         progress: Option<&Progress>,
     ) -> Result<F::Output, SendError> {
         let s = &self.settings;
@@ -200,7 +201,7 @@ impl Forwarder {
             s.response_timeout
         };
         let sleep = tokio::time::sleep(first);
-        tokio::pin!(fut, sleep);
+        tokio::pin!(sleep);
         loop {
             tokio::select! {
                 biased;
@@ -239,10 +240,11 @@ impl Forwarder {
             // The pod address is known: the lean pool, origin-form request target.
             let target = req.uri().path_and_query().cloned();
             *req.uri_mut() = target.map_or_else(|| Uri::from_static("/"), Uri::from);
-            return match self
-                .within(self.upstream.pool.send(addr, req), progress)
-                .await?
-            {
+            // Pinned here and polled through a reference: the (large) send future is not
+            // moved again into the timeout's state.
+            let sent = self.upstream.pool.send(addr, req);
+            tokio::pin!(sent);
+            return match self.within(sent, progress).await? {
                 Ok(sent) => Ok(sent),
                 Err(PoolError::Connect { source, timed_out }) => Err(SendError::Connect {
                     error: source.into(),
@@ -257,6 +259,7 @@ impl Forwarder {
             UpstreamProtocol::Https => self.https.request(req),
             UpstreamProtocol::H2 => self.h2.request(req),
         };
+        tokio::pin!(response);
         match self.within(response, progress).await? {
             Ok(response) => Ok((response, None)),
             Err(error) if error.is_connect() => {
