@@ -16,7 +16,7 @@ use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
 use crate::metrics::Metrics;
-use crate::proxy::conn::ClientTimeouts;
+use crate::proxy::conn::{ClientTimeouts, Connections};
 use crate::proxy::listen::{ListenerSettings, Phase};
 use crate::proxy::observe::{AccessLog, AccessLogFormat, Observer};
 use crate::proxy::outlier::{OutlierSettings, Outliers};
@@ -134,6 +134,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         controller_rx.clone(),
     ))];
     let sweep_stop = controller_rx.clone();
+    let reaper_stop = controller_rx.clone();
     match (dir, source_options) {
         (Some(dir), _) => background.push(tokio::spawn(run_manifests(
             dir,
@@ -200,10 +201,27 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
         let admin = admin_service.clone();
         async move { admin.handle(req).await }
     };
+    // One registry (and limit) for the client connections of both traffic listeners, one
+    // for the admin listener's probes and people.
+    let clients = Connections::new(
+        config.max_connections,
+        config.client_timeouts,
+        Some(metrics.clone()),
+    );
+    let probes = Connections::new(
+        ADMIN_MAX_CONNECTIONS,
+        config.client_timeouts,
+        Some(metrics.clone()),
+    );
+    for registry in [&clients, &probes] {
+        let mut stop = reaper_stop.clone();
+        background.push(tokio::spawn(registry.clone().run_reaper(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
     let traffic = |name| ListenerSettings {
         name,
-        max_connections: config.max_connections,
-        timeouts: config.client_timeouts,
+        connections: clients.clone(),
         drain_timeout: config.shutdown_timeout,
         proxy_protocol: config.proxy_protocol,
         trusted: config.proxy.trusted_proxies.clone(),
@@ -231,7 +249,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             admin_handler,
             ListenerSettings {
                 name: "admin",
-                max_connections: ADMIN_MAX_CONNECTIONS,
+                connections: probes,
                 proxy_protocol: false,
                 trusted: Arc::default(),
                 ..traffic("admin")

@@ -208,7 +208,7 @@ pub struct ProxyArgs {
     /// The most of a backend's endpoints ejected at once, in percent.
     #[arg(long, env = "WICKET_OUTLIER_MAX_EJECTED_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub outlier_max_ejected_percent: u8,
-    /// Most client connections open at once per listener. At the limit the longest-idle
+    /// Most client connections open at once (HTTP and HTTPS together). At the limit the longest-idle
     /// connections are closed to serve new clients; when none is idle, new clients wait in
     /// the listen backlog.
     #[arg(long, env = "WICKET_MAX_CONNECTIONS", default_value_t = 16_384)]

@@ -409,3 +409,26 @@ async fn http2_streams_beyond_the_concurrency_limit_are_refused() {
     drop(h2);
     w.stop().await;
 }
+
+#[tokio::test]
+async fn the_connection_limit_counts_http_and_https_together() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.max_connections = 4;
+    let w = world(&pod, config).await;
+    let mut plain = Vec::new();
+    for _ in 0..4 {
+        plain.push(TcpStream::connect(w.http).await.unwrap());
+    }
+    eventually("four open connections", || async {
+        (metric(&w, "wicket_open_connections{listener=\"http\"}").await >= 4.0).then_some(())
+    })
+    .await;
+    // A TLS client on the other listener makes room by closing a silent plain one.
+    let tls = tls_connect(w.https(), Some("a.test"), &[b"http/1.1"]).await;
+    let mut h1 = H1::over(tls).await;
+    assert_eq!(h1.get("a.test", "/").await.status, StatusCode::OK);
+    let (closed, _) = until_closed(&mut plain[0]).await;
+    assert!(closed, "the longest-idle plain connection made room");
+    w.stop().await;
+}

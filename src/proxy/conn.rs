@@ -1,8 +1,9 @@
 //! Client connections: what the handler knows about each one, and the rules that close
 //! them.
 //!
-//! Every accepted connection is registered with its listener's [`Connections`] from the
-//! moment it is accepted (before any PROXY header or TLS handshake) until its last user
+//! Every accepted connection is registered with a [`Connections`] registry — one for the
+//! HTTP and HTTPS listeners together, one for the admin listener — from the moment it is
+//! accepted (before any PROXY header or TLS handshake) until its last user
 //! lets go of it (a WebSocket tunnel keeps it). The registry closes a connection that
 //!
 //! * sends no complete request head within `client_header_timeout` of being accepted
@@ -14,7 +15,7 @@
 //! * is still open when shutdown drains the listener.
 //!
 //! The request path pays for this with two atomic counters per request (in flight, last
-//! active); one reaper task per listener does the clock work, scanning the registry on a
+//! active); one reaper task per registry does the clock work, scanning the registry on a
 //! coarse tick instead of arming a timer per connection or per request.
 
 use std::collections::HashMap;
@@ -95,7 +96,12 @@ impl ConnInfo {
 
     /// A connection outside any listener (in-process tests of the handler).
     pub fn detached(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
-        Self::new(peer, local, tls, Connections::detached().register())
+        Self::new(
+            peer,
+            local,
+            tls,
+            Connections::detached().register("detached"),
+        )
     }
 
     /// Marks the peer as a trusted proxy (its forwarding headers are believed).
@@ -123,6 +129,8 @@ pub mod signal {
 #[derive(Debug)]
 pub struct Tracked {
     id: u64,
+    /// The listener it came in on (metrics label).
+    listener: &'static str,
     registry: Arc<Connections>,
     in_flight: AtomicU32,
     /// The tick at which the connection last became idle (accept, or a request's end).
@@ -301,7 +309,7 @@ where
     }
 }
 
-/// The open connections of one listener.
+/// The open connections of a set of listeners, with their limit.
 #[derive(Debug)]
 pub struct Connections {
     limit: usize,
@@ -319,12 +327,13 @@ pub struct Connections {
     draining: AtomicBool,
     /// Whether the operator was told the listener is full (once per episode).
     warned_full: AtomicBool,
-    /// Where closed connections are counted, with the listener's name.
-    metrics: Option<(Arc<Metrics>, &'static str)>,
+    /// Where closed connections are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Connections {
-    pub fn new(limit: usize, timeouts: ClientTimeouts) -> Arc<Self> {
+    /// At most `limit` connections, closed by `timeouts`; closes are counted in `metrics`.
+    pub fn new(limit: usize, timeouts: ClientTimeouts, metrics: Option<Arc<Metrics>>) -> Arc<Self> {
         let shortest = timeouts.header.min(timeouts.keepalive);
         let tick_len = (shortest / 8).clamp(MIN_TICK, MAX_TICK);
         Arc::new(Self {
@@ -339,43 +348,27 @@ impl Connections {
             gone: Notify::new(),
             draining: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
-            metrics: None,
+            metrics,
         })
     }
 
-    /// Counts the connections this registry closes under `listener`.
-    pub fn with_metrics(
-        self: Arc<Self>,
-        metrics: Arc<Metrics>,
-        listener: &'static str,
-    ) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut conns) => {
-                conns.metrics = Some((metrics, listener));
-                Arc::new(conns)
-            }
-            Err(shared) => shared,
-        }
-    }
-
-    fn closed(&self, reason: &'static str, n: usize) {
-        if let Some((metrics, listener)) = &self.metrics {
-            for _ in 0..n {
-                metrics.connection_closed(listener, reason);
-            }
+    fn closed(&self, tracked: &Tracked, reason: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_closed(tracked.listener, reason);
         }
     }
 
     /// A registry no listener and no reaper watches.
     fn detached() -> Arc<Self> {
-        Self::new(usize::MAX, ClientTimeouts::default())
+        Self::new(usize::MAX, ClientTimeouts::default(), None)
     }
 
-    /// Registers a newly accepted connection.
-    pub fn register(self: &Arc<Self>) -> Arc<Tracked> {
+    /// Registers a connection newly accepted on `listener`.
+    pub fn register(self: &Arc<Self>, listener: &'static str) -> Arc<Tracked> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let tracked = Arc::new(Tracked {
             id,
+            listener,
             registry: self.clone(),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU32::new(self.tick.load(Ordering::Relaxed)),
@@ -449,10 +442,10 @@ impl Connections {
         for (_, tracked) in &idle[..n] {
             if !tracked.evicted.swap(true, Ordering::AcqRel) {
                 self.evicting.fetch_add(1, Ordering::AcqRel);
+                self.closed(tracked, "evicted");
                 tracked.signal(signal::CLOSE);
             }
         }
-        self.closed("evicted", n);
         if !self.warned_full.swap(true, Ordering::Relaxed) {
             warn!(
                 limit = self.limit,
@@ -496,7 +489,7 @@ impl Connections {
                 signal::CLOSE
             };
             if idle >= limit && tracked.signals.load(Ordering::Acquire) & bits == 0 {
-                self.closed(reason, 1);
+                self.closed(&tracked, reason);
                 tracked.signal(bits);
             }
         }
@@ -581,9 +574,9 @@ mod tests {
 
     #[test]
     fn a_connection_is_registered_until_its_last_user_lets_go() {
-        let conns = Connections::new(4, ClientTimeouts::default());
-        let a = conns.register();
-        let b = conns.register();
+        let conns = Connections::new(4, ClientTimeouts::default(), None);
+        let a = conns.register("test");
+        let b = conns.register("test");
         assert_eq!(conns.open(), 2);
         let request = a.begin(false);
         drop(a);
@@ -600,16 +593,16 @@ mod tests {
 
     #[test]
     fn a_full_listener_closes_the_longest_idle_connection_not_busy_ones() {
-        let conns = Connections::new(3, timeouts(60_000));
-        let busy = conns.register();
+        let conns = Connections::new(3, timeouts(60_000), None);
+        let busy = conns.register("test");
         let _request = busy.begin(false);
         conns.reap();
-        let old_idle = conns.register();
+        let old_idle = conns.register("test");
         conns.reap();
         conns.reap();
-        let new_idle = conns.register();
+        let new_idle = conns.register("test");
         assert!(!conns.over_limit());
-        let newcomer = conns.register();
+        let newcomer = conns.register("test");
         assert!(conns.over_limit());
         assert_eq!(conns.evict_idle(&newcomer), 1);
         assert!(old_idle.closing(), "the longest idle goes first");
@@ -619,11 +612,11 @@ mod tests {
         assert_eq!(conns.open(), 3);
         drop(new_idle);
         drop(newcomer);
-        let another = conns.register();
+        let another = conns.register("test");
         let _second = another.begin(false);
-        let third = conns.register();
+        let third = conns.register("test");
         let _third = third.begin(false);
-        let fourth = conns.register();
+        let fourth = conns.register("test");
         let _fourth = fourth.begin(false);
         assert!(conns.over_limit());
         assert_eq!(
@@ -635,9 +628,9 @@ mod tests {
 
     #[test]
     fn the_reaper_closes_silent_and_idle_connections_but_not_busy_ones() {
-        let conns = Connections::new(8, timeouts(80));
-        let silent = conns.register();
-        let busy = conns.register();
+        let conns = Connections::new(8, timeouts(80), None);
+        let silent = conns.register("test");
+        let busy = conns.register("test");
         let request = busy.begin(false);
         for _ in 0..7 {
             conns.reap();
@@ -660,8 +653,8 @@ mod tests {
 
     #[test]
     fn an_idle_http2_connection_is_sent_goaway_rather_than_cut() {
-        let conns = Connections::new(8, timeouts(80));
-        let h2 = conns.register();
+        let conns = Connections::new(8, timeouts(80), None);
+        let h2 = conns.register("test");
         drop(h2.begin(true));
         for _ in 0..8 {
             conns.reap();

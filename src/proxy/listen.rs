@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::body::ProxyBody;
-use super::conn::{ClientTimeouts, ConnInfo, Connections, Supervised};
+use super::conn::{ConnInfo, Connections, Supervised};
 use super::proxy_protocol::{self, ClientIo, Proxied, ProxyProtocolError};
 use super::serve::Server;
 use super::tls::Terminator;
@@ -44,10 +44,11 @@ pub enum Phase {
 pub struct ListenerSettings {
     /// `http`, `https` or `admin`: the metrics' listener label.
     pub name: &'static str,
-    /// Open connections at most; at the limit the longest-idle ones are closed for new
-    /// clients, and when none is idle new clients wait in the backlog.
-    pub max_connections: usize,
-    pub timeouts: ClientTimeouts,
+    /// The registry its connections join, with their limit and timeouts (the HTTP and
+    /// HTTPS listeners share one: the limit is on client connections in all). At the limit
+    /// the longest-idle connections are closed for new clients; when none is idle, new
+    /// clients wait in the backlog.
+    pub connections: Arc<Connections>,
     /// How long requests in flight may take to finish once draining starts.
     pub drain_timeout: Duration,
     /// Every connection starts with a PROXY protocol header.
@@ -82,15 +83,10 @@ pub async fn run<H, Fut>(
 {
     let server = Arc::new(Server::new());
     let name = settings.name;
-    let conns = Connections::new(settings.max_connections, settings.timeouts)
-        .with_metrics(metrics.clone(), name);
+    let conns = settings.connections.clone();
     let open = metrics.connections(name);
     let warned = Arc::new(WarnEvery::new(PROXY_PROTOCOL_WARN_EVERY));
     let local = listener.local_addr().ok();
-    let (stop_reaper, reaper_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(conns.clone().run_reaper(async move {
-        let _ = reaper_stopped.await;
-    }));
     let mut backoff = ACCEPT_BACKOFF_MIN;
     'accept: loop {
         let accepted = tokio::select! {
@@ -115,7 +111,7 @@ pub async fn run<H, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let tracked = conns.register();
+        let tracked = conns.register(name);
         // A full listener makes room by closing its longest-idle connections; if every one
         // is busy, this client waits (and the next ones in the backlog) until one goes.
         while conns.over_limit() {
@@ -179,7 +175,6 @@ pub async fn run<H, Fut>(
         });
     }
     drop(listener);
-    let _ = stop_reaper.send(());
     if let Some(addr) = local {
         info!(%addr, open = conns.open(), "stopped accepting; draining connections");
     }
