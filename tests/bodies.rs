@@ -20,30 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wicket::app::Config;
 
-async fn world(pod: &RecordingPod, config: Config) -> Wicket {
-    let manifests = format!(
-        "{CLASS}{}{}{}",
-        svc("web"),
-        slice(
-            "web",
-            "web-1",
-            pod.addr.port(),
-            &[pod.addr.ip().to_string()]
-        ),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    Wicket::start_with(&manifests, config).await
-}
-
-async fn metric(w: &Wicket, series: &str) -> f64 {
-    let text = w.admin_get("/metrics").await.body;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A request body of `chunks` chunks of `size` bytes, `pause` apart.
 type Paced = StreamBody<
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send>>,
@@ -67,7 +43,7 @@ async fn a_streamed_body_over_the_limit_gets_413_and_never_completes_at_the_pod(
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.max_request_body = Some(64 * 1024);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let req = Request::post(format!("http://{}/upload", w.http))
         .header("host", "a.test")
@@ -102,7 +78,7 @@ async fn no_body_limit_when_it_is_zero() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.max_request_body = None;
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let body = Bytes::from(vec![b'y'; 3 * 1024 * 1024]);
     let reply = w
         .send(
@@ -121,7 +97,7 @@ async fn a_client_that_stops_sending_its_body_gets_408_and_the_pod_no_whole_requ
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.client_body_timeout = Duration::from_millis(300);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut conn = TcpStream::connect(w.http).await.unwrap();
     conn.write_all(
         b"POST /stalled HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\nonly a part",
@@ -135,7 +111,7 @@ async fn a_client_that_stops_sending_its_body_gets_408_and_the_pod_no_whole_requ
     assert!(got.contains("connection: close"), "{got}");
     assert!(pod.complete().is_empty());
     assert_eq!(
-        metric(&w, "wicket_requests_total{namespace=\"default\",ingress=\"site\",service=\"web\",method=\"POST\",status=\"4xx\"}").await,
+        w.metric("wicket_requests_total{namespace=\"default\",ingress=\"site\",service=\"web\",method=\"POST\",status=\"4xx\"}").await,
         1.0,
         "counted as the client's error"
     );
@@ -150,7 +126,7 @@ async fn a_slow_upload_that_keeps_moving_outlasts_the_response_timeout() {
     // timeout counts from the end of the body, and the pod takes every piece at once.
     config.proxy.upstream.response_timeout = Duration::from_millis(300);
     config.proxy.upstream.send_timeout = Duration::from_millis(300);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let req = Request::post(format!("http://{}/slow-upload", w.http))
         .header("host", "a.test")
@@ -168,7 +144,7 @@ async fn a_pod_that_stops_reading_the_body_gets_504_after_the_send_timeout() {
     let mut config = Config::local();
     config.proxy.max_request_body = None;
     config.proxy.upstream.send_timeout = Duration::from_millis(300);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http();
     // More than the socket buffers between wicket and the pod hold.
     let req = Request::post(format!("http://{}/never-read", w.http))
@@ -184,11 +160,8 @@ async fn a_pod_that_stops_reading_the_body_gets_504_after_the_send_timeout() {
         Err(error) => assert!(!error.is_connect(), "{error}"),
     }
     assert_eq!(
-        metric(
-            &w,
-            "wicket_upstream_timeouts_total{backend=\"default/web:80\"}"
-        )
-        .await,
+        w.metric("wicket_upstream_timeouts_total{backend=\"default/web:80\"}")
+            .await,
         1.0
     );
     w.stop().await;
@@ -199,7 +172,7 @@ async fn a_pod_that_stalls_mid_response_has_the_client_cut_after_the_read_timeou
     let pod = RecordingPod::start(Behaviour::StallBody).await;
     let mut config = Config::local();
     config.proxy.upstream.read_timeout = Duration::from_millis(300);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = w
         .request(Method::GET, "a.test", "/stall")
@@ -212,11 +185,8 @@ async fn a_pod_that_stalls_mid_response_has_the_client_cut_after_the_read_timeou
         .expect("the client is not held for ever");
     assert!(body.is_err(), "the body is cut, not passed off as complete");
     assert_eq!(
-        metric(
-            &w,
-            "wicket_upstream_timeouts_total{backend=\"default/web:80\"}"
-        )
-        .await,
+        w.metric("wicket_upstream_timeouts_total{backend=\"default/web:80\"}")
+            .await,
         1.0
     );
     w.stop().await;

@@ -15,21 +15,6 @@ use tokio::net::TcpStream;
 use wicket::app::Config;
 use wicket::proxy::conn::ClientTimeouts;
 
-async fn world(pod: &RecordingPod, config: Config) -> Wicket {
-    let manifests = format!(
-        "{CLASS}{}{}{}",
-        svc("web"),
-        slice(
-            "web",
-            "web-1",
-            pod.addr.port(),
-            &[pod.addr.ip().to_string()]
-        ),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    Wicket::start_with(&manifests, config).await
-}
-
 fn timeouts(header_ms: u64, keepalive_ms: u64) -> ClientTimeouts {
     ClientTimeouts {
         header: Duration::from_millis(header_ms),
@@ -54,31 +39,19 @@ async fn until_closed(stream: &mut TcpStream) -> (bool, Vec<u8>) {
     (closed, got)
 }
 
-async fn metric(w: &Wicket, series: &str) -> f64 {
-    let text = w.admin_get("/metrics").await.body;
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_client_header_timeout() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.client_timeouts = timeouts(300, 60_000);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut silent = TcpStream::connect(w.http).await.unwrap();
     let (closed, got) = until_closed(&mut silent).await;
     assert!(closed, "a silent connection must not stay open");
     assert!(got.is_empty(), "nothing is answered to nothing");
     assert_eq!(
-        metric(
-            &w,
-            "wicket_connections_closed_total{listener=\"http\",reason=\"header_timeout\"}"
-        )
-        .await,
+        w.metric("wicket_connections_closed_total{listener=\"http\",reason=\"header_timeout\"}")
+            .await,
         1.0
     );
     w.stop().await;
@@ -89,7 +62,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_header_timeout() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.client_timeouts = timeouts(400, 60_000);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut slow = TcpStream::connect(w.http).await.unwrap();
     let started = Instant::now();
     let drip = async {
@@ -114,7 +87,7 @@ async fn an_idle_keepalive_connection_is_closed_but_a_slow_request_is_not() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.client_timeouts = timeouts(60_000, 300);
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut conn = TcpStream::connect(w.http).await.unwrap();
     conn.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .await
@@ -129,11 +102,8 @@ async fn an_idle_keepalive_connection_is_closed_but_a_slow_request_is_not() {
     let reply = w.get("a.test", "/slow").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
-        metric(
-            &w,
-            "wicket_connections_closed_total{listener=\"http\",reason=\"keepalive_timeout\"}"
-        )
-        .await
+        w.metric("wicket_connections_closed_total{listener=\"http\",reason=\"keepalive_timeout\"}")
+            .await
             >= 1.0
     );
     w.stop().await;
@@ -144,14 +114,14 @@ async fn silent_sockets_cannot_starve_a_real_client() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.max_connections = 8;
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut silent = Vec::new();
     for _ in 0..8 {
         silent.push(TcpStream::connect(w.http).await.unwrap());
     }
     // Let the listener register all eight before the real client comes.
     eventually("eight open connections", || async {
-        (metric(&w, "wicket_open_connections{listener=\"http\"}").await >= 8.0).then_some(())
+        (w.metric("wicket_open_connections{listener=\"http\"}").await >= 8.0).then_some(())
     })
     .await;
     let reply = w.get("a.test", "/").await;
@@ -159,11 +129,8 @@ async fn silent_sockets_cannot_starve_a_real_client() {
     let (closed, _) = until_closed(&mut silent[0]).await;
     assert!(closed, "the longest-idle silent socket made room");
     assert!(
-        metric(
-            &w,
-            "wicket_connections_closed_total{listener=\"http\",reason=\"evicted\"}"
-        )
-        .await
+        w.metric("wicket_connections_closed_total{listener=\"http\",reason=\"evicted\"}")
+            .await
             >= 1.0
     );
     w.stop().await;
@@ -174,7 +141,7 @@ async fn a_full_listener_never_cuts_a_request_in_flight() {
     let pod = RecordingPod::start(Behaviour::Slow(600)).await;
     let mut config = Config::local();
     config.max_connections = 2;
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let busy: Vec<_> = (0..2)
         .map(|i| {
             let req = w.request(http::Method::GET, "a.test", &format!("/busy-{i}"));
@@ -212,7 +179,7 @@ async fn during_the_shutdown_delay_clients_are_told_to_go_elsewhere() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.shutdown_delay = Duration::from_secs(2);
-    let mut w = world(&pod, config).await;
+    let mut w = one_pod(&pod, config).await;
     // Connections made before SIGTERM: one HTTP/1.1 keep-alive, one HTTP/2.
     let mut h1 = TcpStream::connect(w.http).await.unwrap();
     h1.write_all(b"GET /before HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -268,7 +235,7 @@ async fn shutdown_ends_when_the_last_request_does_not_at_the_deadline() {
     let pod = RecordingPod::start(Behaviour::Slow(500)).await;
     let mut config = Config::local();
     config.shutdown_timeout = Duration::from_secs(30);
-    let mut w = world(&pod, config).await;
+    let mut w = one_pod(&pod, config).await;
     // A silent connection, a half-sent head and an idle keep-alive connection must not
     // hold the exit up; the request in flight must finish.
     let _silent = TcpStream::connect(w.http).await.unwrap();
@@ -305,7 +272,7 @@ async fn at_the_shutdown_deadline_stuck_requests_are_cut() {
     let pod = RecordingPod::start(Behaviour::NoRead).await;
     let mut config = Config::local();
     config.shutdown_timeout = Duration::from_millis(300);
-    let mut w = world(&pod, config).await;
+    let mut w = one_pod(&pod, config).await;
     let mut stuck = TcpStream::connect(w.http).await.unwrap();
     stuck
         .write_all(b"GET /stuck HTTP/1.1\r\nHost: a.test\r\n\r\n")
@@ -347,7 +314,7 @@ async fn flood_until_held_back(h2: &mut RawH2, kind: u8, payload: &[u8]) -> Opti
 #[tokio::test]
 async fn http2_ping_and_settings_floods_from_a_client_that_never_reads_are_held_back() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
-    let w = world(&pod, Config::local()).await;
+    let w = one_pod(&pod, Config::local()).await;
     for (kind, payload) in [
         (h2raw::PING, &[7u8; 8][..]),
         (h2raw::SETTINGS, &[0u8, 3, 0, 0, 0, 100][..]),
@@ -367,7 +334,7 @@ async fn http2_ping_and_settings_floods_from_a_client_that_never_reads_are_held_
 #[tokio::test]
 async fn http2_streams_beyond_the_concurrency_limit_are_refused() {
     let pod = RecordingPod::start(Behaviour::Slow(2_000)).await;
-    let w = world(&pod, Config::local()).await;
+    let w = one_pod(&pod, Config::local()).await;
     let mut h2 = RawH2::connect(w.http).await;
     // Wait for the server's SETTINGS before opening streams.
     while let Some(frame) = h2.next_frame().await {
@@ -415,13 +382,13 @@ async fn the_connection_limit_counts_http_and_https_together() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.max_connections = 4;
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
     let mut plain = Vec::new();
     for _ in 0..4 {
         plain.push(TcpStream::connect(w.http).await.unwrap());
     }
     eventually("four open connections", || async {
-        (metric(&w, "wicket_open_connections{listener=\"http\"}").await >= 4.0).then_some(())
+        (w.metric("wicket_open_connections{listener=\"http\"}").await >= 4.0).then_some(())
     })
     .await;
     // A TLS client on the other listener makes room by closing a silent plain one.

@@ -15,51 +15,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wicket::app::Config;
 
-async fn world(pod: &RecordingPod, config: Config) -> Wicket {
-    let manifests = format!(
-        "{CLASS}{}{}{}",
-        svc("web"),
-        slice(
-            "web",
-            "web-1",
-            pod.addr.port(),
-            &[pod.addr.ip().to_string()]
-        ),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
-    );
-    Wicket::start_with(&manifests, config).await
-}
-
-/// Writes `bytes` on a new connection and returns everything read until it closes or
-/// the first response is complete enough to judge (its head).
-async fn exchange(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-            if out.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DEADLINE, read).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn a_trusted_proxys_chain_names_the_client_and_is_extended() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.trusted_proxies = Arc::new("127.0.0.0/8".parse().unwrap());
-    let w = world(&pod, config).await;
-    let response = exchange(
-        w.http,
+    let w = one_pod(&pod, config).await;
+    let response = w.raw(
         b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.9, 127.9.9.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\r\n",
     )
     .await;
@@ -82,9 +44,8 @@ async fn an_untrusted_peer_cannot_choose_its_address() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.trusted_proxies = Arc::new("10.0.0.0/8".parse().unwrap());
-    let w = world(&pod, config).await;
-    exchange(
-        w.http,
+    let w = one_pod(&pod, config).await;
+    w.raw(
         b"GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n",
     )
     .await;
@@ -100,12 +61,9 @@ async fn underscored_headers_pass_when_allowed() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy.allow_underscores_in_headers = true;
-    let w = world(&pod, config).await;
-    exchange(
-        w.http,
-        b"GET / HTTP/1.1\r\nHost: a.test\r\nX_Legacy_Token: abc\r\n\r\n",
-    )
-    .await;
+    let w = one_pod(&pod, config).await;
+    w.raw(b"GET / HTTP/1.1\r\nHost: a.test\r\nX_Legacy_Token: abc\r\n\r\n")
+        .await;
     assert_eq!(
         pod.complete()[0].header("x_legacy_token").as_deref(),
         Some("abc")
@@ -133,10 +91,9 @@ async fn the_proxy_protocol_names_the_client_and_its_port() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy_protocol = true;
-    let w = world(&pod, config).await;
+    let w = one_pod(&pod, config).await;
 
-    let v1 = exchange(
-        w.http,
+    let v1 = w.raw(
         b"PROXY TCP4 198.51.100.7 10.0.0.1 40000 443\r\nGET /v1 HTTP/1.1\r\nHost: a.test\r\n\r\n",
     )
     .await;
@@ -147,7 +104,7 @@ async fn the_proxy_protocol_names_the_client_and_its_port() {
         false,
     );
     request.extend_from_slice(b"GET /v2 HTTP/1.1\r\nHost: a.test\r\n\r\n");
-    assert!(exchange(w.http, &request).await.starts_with("HTTP/1.1 200"));
+    assert!(w.raw(&request).await.starts_with("HTTP/1.1 200"));
     // The load balancer's own health check keeps the TCP addresses.
     let mut local = proxy_v2(
         "192.0.2.44:5555".parse().unwrap(),
@@ -155,7 +112,7 @@ async fn the_proxy_protocol_names_the_client_and_its_port() {
         true,
     );
     local.extend_from_slice(b"GET /local HTTP/1.1\r\nHost: a.test\r\n\r\n");
-    assert!(exchange(w.http, &local).await.starts_with("HTTP/1.1 200"));
+    assert!(w.raw(&local).await.starts_with("HTTP/1.1 200"));
 
     let got = pod.complete();
     let by_path = |p: &str| got.iter().find(|r| r.line().contains(p)).unwrap().clone();
@@ -175,8 +132,8 @@ async fn without_a_proxy_header_the_connection_is_refused() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let mut config = Config::local();
     config.proxy_protocol = true;
-    let w = world(&pod, config).await;
-    let response = exchange(w.http, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
+    let w = one_pod(&pod, config).await;
+    let response = w.raw(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await;
     assert_eq!(response, "", "closed without an answer");
     assert!(pod.received().is_empty());
     let metrics = w.admin_get("/metrics").await.body;
@@ -226,7 +183,7 @@ async fn a_switch_to_another_protocol_than_websocket_is_never_relayed() {
     // This pod answers any request with 101 to h2c and then reads whatever comes as
     // tunnel bytes: a second request on that socket would reach it unrouted.
     let pod = RecordingPod::start(Behaviour::SwitchToH2c).await;
-    let w = world(&pod, Config::local()).await;
+    let w = one_pod(&pod, Config::local()).await;
     let mut s = TcpStream::connect(w.http).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
         .await
@@ -250,8 +207,7 @@ async fn a_switch_to_another_protocol_than_websocket_is_never_relayed() {
         }
     }
     // A WebSocket request answered with a 101 to h2c is refused as well.
-    let ws = exchange(
-        w.http,
+    let ws = w.raw(
         b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     )
     .await;

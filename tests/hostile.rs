@@ -228,6 +228,15 @@ impl World {
     }
 }
 
+fn assert_all_passed(failures: &[String], cases: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 fn status_of(response: &str) -> u16 {
     response
         .split(' ')
@@ -270,13 +279,7 @@ async fn every_hostile_http1_request_gets_its_answer_and_the_pod_exactly_what_it
             failures.push(format!("{}: {why}", case.name));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_all_passed(&failures, cases.len());
     world.w.stop().await;
 }
 
@@ -326,13 +329,7 @@ async fn every_hostile_http2_request_gets_its_answer_and_the_pod_exactly_what_it
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert_all_passed(&failures, cases.len());
     world.w.stop().await;
 }
 

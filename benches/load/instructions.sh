@@ -12,6 +12,7 @@
 # h2load (nghttp2-client), nginx, curl, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/common.sh
 mode=${1:-http}
 requests=${2:-20000}
 binary=${3:-target/release/wicket}
@@ -35,60 +36,15 @@ http {
 CONF
 nginx -c "$work/backend.conf" -p "$work" &
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=bench.test \
-  -addext subjectAltName=DNS:bench.test 2>/dev/null
-indent() { sed 's/^/    /'; }
-cat > "$work/manifests/bench.yaml" <<YAML
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: wicket}
-spec: {controller: wicket.dev/ingress-controller}
----
-apiVersion: v1
-kind: Service
-metadata: {name: pod}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: pod-1
-  labels: {kubernetes.io/service-name: pod}
-addressType: IPv4
-ports: [{name: http, port: 19100}]
-endpoints: [{addresses: ["127.0.0.1"]}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: bench-tls}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-$(indent < "$work/cert.pem")
-  tls.key: |
-$(indent < "$work/key.pem")
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {name: bench}
-spec:
-  ingressClassName: wicket
-  tls: [{hosts: [bench.test], secretName: bench-tls}]
-  rules:
-  - host: bench.test
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: pod, port: {name: http}}}}
-YAML
+bench_cert "$work"
+bench_manifests "$work/manifests/bench.yaml" "$work/cert.pem" "$work/key.pem" 19100
 
 # Total instructions of one wicket run serving $1 requests.
 run() {
   local n=$1 out="$work/callgrind.$1"
   valgrind --tool=callgrind --callgrind-out-file="$out" "$binary" --worker-threads 1 run \
     --manifests "$work/manifests" --http-addr 127.0.0.1:18180 --https-addr 127.0.0.1:18543 \
-    --admin-addr 127.0.0.1:18354 --access-log off --no-ssl-redirect \
+    --admin-addr 127.0.0.1:18354 --access-log off \
     >"$work/logs/wicket.$n" 2>&1 &
   local pid=$!
   for _ in $(seq 1 600); do

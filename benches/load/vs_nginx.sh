@@ -21,6 +21,7 @@
 # openssl, taskset, curl; it builds wicket in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/load/common.sh
 mode=${1:-all}
 duration=${2:-10}
 connections=${3:-50}
@@ -31,9 +32,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 cargo build --release --quiet
 mkdir -p "$work/manifests" "$work/logs"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=bench.test \
-  -addext subjectAltName=DNS:bench.test 2>/dev/null
+bench_cert "$work"
 
 cat > "$work/backend.conf" <<CONF
 worker_processes 1;
@@ -79,55 +78,7 @@ $( [ "${NGINX_SAME_CIPHERS:-0}" = 1 ] && printf '  ssl_prefer_server_ciphers on;
 }
 CONF
 
-indent() { sed 's/^/    /' "$1"; }
-cat > "$work/manifests/bench.yaml" <<YAML
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: wicket}
-spec: {controller: wicket.dev/ingress-controller}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: bench-tls}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-$(indent "$work/cert.pem")
-  tls.key: |
-$(indent "$work/key.pem")
----
-apiVersion: v1
-kind: Service
-metadata: {name: pod}
-spec:
-  ports: [{name: http, port: 80}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: pod-1
-  labels: {kubernetes.io/service-name: pod}
-addressType: IPv4
-ports: [{name: http, port: 19000}]
-endpoints:
-- addresses: ["127.0.0.1"]
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  annotations: {wicket.dev/ssl-redirect: "false"}
-spec:
-  ingressClassName: wicket
-  tls:
-  - hosts: [bench.test]
-    secretName: bench-tls
-  rules:
-  - host: bench.test
-    http:
-      paths:
-      - {path: /, pathType: Prefix, backend: {service: {name: pod, port: {number: 80}}}}
-YAML
+bench_manifests "$work/manifests/bench.yaml" "$work/cert.pem" "$work/key.pem" 19000
 
 taskset -c 1 nginx -c "$work/backend.conf" -e "$work/logs/backend.err" &
 taskset -c 0 nginx -c "$work/proxy.conf" -e "$work/logs/proxy.err" &

@@ -146,6 +146,43 @@ impl Body for ProxyBody {
     }
 }
 
+/// A timeout between pieces of a body, armed only while a read is pending: a body that
+/// arrives in one piece never touches the timer wheel, and one timer (reset, not remade)
+/// serves every pause of the same body.
+#[derive(Debug, Default)]
+struct IdleTimer {
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl IdleTimer {
+    /// Data arrived: the next pause starts its own count.
+    fn progress(&mut self) {
+        self.waiting = false;
+    }
+
+    /// The read is pending: whether it has been pending for `timeout` (registering the
+    /// task to be woken when it will have).
+    fn expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> bool {
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = tokio::time::Instant::now() + timeout;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready())
+    }
+
+    /// Whether a pause has begun and not ended.
+    fn waiting(&self) -> bool {
+        self.waiting
+    }
+}
+
 /// The pod stopped sending its response body.
 #[derive(Debug, thiserror::Error)]
 #[error("the pod sent nothing for {0:?} in the middle of its response")]
@@ -164,10 +201,7 @@ pub struct ResponseBody {
     endpoint: Option<SocketAddr>,
     /// The pooled connection the response came on.
     pooled: Option<Sender>,
-    /// Armed only while a read is pending, so a response that arrives in one piece never
-    /// touches the timer wheel.
-    timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    idle: IdleTimer,
     /// Whether reading it to the end counts as the endpoint's success (not after a
     /// 502/503/504 head, which already counted as a failure).
     healthy_head: bool,
@@ -189,8 +223,7 @@ impl ResponseBody {
             backend,
             endpoint,
             pooled,
-            timer: None,
-            waiting: false,
+            idle: IdleTimer::default(),
             healthy_head,
         }
     }
@@ -250,7 +283,7 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = false;
+                this.idle.progress();
                 match frame {
                     None => {
                         this.done = true;
@@ -268,20 +301,10 @@ impl Body for ResponseBody {
             }
             Poll::Pending => {
                 let timeout = this.upstream.read_timeout();
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = tokio::time::Instant::now() + timeout;
-                    match &mut this.timer {
-                        Some(timer) => timer.as_mut().reset(deadline),
-                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
-                }
-                if let Some(timer) = &mut this.timer {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        this.upstream.metrics().timeout(&this.backend.id);
-                        this.failed(Failure::Timeout);
-                        return Poll::Ready(Some(Err(Box::new(ReadTimeout(timeout)))));
-                    }
+                if this.idle.expired(cx, timeout) {
+                    this.upstream.metrics().timeout(&this.backend.id);
+                    this.failed(Failure::Timeout);
+                    return Poll::Ready(Some(Err(Box::new(ReadTimeout(timeout)))));
                 }
                 Poll::Pending
             }
@@ -367,22 +390,20 @@ pub struct ClientBody {
     inner: Incoming,
     received: u64,
     limit: u64,
-    idle: Duration,
-    timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    timeout: Duration,
+    idle: IdleTimer,
     progress: Option<Arc<Progress>>,
 }
 
 impl ClientBody {
     /// `limit`: most bytes accepted (None: no limit); `idle`: longest pause between data.
-    pub fn new(inner: Incoming, limit: Option<u64>, idle: Duration) -> Self {
+    pub fn new(inner: Incoming, limit: Option<u64>, timeout: Duration) -> Self {
         Self {
             inner,
             received: 0,
             limit: limit.unwrap_or(u64::MAX),
-            idle,
-            timer: None,
-            waiting: false,
+            timeout,
+            idle: IdleTimer::default(),
             progress: None,
         }
     }
@@ -410,7 +431,7 @@ impl Body for ClientBody {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting = false;
+                this.idle.progress();
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
                     if this.received > this.limit {
@@ -435,19 +456,11 @@ impl Body for ClientBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
+                if !this.idle.waiting() {
                     this.note(Sending::WaitingForClient);
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    match &mut this.timer {
-                        Some(timer) => timer.as_mut().reset(deadline),
-                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-                    }
                 }
-                if let Some(timer) = &mut this.timer {
-                    if timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(ClientBodyError::Timeout(this.idle))));
-                    }
+                if this.idle.expired(cx, this.timeout) {
+                    return Poll::Ready(Some(Err(ClientBodyError::Timeout(this.timeout))));
                 }
                 Poll::Pending
             }

@@ -98,6 +98,23 @@ pub fn svc(name: &str) -> String {
     format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 80}}]\n")
 }
 
+/// Service `web` over one recording pod (its own slice), Ingress `site` routing all of
+/// `a.test` to it, started with `config`.
+pub async fn one_pod(pod: &pod::RecordingPod, config: Config) -> Wicket {
+    let manifests = format!(
+        "{CLASS}{}{}{}",
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    );
+    Wicket::start_with(&manifests, config).await
+}
+
 /// The smallest world: Service `web` over `pods`, and Ingress `site` routing all of
 /// `a.test` to it.
 pub fn site(pods: &[EchoServer]) -> String {
@@ -312,6 +329,15 @@ impl Wicket {
             .body(Full::default())
             .unwrap();
         self.send(req).await
+    }
+
+    /// The value of one `/metrics` series (the exact text before the value), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.admin_get("/metrics").await.body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     pub async fn routes(&self) -> serde_json::Value {
