@@ -286,5 +286,47 @@ async fn websocket_upgrades_pass_through_both_ways() {
             .unwrap();
         assert_eq!(echoed, message);
     }
+    // An open tunnel would hold shutdown up to its deadline.
+    drop(stream);
     w.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_opened_during_the_shutdown_delay_upgrades_and_is_cut_at_the_deadline() {
+    let addr = upgrading_pod().await;
+    let mut config = Config::local();
+    config.shutdown_delay = Duration::from_millis(500);
+    config.shutdown_timeout = Duration::from_millis(500);
+    let mut w = one_pod_world(addr, config).await;
+    let shutdown = tokio::spawn(w.running.take().unwrap().shutdown());
+    eventually("not ready", || async {
+        (w.admin_get("/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+    // The tunnel is open and busy: shutdown waits for it until its deadline, then cuts it.
+    shutdown.await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the tunnel is closed at the shutdown deadline"
+    );
 }

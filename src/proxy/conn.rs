@@ -94,16 +94,6 @@ impl ConnInfo {
         }
     }
 
-    /// A connection outside any listener (in-process tests of the handler).
-    pub fn detached(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
-        Self::new(
-            peer,
-            local,
-            tls,
-            Connections::detached().register("detached"),
-        )
-    }
-
     /// Marks the peer as a trusted proxy (its forwarding headers are believed).
     pub fn with_trust(mut self, trusted: bool) -> Self {
         self.trusted = trusted;
@@ -356,11 +346,6 @@ impl Connections {
         if let Some(metrics) = &self.metrics {
             metrics.connection_closed(tracked.listener, reason);
         }
-    }
-
-    /// A registry no listener and no reaper watches.
-    fn detached() -> Arc<Self> {
-        Self::new(usize::MAX, ClientTimeouts::default(), None)
     }
 
     /// Registers a connection newly accepted on `listener`.

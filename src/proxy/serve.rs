@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -92,8 +92,10 @@ impl Server {
             let response = Box::pin(handler(conn.clone(), req));
             async move {
                 let mut response = response.await;
-                if active.conn().draining() {
-                    // Shutting down: this client should go elsewhere for its next request.
+                // Shutting down: this client should go elsewhere for its next request (an
+                // upgrade is let through: its connection becomes the tunnel).
+                let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                if active.conn().draining() && !upgrade {
                     if active.conn().is_h2() {
                         active.conn().signal(signal::GO_AWAY);
                     } else {
