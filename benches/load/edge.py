@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Edge measurements for wicket: what clients see while pods fail and connections pile up.
 
-    benches/load/edge.py [idle|rolling|sigkill|flaky|all]
+    benches/load/edge.py [idle|rolling|sigkill|flaky|shutdown|all]
 
-  idle     10,000 idle keep-alive client connections and 100 silent ones: wicket's memory
-           (RSS) before and after, and how long a fresh client waits for its answer.
+  idle     10,000 idle keep-alive client connections and 100 silent ones, with
+           --max-connections 10100 (the listener is full): wicket's memory (RSS) before and
+           after, and how long a fresh client waits for its answer (it must make room).
   rolling  a rolling replacement of 3 pods at 200 requests/s for 30 s: each old pod is
            marked not ready, then removed, then killed, and a new pod is added.
   sigkill  200 requests/s for 30 s; at 5 s one of three pods is killed with SIGKILL and
            stays in the EndpointSlice until 10 s (as it would until Kubernetes notices).
   flaky    200 requests/s for 30 s to three pods, one of which answers 503 to everything:
            failed requests in the first 10 s and after.
+  shutdown 200 requests/s from keep-alive clients; SIGTERM at 3 s with a 2 s shutdown
+           delay: requests that fail while wicket still serves (none may), and how
+           clients learn to leave (Connection: close) before the listener closes.
 
 Pods are single-process nginx servers on their own loopback addresses; wicket serves a
 manifests directory that the script rewrites, as the EndpointSlice controller would change
@@ -31,7 +35,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WICKET = os.path.join(ROOT, "target", "release", "wicket")
+WICKET = os.environ.get("WICKET_BINARY", os.path.join(ROOT, "target", "release", "wicket"))
 HTTP, ADMIN = 18280, 18354
 POD_PORT = 19200
 
@@ -295,10 +299,30 @@ def flaky(work):
         p.kill()
 
 
+def shutdown(work):
+    pod = Pod(work, 60)
+    w = Wicket(work, [(pod.ip, True, True, False)], "--shutdown-delay", "2s",
+               "--shutdown-timeout", "5s")
+    with Load() as load:
+        load.sleep_until(3)
+        sigterm_at = load.at()
+        w.proc.send_signal(signal.SIGTERM)
+        load.sleep_until(7)
+    w.proc.wait(timeout=30)
+    delay_end = sigterm_at + 2
+    during = [(t, why) for t, why in load.failed if t < delay_end]
+    after = [why for t, why in load.failed if t >= delay_end]
+    refused = sum(1 for why in after if why == "ConnectionRefusedError")
+    report("SIGTERM with a 2 s shutdown delay", load,
+           f"; {len(during)} while wicket still served, {len(after)} after its listener closed "
+           f"({refused} connection refused: no other replica here)")
+    pod.kill()
+
+
 def idle(work):
     raise_file_limit()
     pod = Pod(work, 50)
-    w = Wicket(work, [(pod.ip, True, True, False)])
+    w = Wicket(work, [(pod.ip, True, True, False)], "--max-connections", "10100")
     base = w.rss_kib()
     # One request on each connection, one connection at a time (a burst of 10,000
     # concurrent requests would measure the upstream pool and the allocator instead).
@@ -324,9 +348,12 @@ def idle(work):
         assert r.status == 200
         waits.append((time.time() - t) * 1000)
         c.close()
-    print(f"10,000 idle keep-alive + 100 silent connections: RSS {base / 1024:.1f} MiB before, "
+    evicted = sum(float(l.split()[-1]) for l in w.metrics().splitlines()
+                  if l.startswith("wicket_connections_closed_total{") and "evicted" in l)
+    print(f"10,000 idle keep-alive + 100 silent connections, listener full: RSS {base / 1024:.1f} MiB before, "
           f"{loaded / 1024:.1f} MiB with them ({(loaded - base) / 10_100:.2f} KiB per connection); "
-          f"a fresh client's request: median {statistics.median(waits):.2f} ms, max {max(waits):.2f} ms")
+          f"a fresh client's request: median {statistics.median(waits):.2f} ms, max {max(waits):.2f} ms "
+          f"({evicted:.0f} idle connections closed to make room)")
     for s in idle_conns + silent:
         s.close()
     w.stop()
@@ -337,7 +364,8 @@ def main():
     if not os.path.exists(WICKET):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
-    runs = {"idle": idle, "rolling": rolling, "sigkill": sigkill, "flaky": flaky}
+    runs = {"idle": idle, "rolling": rolling, "sigkill": sigkill, "flaky": flaky,
+            "shutdown": shutdown}
     for name, run in runs.items():
         if which in (name, "all"):
             with tempfile.TemporaryDirectory() as work:
