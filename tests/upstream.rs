@@ -259,10 +259,8 @@ async fn upgrading_pod() -> SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn websocket_upgrades_pass_through_both_ways() {
-    let addr = upgrading_pod().await;
-    let w = one_pod_world(addr, Config::local()).await;
+/// Opens a WebSocket through wicket: the stream and the response head (lowercase).
+async fn websocket_handshake(w: &Wicket) -> (tokio::net::TcpStream, String) {
     let mut stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
     stream
         .write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
@@ -274,7 +272,17 @@ async fn websocket_upgrades_pass_through_both_ways() {
         stream.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    (
+        stream,
+        String::from_utf8(head).unwrap().to_ascii_lowercase(),
+    )
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_both_ways() {
+    let addr = upgrading_pod().await;
+    let w = one_pod_world(addr, Config::local()).await;
+    let (mut stream, head) = websocket_handshake(&w).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: websocket"), "{head}");
     for message in [&b"ping"[..], b"hello through the tunnel"] {
@@ -303,18 +311,7 @@ async fn a_websocket_opened_during_the_shutdown_delay_upgrades_and_is_cut_at_the
         (w.admin_get("/readyz").await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
-    let mut stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
-    stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    let (mut stream, head) = websocket_handshake(&w).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
     stream.write_all(b"ping").await.unwrap();

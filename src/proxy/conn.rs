@@ -343,7 +343,10 @@ impl Connections {
     }
 
     fn closed(&self, tracked: &Tracked, reason: &'static str) {
-        debug!(listener = tracked.listener, reason, "closing a client connection");
+        debug!(
+            listener = tracked.listener,
+            reason, "closing a client connection"
+        );
         if let Some(metrics) = &self.metrics {
             metrics.connection_closed(tracked.listener, reason);
         }
