@@ -164,7 +164,8 @@ pub struct ProxyArgs {
     #[arg(long, env = "WICKET_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub upstream_timeout: Duration,
     /// Longest pause in the middle of a pod's response body; after it the client's
-    /// connection is closed (the response is cut) and the endpoint counts a failure.
+    /// connection is closed (the response is cut) and the endpoint counts a failure. Also
+    /// the longest a WebSocket tunnel may stay silent both ways.
     #[arg(long, env = "WICKET_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub upstream_read_timeout: Duration,
     /// Longest a pod may leave a request body untaken (504 after it).

@@ -327,3 +327,26 @@ async fn a_websocket_opened_during_the_shutdown_delay_upgrades_and_is_cut_at_the
         "the tunnel is closed at the shutdown deadline"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_tunnel_is_closed_after_the_idle_timeout_but_not_while_it_talks() {
+    let addr = upgrading_pod().await;
+    let mut config = Config::local();
+    config.proxy.upstream.read_timeout = Duration::from_millis(400);
+    let w = one_pod_world(addr, config).await;
+    let (mut stream, head) = websocket_handshake(&w).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    // Talking every 100 ms for well over the idle timeout keeps it open.
+    for _ in 0..10 {
+        stream.write_all(b"ping").await.unwrap();
+        let mut echoed = [0u8; 4];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Silence closes it.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle tunnel is closed");
+    w.stop().await;
+}

@@ -351,12 +351,14 @@ pub enum Sending {
     Done,
 }
 
-fn epoch() -> Instant {
+/// The process's clock origin for times kept in atomics (milliseconds since it).
+pub(super) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn millis_now() -> u64 {
+/// Milliseconds since [`epoch`].
+pub(super) fn millis_now() -> u64 {
     u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -19,7 +19,6 @@ use http::uri::Authority;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tracing::{debug, warn};
 
 use super::balance::Balancer;
@@ -33,6 +32,7 @@ use super::limits;
 use super::observe::{self, Finish, Observer, Record};
 use super::route;
 use super::trust::TrustedProxies;
+use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
 use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
@@ -92,6 +92,8 @@ pub struct Proxy {
     client_body_timeout: Duration,
     allow_underscores: bool,
     trusted: Arc<TrustedProxies>,
+    /// A WebSocket tunnel in which nothing moves this long is closed.
+    tunnel_idle: Duration,
 }
 
 /// What the request path learnt for the access log and metrics.
@@ -144,6 +146,7 @@ impl Proxy {
             client_body_timeout: settings.client_body_timeout,
             allow_underscores: settings.allow_underscores_in_headers,
             trusted: settings.trusted_proxies.clone(),
+            tunnel_idle: settings.upstream.read_timeout,
         })
     }
 
@@ -368,27 +371,8 @@ impl Proxy {
                 ));
             }
             let upstream = hyper::upgrade::on(&mut response);
-            // The tunnel keeps its connection open and busy until either side ends it,
-            // or shutdown's deadline closes it.
             let active = conn.tracked().begin(false);
-            tokio::spawn(async move {
-                let closed = active.conn().closed();
-                let tunnel = async {
-                    match tokio::try_join!(downstream, upstream) {
-                        Ok((down, up)) => {
-                            let mut down = TokioIo::new(down);
-                            let mut up = TokioIo::new(up);
-                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-                        }
-                        Err(error) => debug!(%error, "protocol upgrade failed"),
-                    }
-                };
-                tokio::select! {
-                    () = tunnel => {}
-                    () = closed => {}
-                }
-                drop(active);
-            });
+            tokio::spawn(tunnel::run(downstream, upstream, active, self.tunnel_idle));
         }
         let (mut head, body) = response.into_parts();
         headers::prepare_response(&mut head.headers, switching);

@@ -23,6 +23,7 @@ pub mod route;
 pub mod serve;
 pub mod tls;
 pub mod trust;
+pub mod tunnel;
 
 pub use balance::Balancer;
 pub use body::ProxyBody;
