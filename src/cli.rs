@@ -221,6 +221,10 @@ pub struct ProxyArgs {
     /// An idle keep-alive connection (no request in flight) is closed after this time.
     #[arg(long, env = "WICKET_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = parse_timeout)]
     pub keepalive_timeout: Duration,
+    /// A client that takes nothing of its response for this long (a write to it stays
+    /// blocked) has its connection closed.
+    #[arg(long, env = "WICKET_CLIENT_SEND_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub client_send_timeout: Duration,
     /// On SIGTERM: report not-ready and keep serving this long, so load balancers stop
     /// sending new connections, before closing the listeners.
     #[arg(long, env = "WICKET_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
@@ -263,6 +267,7 @@ impl ProxyArgs {
         ClientTimeouts {
             header: self.client_header_timeout,
             keepalive: self.keepalive_timeout,
+            send: self.client_send_timeout,
         }
     }
 

@@ -289,7 +289,7 @@ impl Metrics {
         let connections_closed = Family::<ClosedLabels, Counter>::default();
         registry.register(
             "connections_closed",
-            "Client connections wicket closed, by listener and reason (header_timeout, keepalive_timeout, evicted, proxy_protocol)",
+            "Client connections wicket closed, by listener and reason (header_timeout, keepalive_timeout, send_timeout, evicted, proxy_protocol)",
             connections_closed.clone(),
         );
         let ejections = Family::<BackendLabel, Counter>::default();

@@ -429,6 +429,7 @@ fn edge_settings_reach_the_controller() {
     assert_eq!(p.max_request_body, Some(1024 * 1024));
     assert_eq!(defaults.proxy.client_header_timeout.as_secs(), 60);
     assert_eq!(defaults.proxy.keepalive_timeout.as_secs(), 75);
+    assert_eq!(defaults.proxy.client_send_timeout.as_secs(), 60);
     assert_eq!(defaults.proxy.max_connections, 16_384);
     assert_eq!(defaults.proxy.outliers().consecutive_failures, 5);
 

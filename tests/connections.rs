@@ -19,6 +19,7 @@ fn timeouts(header_ms: u64, keepalive_ms: u64) -> ClientTimeouts {
     ClientTimeouts {
         header: Duration::from_millis(header_ms),
         keepalive: Duration::from_millis(keepalive_ms),
+        ..ClientTimeouts::default()
     }
 }
 
@@ -397,5 +398,37 @@ async fn the_connection_limit_counts_http_and_https_together() {
     assert_eq!(h1.get("a.test", "/").await.status, StatusCode::OK);
     let (closed, _) = until_closed(&mut plain[0]).await;
     assert!(closed, "the longest-idle plain connection made room");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_cut_off_at_the_send_timeout() {
+    let size = 64 << 20;
+    let pod = RecordingPod::start(Behaviour::Large(size)).await;
+    let mut config = Config::local();
+    config.client_timeouts.send = Duration::from_millis(300);
+    let w = one_pod(&pod, config).await;
+    let mut reader = TcpStream::connect(w.http).await.unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing until well past the send timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (closed, got) = until_closed(&mut reader).await;
+    assert!(
+        closed,
+        "a client that does not read must not hold its connection"
+    );
+    assert!(got.len() < size, "the response cannot have been sent whole");
+    assert_eq!(
+        w.metric("wicket_connections_closed_total{listener=\"http\",reason=\"send_timeout\"}")
+            .await,
+        1.0
+    );
+    // A client that reads gets the whole of it.
+    pod.set(Behaviour::Large(1 << 20));
+    let reply = w.get("a.test", "/big").await;
+    assert_eq!(reply.body.len(), 1 << 20);
     w.stop().await;
 }

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -27,8 +28,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use futures::task::AtomicWaker;
 use http::HeaderValue;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -52,6 +56,8 @@ pub struct ClientTimeouts {
     pub header: Duration,
     /// From the end of a request to the next request head.
     pub keepalive: Duration,
+    /// How long a write to the client may stay blocked (a client that stops reading).
+    pub send: Duration,
 }
 
 impl Default for ClientTimeouts {
@@ -59,6 +65,7 @@ impl Default for ClientTimeouts {
         Self {
             header: Duration::from_secs(60),
             keepalive: Duration::from_secs(75),
+            send: Duration::from_secs(60),
         }
     }
 }
@@ -105,6 +112,101 @@ impl ConnInfo {
     }
 }
 
+/// A client's TCP stream: bytes already read from it (past a PROXY header) are served
+/// first, and a write the client leaves blocked is noted for the send timeout. Without a
+/// prefix and with the client reading, it is the stream itself, for a length check per
+/// read and a flag check per write.
+#[derive(Debug)]
+pub struct ClientIo {
+    prefix: Bytes,
+    inner: TcpStream,
+    tracked: Option<Arc<Tracked>>,
+    blocked: bool,
+}
+
+impl ClientIo {
+    pub fn new(inner: TcpStream) -> Self {
+        Self::with_prefix(inner, Bytes::new())
+    }
+
+    pub fn with_prefix(inner: TcpStream, prefix: Bytes) -> Self {
+        Self {
+            prefix,
+            inner,
+            tracked: None,
+            blocked: false,
+        }
+    }
+
+    /// Reports writes the client leaves blocked to its connection's registry.
+    pub fn watch(&mut self, tracked: Arc<Tracked>) {
+        self.tracked = Some(tracked);
+    }
+
+    fn wrote<T>(&mut self, polled: &Poll<io::Result<T>>) {
+        let blocked = polled.is_pending();
+        if blocked != self.blocked {
+            self.blocked = blocked;
+            if let Some(tracked) = &self.tracked {
+                tracked.write_blocked(blocked);
+            }
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Signals to a connection, as bits: each is acted on once.
 pub mod signal {
     /// HTTP/2 only: send GOAWAY, finish open streams, close (the shutdown delay).
@@ -130,6 +232,8 @@ pub struct Tracked {
     h2: AtomicBool,
     /// Chosen to close by a full listener (counted until it is gone).
     evicted: AtomicBool,
+    /// The tick (plus one) since which a write to the client has been blocked; 0: none is.
+    write_blocked: AtomicU32,
     signals: AtomicU8,
     waker: AtomicWaker,
 }
@@ -188,6 +292,28 @@ impl Tracked {
 
     pub fn is_h2(&self) -> bool {
         self.h2.load(Ordering::Relaxed)
+    }
+
+    /// A write to the client blocked (the client is not reading), or went through.
+    fn write_blocked(&self, blocked: bool) {
+        let since = if blocked {
+            self.registry
+                .tick
+                .load(Ordering::Relaxed)
+                .wrapping_add(1)
+                .max(1)
+        } else {
+            0
+        };
+        self.write_blocked.store(since, Ordering::Relaxed);
+    }
+
+    /// Ticks a write to the client has been blocked, if one is.
+    fn blocked_ticks(&self, now: u32) -> Option<u32> {
+        match self.write_blocked.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(now.wrapping_sub(since.wrapping_sub(1))),
+        }
     }
 
     fn end(&self) {
@@ -364,6 +490,7 @@ impl Connections {
             served: AtomicBool::new(false),
             h2: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            write_blocked: AtomicU32::new(0),
             signals: AtomicU8::new(0),
             waker: AtomicWaker::new(),
         });
@@ -460,7 +587,21 @@ impl Connections {
         let now = self.tick.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let header = self.ticks(self.timeouts.header);
         let keepalive = self.ticks(self.timeouts.keepalive);
+        let send = self.ticks(self.timeouts.send);
         for tracked in self.live() {
+            if tracked.closing() {
+                continue;
+            }
+            // A client that stopped reading what it asked for pins the connection, its
+            // response and the pod's connection: closed after the send timeout.
+            if tracked
+                .blocked_ticks(now)
+                .is_some_and(|blocked| blocked >= send)
+            {
+                self.closed(&tracked, "send_timeout");
+                tracked.signal(signal::CLOSE);
+                continue;
+            }
             let Some(idle) = tracked.idle_ticks(now) else {
                 continue;
             };
@@ -558,6 +699,7 @@ mod tests {
         ClientTimeouts {
             header: Duration::from_millis(ms),
             keepalive: Duration::from_millis(ms),
+            send: Duration::from_millis(ms),
         }
     }
 

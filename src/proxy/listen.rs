@@ -14,8 +14,9 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::body::ProxyBody;
+use super::conn::ClientIo;
 use super::conn::{ConnInfo, Connections, Supervised};
-use super::proxy_protocol::{self, ClientIo, Proxied, ProxyProtocolError};
+use super::proxy_protocol::{self, Proxied, ProxyProtocolError};
 use super::serve::Server;
 use super::tls::Terminator;
 use super::trust::TrustedProxies;
@@ -142,7 +143,7 @@ pub async fn run<H, Fut>(
                 accept(stream, peer, local, settings.proxy_protocol),
                 |_, _, _| {},
             );
-            let (io, peer, local) = match start.await {
+            let (mut io, peer, local) = match start.await {
                 Some(Ok(accepted)) => accepted,
                 Some(Err(error)) => {
                     metrics.connection_closed(name, "proxy_protocol");
@@ -158,6 +159,7 @@ pub async fn run<H, Fut>(
                     return;
                 }
             };
+            io.watch(tracked.clone());
             let conn = Arc::new(
                 ConnInfo::new(peer, local, tls.is_some(), tracked.clone())
                     .with_trust(settings.trusted.contains(peer.ip())),

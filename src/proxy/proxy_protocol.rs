@@ -13,15 +13,15 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use ppp::v1;
 use ppp::v2;
 use ppp::{HeaderResult, PartialResult};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+use super::conn::ClientIo;
 
 /// The largest PROXY header accepted: a v2 header with the TLVs load balancers add (AWS's
 /// VPC endpoint id, TLS details) fits easily; anything larger is not a load balancer.
@@ -109,71 +109,6 @@ fn parse(input: &[u8]) -> Result<Option<(Proxied, usize)>, ProxyProtocolError> {
         }
         HeaderResult::V1(Err(error)) => Err(ProxyProtocolError::Missing(error.to_string())),
         HeaderResult::V2(Err(error)) => Err(ProxyProtocolError::Missing(error.to_string())),
-    }
-}
-
-/// A client's TCP stream, with bytes already read from it (past a PROXY header) served
-/// first. Without them it is the stream itself, for one length check per read.
-#[derive(Debug)]
-pub struct ClientIo {
-    prefix: Bytes,
-    inner: TcpStream,
-}
-
-impl ClientIo {
-    pub fn new(inner: TcpStream) -> Self {
-        Self::with_prefix(inner, Bytes::new())
-    }
-
-    fn with_prefix(inner: TcpStream, prefix: Bytes) -> Self {
-        Self { prefix, inner }
-    }
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

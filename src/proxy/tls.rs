@@ -17,7 +17,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 use tracing::info;
 
-use super::proxy_protocol::ClientIo;
+use super::conn::ClientIo;
 use crate::controller::publish::SharedSnapshot;
 
 /// A client has this long to complete the handshake.

@@ -19,6 +19,8 @@ pub enum Behaviour {
     Ok,
     /// `200 OK` after this many milliseconds.
     Slow(u64),
+    /// `200 OK` with a body of this many bytes.
+    Large(usize),
     /// This status, body `err`, keep-alive.
     Status(u16),
     /// Reads the request, then closes the connection without a byte (a crash, a reset).
@@ -191,6 +193,22 @@ async fn serve(
             Behaviour::Slow(ms) => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 OK
+            }
+            Behaviour::Large(size) => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'L'; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if stream.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                continue;
             }
             Behaviour::Status(status) => {
                 let text = format!(
