@@ -4,6 +4,7 @@
 
 mod backend;
 mod path_table;
+mod policy;
 mod problem;
 mod table;
 mod tls;
@@ -14,6 +15,10 @@ use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
+pub use policy::{
+    AnnotationOutcome, BodyLimit, IngressAnnotations, NextUpstream, Outcome, Policy, Redirect,
+    StatusSet,
+};
 pub use problem::{ObjectRef, Problem, Reason};
 pub use table::{
     DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
@@ -37,6 +42,8 @@ pub struct Snapshot {
     pub tls: TlsTable,
     pub problems: Vec<Problem>,
     pub ignored: Vec<Ignored>,
+    /// The annotations of our Ingresses and what became of each.
+    pub annotations: Vec<IngressAnnotations>,
 }
 
 impl Snapshot {
@@ -56,5 +63,6 @@ impl Snapshot {
             && self.tls == other.tls
             && self.problems == other.problems
             && self.ignored == other.ignored
+            && self.annotations == other.annotations
     }
 }

@@ -89,6 +89,9 @@ pub enum Reason {
     InvalidAnnotation,
     /// An ingress-nginx annotation wicket does not implement: it has no effect.
     UnsupportedAnnotation,
+    /// An annotation that guards access (allow list, auth) which wicket does not support
+    /// yet: the Ingress's routes answer 503 rather than serve without the guard.
+    AccessAnnotationUnsupported,
 }
 
 impl Reason {
@@ -118,6 +121,7 @@ impl Reason {
             Reason::TLSHostWithoutRule => "TLSHostWithoutRule",
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
+            Reason::AccessAnnotationUnsupported => "AccessAnnotationUnsupported",
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Serialize, Serializer};
 
 use super::backend::{Backend, UpstreamProtocol};
 use super::path_table::{normalize_prefix, PathKind, PathTable};
+use super::policy::Policy;
 use super::problem::ObjectRef;
 
 /// A rule's host.
@@ -130,6 +131,9 @@ pub struct Route {
     /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<UpstreamProtocol>,
+    /// What the Ingress's annotations ask of this route (none: the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Arc<Policy>>,
     #[serde(skip)]
     pub owner: Arc<Owner>,
 }
@@ -172,6 +176,9 @@ pub struct DefaultBackend {
     /// The Ingress's backend-protocol annotation, which wins over `appProtocol`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<UpstreamProtocol>,
+    /// What the Ingress's annotations ask of requests it answers (none: the defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Arc<Policy>>,
     #[serde(skip)]
     pub owner: Arc<Owner>,
 }
@@ -231,6 +238,17 @@ pub enum Lookup<'a> {
     },
     /// Nothing matched and there is no default backend: 404.
     NotFound { vhost: Option<&'a VirtualHost> },
+}
+
+impl<'a> Lookup<'a> {
+    /// The policy of whatever answers: the route's, or the default backend's Ingress's.
+    pub fn policy(&self) -> Option<&'a Arc<Policy>> {
+        match self {
+            Lookup::Route { route, .. } => route.policy.as_ref(),
+            Lookup::Default { backend, .. } => backend.policy.as_ref(),
+            Lookup::NotFound { .. } => None,
+        }
+    }
 }
 
 /// See [`RouteTable::host_candidates`].
@@ -475,6 +493,7 @@ mod tests {
             target: Target::Unavailable(Arc::from("test")),
             ssl_redirect: true,
             protocol: None,
+            policy: None,
             owner: Arc::new(Owner::new("default".into(), ingress.into(), "".into())),
         }
     }
@@ -551,6 +570,7 @@ mod tests {
             ingress: None,
             target: Target::Unavailable(Arc::from("test")),
             protocol: None,
+            policy: None,
             owner: Arc::new(Owner::new("".into(), "".into(), "".into())),
         })
         .unwrap();

@@ -202,6 +202,8 @@ pub struct ResponseBody {
     /// The pooled connection the response came on.
     pooled: Option<Sender>,
     idle: IdleTimer,
+    /// The longest pause in the body.
+    read_timeout: Duration,
     /// Whether reading it to the end counts as the endpoint's success (not after a
     /// 502/503/504 head, which already counted as a failure).
     healthy_head: bool,
@@ -215,6 +217,7 @@ impl ResponseBody {
         endpoint: Option<SocketAddr>,
         pooled: Option<Sender>,
         healthy_head: bool,
+        read_timeout: Duration,
     ) -> Self {
         Self {
             inner,
@@ -224,6 +227,7 @@ impl ResponseBody {
             endpoint,
             pooled,
             idle: IdleTimer::default(),
+            read_timeout,
             healthy_head,
         }
     }
@@ -300,7 +304,7 @@ impl Body for ResponseBody {
                 }
             }
             Poll::Pending => {
-                let timeout = this.upstream.read_timeout();
+                let timeout = this.read_timeout;
                 if this.idle.expired(cx, timeout) {
                     this.upstream.metrics().timeout(&this.backend.id);
                     this.failed(Failure::Timeout);

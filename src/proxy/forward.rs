@@ -48,10 +48,14 @@ use super::observe::Observer;
 use super::outlier::{is_gateway_failure, Failure};
 use super::pool::{Http1Pool, PoolError, Sender, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
 use crate::metrics::Metrics;
-use crate::model::{Backend, Destination, UpstreamProtocol};
+use crate::model::{Backend, Destination, NextUpstream, Policy, StatusSet, UpstreamProtocol};
 
-/// Endpoints tried for one request before giving up (at most two retries).
+/// Endpoints tried for one request before giving up (at most two retries), unless the
+/// route's `proxy-next-upstream-tries` says otherwise.
 pub const MAX_ATTEMPTS: usize = 3;
+/// The most endpoints one request is ever sent to (`proxy-next-upstream-tries: 0` means as
+/// many as there are, up to this).
+pub const MAX_TRIES: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct UpstreamSettings {
@@ -82,7 +86,6 @@ pub struct Upstream {
     pool: Http1Pool,
     balancer: Arc<Balancer>,
     observer: Arc<Observer>,
-    read_timeout: Duration,
 }
 
 impl Upstream {
@@ -92,10 +95,6 @@ impl Upstream {
 
     pub fn metrics(&self) -> &Metrics {
         self.observer.metrics()
-    }
-
-    pub fn read_timeout(&self) -> Duration {
-        self.read_timeout
     }
 
     pub fn give_back(&self, addr: SocketAddr, sender: Sender) {
@@ -177,28 +176,49 @@ impl Forwarder {
             https: builder(false).build(https_connector(false)),
             h2: builder(true).build(https_connector(true)),
             upstream: Arc::new(Upstream {
-                pool: Http1Pool::new(settings.connect_timeout),
+                pool: Http1Pool::default(),
                 balancer,
                 observer,
-                read_timeout: settings.read_timeout,
             }),
             settings: settings.clone(),
         })
     }
 
+    /// The timeouts of one request: the route's (annotations), else the flags'.
+    fn timeouts(&self, policy: Option<&Policy>) -> Timeouts {
+        let s = &self.settings;
+        let or = |p: Option<Duration>, d: Duration| p.unwrap_or(d);
+        match policy {
+            None => Timeouts {
+                connect: s.connect_timeout,
+                response: s.response_timeout,
+                send: s.send_timeout,
+                read: s.read_timeout,
+            },
+            Some(p) => Timeouts {
+                connect: or(p.connect_timeout, s.connect_timeout),
+                // proxy-read-timeout is nginx's time to wait for the pod, before the head
+                // and between body bytes alike.
+                response: or(p.read_timeout, s.response_timeout),
+                send: or(p.send_timeout, s.send_timeout),
+                read: or(p.read_timeout, s.read_timeout),
+            },
+        }
+    }
+
     /// Runs `fut` (sending a request, up to its response head) within the timeouts: from
-    /// the end of the request body (or from now, without one) `--upstream-timeout`; while
-    /// the body is on its way, the pod must take some of it every `--upstream-send-timeout`.
+    /// the end of the request body (or from now, without one) the response timeout; while
+    /// the body is on its way, the pod must take some of it every send timeout.
     async fn within<F: Future>(
         &self,
         mut fut: Pin<&mut F>,
         progress: Option<&Progress>,
+        t: &Timeouts,
     ) -> Result<F::Output, SendError> {
-        let s = &self.settings;
         let first = if progress.is_some() {
-            s.send_timeout.min(s.response_timeout)
+            t.send.min(t.response)
         } else {
-            s.response_timeout
+            t.response
         };
         let sleep = tokio::time::sleep(first);
         tokio::pin!(sleep);
@@ -214,10 +234,10 @@ impl Forwarder {
             let now = Instant::now();
             let (state, at) = progress.get();
             let deadline = match state {
-                Sending::Done => at + s.response_timeout,
+                Sending::Done => at + t.response,
                 // The client is slow, not the pod: the client body timeout decides.
-                Sending::WaitingForClient => now + s.send_timeout,
-                Sending::Sending => at + s.send_timeout,
+                Sending::WaitingForClient => now + t.send,
+                Sending::Sending => at + t.send,
             };
             if deadline <= now {
                 return Err(match state {
@@ -235,6 +255,7 @@ impl Forwarder {
         endpoint: Option<SocketAddr>,
         mut req: Request<UpstreamBody>,
         progress: Option<&Progress>,
+        t: &Timeouts,
     ) -> Result<(Response<Incoming>, Option<Sender>), SendError> {
         if let (UpstreamProtocol::Http1, Some(addr)) = (protocol, endpoint) {
             // The pod address is known: the lean pool, origin-form request target.
@@ -242,9 +263,9 @@ impl Forwarder {
             *req.uri_mut() = target.map_or_else(|| Uri::from_static("/"), Uri::from);
             // Pinned here and polled through a reference: the (large) send future is not
             // moved again into the timeout's state.
-            let sent = self.upstream.pool.send(addr, req);
+            let sent = self.upstream.pool.send(addr, req, t.connect);
             tokio::pin!(sent);
-            return match self.within(sent, progress).await? {
+            return match self.within(sent, progress, t).await? {
                 Ok(sent) => Ok(sent),
                 Err(PoolError::Connect { source, timed_out }) => Err(SendError::Connect {
                     error: source.into(),
@@ -260,7 +281,7 @@ impl Forwarder {
             UpstreamProtocol::H2 => self.h2.request(req),
         };
         tokio::pin!(response);
-        match self.within(response, progress).await? {
+        match self.within(response, progress, t).await? {
             Ok(response) => Ok((response, None)),
             Err(error) if error.is_connect() => {
                 let timed_out = is_timeout(&error);
@@ -278,9 +299,10 @@ impl Forwarder {
         self.upstream.pool.sweep();
     }
 
-    /// Sends the request to an endpoint of `backend`; on a connect failure (or, for an
-    /// idempotent request, a reset before any response), to another.
+    /// Sends the request to an endpoint of `backend`; when an attempt fails in a way the
+    /// route's retry rules (`policy`, else the defaults) allow, to another.
     /// `parts` must already be rewritten for the upstream (headers, version).
+    #[allow(clippy::too_many_arguments)]
     pub async fn forward(
         &self,
         backend: Arc<Backend>,
@@ -288,11 +310,14 @@ impl Forwarder {
         client_ip: IpAddr,
         mut parts: Parts,
         body: ClientBody,
+        policy: Option<&Policy>,
         upstream: &mut Option<Authority>,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let metrics = self.upstream.metrics();
         let balancer = &self.upstream.balancer;
         let outliers = balancer.outliers();
+        let timeouts = self.timeouts(policy);
+        let retry = Retry::new(policy.and_then(|p| p.next_upstream.as_ref()), &parts.method);
         let (scheme, version) = match protocol {
             UpstreamProtocol::Http1 => (Scheme::HTTP, Version::HTTP_11),
             UpstreamProtocol::H2c => (Scheme::HTTP, Version::HTTP_2),
@@ -305,15 +330,14 @@ impl Forwarder {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let idempotent = is_idempotent(&parts.method);
         // An empty body is rebuilt for free on a retry; a real one is handed back by the
         // client when it was dropped unread.
         let empty = body.is_end_stream();
         let mut body = Some(body);
-        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_TRIES];
         let mut attempts = 0;
         let possible = match &backend.destination {
-            Destination::Endpoints { usable, .. } => usable.len().min(MAX_ATTEMPTS),
+            Destination::Endpoints { usable, .. } => usable.len().min(retry.tries),
             Destination::ExternalName { .. } => 1,
         };
 
@@ -336,7 +360,8 @@ impl Forwarder {
                 tried[attempts - 1] = addr;
             }
             *upstream = Some(authority.clone());
-            let last = attempts >= possible;
+            // Whether another endpoint may still be tried.
+            let more = attempts < possible && retry.in_time();
 
             let mut uri = {
                 let mut target = http::uri::Parts::default();
@@ -347,10 +372,10 @@ impl Forwarder {
                     .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?
             };
             // Clone the request head only when another attempt could follow.
-            let mut head = if last {
-                std::mem::replace(&mut parts, empty_parts())
-            } else {
+            let mut head = if more {
                 parts.clone()
+            } else {
+                std::mem::replace(&mut parts, empty_parts())
             };
             std::mem::swap(&mut head.uri, &mut uri);
             let (upstream_body, reclaim, progress) = match (empty, body.take()) {
@@ -363,19 +388,24 @@ impl Forwarder {
                 _ => (UpstreamBody::empty(), None, None),
             };
 
-            let failure = match self
+            let sent = self
                 .send(
                     protocol,
                     endpoint,
                     Request::from_parts(head, upstream_body),
                     progress.as_deref(),
+                    &timeouts,
                 )
-                .await
-            {
+                .await;
+            // A request that reached the pod may be sent again only if the route allows it
+            // for this method, its body can be sent again, and the retry budget has room.
+            let again_after_sent = |body: &mut Option<ClientBody>, reclaim| {
+                more && retry.sent_again
+                    && (empty || reclaimed(reclaim, body))
+                    && balancer.try_retry(&backend)
+            };
+            match sent {
                 Ok((response, pooled)) => {
-                    // A gateway failure counts now; success only once the whole body came
-                    // (a pod that cuts its responses short fails them), or at once for an
-                    // upgrade, whose body is a tunnel.
                     let status = response.status();
                     let healthy = !is_gateway_failure(status.as_u16());
                     if let Some(addr) = endpoint {
@@ -385,6 +415,15 @@ impl Forwarder {
                             outliers.success(addr);
                         }
                     }
+                    if retry.statuses.contains(status.as_u16())
+                        && again_after_sent(&mut body, reclaim)
+                    {
+                        debug!(endpoint = %authority, status = status.as_u16(), attempt = attempts, "status retried on another endpoint");
+                        continue;
+                    }
+                    // A gateway failure counts now; success only once the whole body came
+                    // (a pod that cuts its responses short fails them), or at once for an
+                    // upgrade, whose body is a tunnel.
                     let (head, incoming) = response.into_parts();
                     let body = ResponseBody::new(
                         incoming,
@@ -393,6 +432,7 @@ impl Forwarder {
                         endpoint,
                         pooled,
                         healthy,
+                        timeouts.read,
                     );
                     return Ok(Response::from_parts(head, body));
                 }
@@ -402,6 +442,9 @@ impl Forwarder {
                     if let Some(addr) = endpoint {
                         outliers.failure(addr, &backend, Failure::Timeout);
                     }
+                    if retry.timeout && again_after_sent(&mut body, reclaim) {
+                        continue;
+                    }
                     return Err(ProxyError::Timeout {
                         endpoint: authority.to_string(),
                     });
@@ -410,42 +453,105 @@ impl Forwarder {
                     if let Some(addr) = endpoint {
                         outliers.failure(addr, &backend, Failure::Reset);
                     }
-                    // The pod may have acted on it: only an idempotent request goes again,
-                    // and only within the backend's retry budget.
-                    let replayable = empty || reclaimed(reclaim, &mut body);
-                    let retry =
-                        reset && idempotent && replayable && !last && balancer.try_retry(&backend);
-                    debug!(endpoint = %authority, %error, retry, attempt = attempts, "upstream request failed");
-                    if !retry {
-                        return Err(ProxyError::Upstream {
-                            endpoint: authority.to_string(),
-                            source: error,
-                        });
+                    // The pod may have acted on it: only a reset (no response at all) of a
+                    // request the route allows to be sent again goes to another endpoint.
+                    let again = reset && retry.error && again_after_sent(&mut body, reclaim);
+                    debug!(endpoint = %authority, %error, retry = again, attempt = attempts, "upstream request failed");
+                    if again {
+                        continue;
                     }
-                    continue;
-                }
-                Err(SendError::Connect { error, timed_out }) => (error, timed_out),
-            };
-            let (error, timed_out) = failure;
-            metrics.connect_error(&backend.id);
-            if let Some(addr) = endpoint {
-                outliers.failure(addr, &backend, Failure::Connect);
-            }
-            debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
-            let retry = !last && (empty || reclaimed(reclaim, &mut body));
-            if !retry {
-                return Err(if timed_out {
-                    ProxyError::Timeout {
-                        endpoint: authority.to_string(),
-                    }
-                } else {
-                    ProxyError::Connect {
+                    return Err(ProxyError::Upstream {
                         endpoint: authority.to_string(),
                         source: error,
+                    });
+                }
+                Err(SendError::Connect { error, timed_out }) => {
+                    metrics.connect_error(&backend.id);
+                    if let Some(addr) = endpoint {
+                        outliers.failure(addr, &backend, Failure::Connect);
                     }
-                });
+                    debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");
+                    // Nothing was sent: any method may go to another endpoint.
+                    let allowed = if timed_out {
+                        retry.timeout_connect
+                    } else {
+                        retry.error
+                    };
+                    if allowed && more && (empty || reclaimed(reclaim, &mut body)) {
+                        continue;
+                    }
+                    return Err(if timed_out {
+                        ProxyError::Timeout {
+                            endpoint: authority.to_string(),
+                        }
+                    } else {
+                        ProxyError::Connect {
+                            endpoint: authority.to_string(),
+                            source: error,
+                        }
+                    });
+                }
             }
         }
+    }
+}
+
+/// The timeouts of one request.
+struct Timeouts {
+    connect: Duration,
+    response: Duration,
+    send: Duration,
+    read: Duration,
+}
+
+/// Which failed attempts go to another endpoint: the route's `proxy-next-upstream`, else
+/// wicket's defaults (connection failures always; a reset before any response for an
+/// idempotent request; no statuses, no response timeouts).
+struct Retry {
+    /// Connection refused or reset before a response.
+    error: bool,
+    /// A connect timeout.
+    timeout_connect: bool,
+    /// A response (or send) timeout of a request that reached the pod.
+    timeout: bool,
+    statuses: StatusSet,
+    /// Whether this request may be sent again once it reached a pod (its method).
+    sent_again: bool,
+    /// Attempts in all.
+    tries: usize,
+    /// Retrying stops at this time.
+    until: Option<Instant>,
+}
+
+impl Retry {
+    fn new(next: Option<&NextUpstream>, method: &Method) -> Self {
+        match next {
+            None => Self {
+                error: true,
+                timeout_connect: true,
+                timeout: false,
+                statuses: StatusSet::default(),
+                sent_again: is_idempotent(method),
+                tries: MAX_ATTEMPTS,
+                until: None,
+            },
+            Some(n) => Self {
+                error: n.error,
+                timeout_connect: n.timeout,
+                timeout: n.timeout,
+                statuses: n.statuses,
+                sent_again: n.non_idempotent || is_idempotent(method),
+                tries: match n.tries {
+                    0 => MAX_TRIES,
+                    t => (t as usize).min(MAX_TRIES),
+                },
+                until: n.within.map(|w| Instant::now() + w),
+            },
+        }
+    }
+
+    fn in_time(&self) -> bool {
+        self.until.is_none_or(|until| Instant::now() < until)
     }
 }
 

@@ -11,12 +11,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{
-    HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, SERVER, STRICT_TRANSPORT_SECURITY,
-    TE,
-};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, STRICT_TRANSPORT_SECURITY, TE};
 use http::uri::Authority;
-use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
@@ -30,12 +27,13 @@ use super::forward::{Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_REQUEST_ID};
 use super::limits;
 use super::observe::{self, Finish, Observer, Record};
+use super::redirect;
 use super::route;
 use super::trust::TrustedProxies;
 use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
-use crate::model::{Backend, Lookup, Target, UpstreamProtocol};
+use crate::model::{Backend, Lookup, Policy, Target, UpstreamProtocol};
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
 /// never redirected, as in ingress-nginx.
@@ -102,6 +100,8 @@ struct Trace {
     route: RouteLabels,
     upstream: Option<Authority>,
     request_id: Option<HeaderValue>,
+    /// The route asked for no access-log line (`enable-access-log: "false"`).
+    unlogged: bool,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -110,6 +110,10 @@ enum Decision {
         backend: Arc<Backend>,
         protocol: UpstreamProtocol,
         hsts: Option<HeaderValue>,
+        /// The route's policy (annotations), if it has one.
+        policy: Option<Arc<Policy>>,
+        /// The largest request body the route accepts (None: no limit).
+        body_limit: Option<u64>,
     },
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
@@ -193,7 +197,7 @@ impl Proxy {
                 error.into_response()
             }
         };
-        let request = request.map(|mut r| {
+        let request = request.filter(|_| !trace.unlogged).map(|mut r| {
             r.upstream = trace.upstream;
             r.request_id = trace.request_id;
             r
@@ -211,9 +215,10 @@ impl Proxy {
         response
     }
 
-    /// Looks the request up in the current snapshot: a route (with what it needs from the
-    /// snapshot), a redirect to HTTPS, or an error.
-    fn route<B>(
+    /// Looks the request up in the current snapshot and runs the phases before forwarding,
+    /// in ingress-nginx's order (INGRESS-NGINX.md §A6): the body limit (413), the
+    /// Ingress's own redirect, the redirect to HTTPS; then the route's backend, or an error.
+    fn route<B: http_body::Body>(
         &self,
         conn: &ConnInfo,
         req: &Request<B>,
@@ -227,6 +232,20 @@ impl Proxy {
         let path = req.uri().path();
         route::check_path(path)?;
         let lookup = snapshot.table.lookup(&host, path);
+        let policy = lookup.policy();
+        trace.unlogged = policy.is_some_and(|p| p.no_access_log);
+        let body_limit = match policy.and_then(|p| p.body_limit) {
+            Some(limit) => limit.bytes(),
+            None => self.max_request_body,
+        };
+        if !matches!(lookup, Lookup::NotFound { .. }) {
+            limits::check_declared_body(req.body(), body_limit)?;
+        }
+        if let Some(r) = policy.and_then(|p| p.redirect.as_ref()) {
+            return Ok(Decision::Respond(Box::new(redirect::configured(
+                r, &host, conn.tls,
+            ))));
+        }
         // The TLS host matters only for the redirect (plain HTTP) and for HSTS (HTTPS).
         let wants_tls_host = if conn.tls {
             self.hsts.is_some()
@@ -234,18 +253,20 @@ impl Proxy {
             self.ssl_redirect
         };
         let tls_host = wants_tls_host.then(|| snapshot.tls.host(&host)).flatten();
-        if let (Some(tls_host), false) = (tls_host, conn.tls) {
+        if !conn.tls && !path.starts_with(ACME_CHALLENGE_PREFIX) {
             // The matched route's Ingress decides; without a route, the Ingress that lists
-            // the TLS host does.
-            let allowed = match &lookup {
-                Lookup::Route { route, .. } => route.ssl_redirect,
-                _ => tls_host.redirect,
-            };
-            if allowed && !path.starts_with(ACME_CHALLENGE_PREFIX) {
-                return Ok(Decision::Respond(Box::new(redirect(
+            // the TLS host does. force-ssl-redirect needs no TLS host at all.
+            let to_https = policy.is_some_and(|p| p.force_ssl_redirect)
+                || tls_host.is_some_and(|tls_host| match &lookup {
+                    Lookup::Route { route, .. } => route.ssl_redirect,
+                    _ => tls_host.redirect,
+                });
+            if to_https {
+                return Ok(Decision::Respond(Box::new(redirect::https(
                     &host,
                     req.uri(),
                     self.https_redirect_port,
+                    policy.is_some_and(|p| p.preserve_trailing_slash),
                 ))));
             }
         }
@@ -268,6 +289,8 @@ impl Proxy {
             } else {
                 None
             },
+            policy: policy.cloned(),
+            body_limit,
         })
     }
 
@@ -284,15 +307,16 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let (backend, protocol, hsts) = match self.route(&conn, &req, trace)? {
+        let (backend, protocol, hsts, policy, body_limit) = match self.route(&conn, &req, trace)? {
             Decision::Forward {
                 backend,
                 protocol,
                 hsts,
-            } => (backend, protocol, hsts),
+                policy,
+                body_limit,
+            } => (backend, protocol, hsts, policy, body_limit),
             Decision::Respond(response) => return Ok(*response),
         };
-        limits::check_declared_body(req.body(), self.max_request_body)?;
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
         let upgrade = req.version() == Version::HTTP_11
@@ -324,6 +348,9 @@ impl Proxy {
         if let Some(authority) = parts.uri.authority() {
             headers::set_host(&mut parts.headers, authority.as_str());
         }
+        if let Some(vhost) = policy.as_ref().and_then(|p| p.upstream_vhost.clone()) {
+            parts.headers.insert(HOST, vhost);
+        }
         if scan.content_length {
             headers::canonical_content_length(&mut parts.headers, body.size_hint().exact());
         }
@@ -352,10 +379,18 @@ impl Proxy {
         parts.extensions = Extensions::new();
         trace.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
 
-        let body = ClientBody::new(body, self.max_request_body, self.client_body_timeout);
+        let body = ClientBody::new(body, body_limit, self.client_body_timeout);
         let mut response = self
             .forwarder
-            .forward(backend, protocol, client, parts, body, &mut trace.upstream)
+            .forward(
+                backend,
+                protocol,
+                client,
+                parts,
+                body,
+                policy.as_deref(),
+                &mut trace.upstream,
+            )
             .await?;
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -391,26 +426,4 @@ fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None => req.headers().get(HOST).cloned(),
     }
-}
-
-/// 308 to the same host, path and query over HTTPS.
-fn redirect(host: &str, uri: &Uri, port: u16) -> Response<ProxyBody> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let location = if port == 443 {
-        format!("https://{host}{path}")
-    } else {
-        format!("https://{host}:{port}{path}")
-    };
-    let mut response = Response::new(ProxyBody::full("308 permanent redirect to HTTPS\n"));
-    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::try_from(location) {
-        headers.insert(LOCATION, location);
-    }
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(SERVER, HeaderValue::from_static("wicket"));
-    response
 }

@@ -19,6 +19,7 @@ pub mod observe;
 pub mod outlier;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod redirect;
 pub mod route;
 pub mod serve;
 pub mod tls;

@@ -44,9 +44,9 @@ struct Idle {
     since: Instant,
 }
 
+#[derive(Default)]
 pub struct Http1Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
-    connect_timeout: Duration,
 }
 
 /// How sending failed.
@@ -65,13 +65,6 @@ pub enum PoolError {
 }
 
 impl Http1Pool {
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self {
-            idle: Mutex::new(HashMap::default()),
-            connect_timeout,
-        }
-    }
-
     /// Sends `req` (origin-form URI, headers final) to `addr` over a pooled connection,
     /// or a new one. The connection comes back with the response, to be given back with
     /// [`Http1Pool::give_back`] once the body has been read (not after a 101: an upgraded
@@ -80,11 +73,12 @@ impl Http1Pool {
         &self,
         addr: SocketAddr,
         mut req: Request<UpstreamBody>,
+        connect_timeout: Duration,
     ) -> Result<(Response<Incoming>, Option<Sender>), PoolError> {
         loop {
             let (mut sender, fresh) = match self.checkout(addr) {
                 Some(sender) => (sender, false),
-                None => (self.connect(addr).await?, true),
+                None => (connect(addr, connect_timeout).await?, true),
             };
             if let Err(e) = sender.ready().await {
                 if fresh {
@@ -149,39 +143,40 @@ impl Http1Pool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         idle.get(&addr).map_or(0, Vec::len)
     }
+}
 
-    async fn connect(&self, addr: SocketAddr) -> Result<Sender, PoolError> {
-        let io_error = |source: std::io::Error| PoolError::Connect {
-            timed_out: source.kind() == std::io::ErrorKind::TimedOut,
-            source,
-        };
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(io_error)?;
-        socket.set_nodelay(true).map_err(io_error)?;
-        socket2::SockRef::from(&socket)
-            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
-            .map_err(io_error)?;
-        let stream = match tokio::time::timeout(self.connect_timeout, socket.connect(addr)).await {
-            Ok(stream) => stream.map_err(io_error)?,
-            Err(_) => {
-                return Err(io_error(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no connection within {:?}", self.connect_timeout),
-                )))
-            }
-        };
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                debug!(%addr, %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+/// A new connection to `addr`, within `connect_timeout`.
+async fn connect(addr: SocketAddr, connect_timeout: Duration) -> Result<Sender, PoolError> {
+    let io_error = |source: std::io::Error| PoolError::Connect {
+        timed_out: source.kind() == std::io::ErrorKind::TimedOut,
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
     }
+    .map_err(io_error)?;
+    socket.set_nodelay(true).map_err(io_error)?;
+    socket2::SockRef::from(&socket)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE))
+        .map_err(io_error)?;
+    let stream = match tokio::time::timeout(connect_timeout, socket.connect(addr)).await {
+        Ok(stream) => stream.map_err(io_error)?,
+        Err(_) => {
+            return Err(io_error(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", connect_timeout),
+            )))
+        }
+    };
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            debug!(%addr, %error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }

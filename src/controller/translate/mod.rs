@@ -7,7 +7,7 @@
 //! Precedence is decided here by the order routes are added: Ingresses oldest first
 //! (`creationTimestamp`, then namespace/name), so the older claimant of a host + path wins.
 
-mod annotations;
+pub mod annotations;
 mod service;
 mod tls;
 pub mod validate;
@@ -23,8 +23,9 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    DefaultBackend, HostMatch, Ignored, ObjectRef, Owner, PathType, PortRef, Problem, Reason,
-    Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
+    DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef, Owner, PathType, PortRef,
+    Problem, Reason, Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost,
+    TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -39,6 +40,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         secrets: tls::SecretChecker::new(index),
         table: RouteTableBuilder::new(),
         tls: TlsTableBuilder::new(),
+        annotations: Vec::new(),
     };
 
     let classes = Classes::new(index, settings);
@@ -68,8 +70,10 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         services,
         table,
         tls,
+        mut annotations,
         ..
     } = t;
+    annotations.sort();
     problems.extend(services.into_problems());
     problems.extend(index.source_problems.iter().cloned());
     ignored.sort();
@@ -80,6 +84,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         tls: tls.build(),
         problems: problems.into_iter().collect(),
         ignored,
+        annotations,
     }
 }
 
@@ -118,6 +123,7 @@ struct Translator<'a> {
     secrets: tls::SecretChecker<'a>,
     table: RouteTableBuilder,
     tls: TlsTableBuilder,
+    annotations: Vec<IngressAnnotations>,
 }
 
 impl<'a> Translator<'a> {
@@ -136,6 +142,14 @@ impl<'a> Translator<'a> {
         let mut annotation_problems = Vec::new();
         let options = annotations::read(ingress, &source, &mut annotation_problems);
         self.problems.extend(annotation_problems);
+        if let Some(report) = options.report.clone() {
+            self.annotations.push(report);
+        }
+        if options.canary {
+            // Never served alone, and never in place of the main Ingress (the canary
+            // annotation's Problem says so).
+            return;
+        }
         let rules = spec.rules.as_deref().unwrap_or(&[]);
         if rules.is_empty() && spec.default_backend.is_none() {
             self.problem(
@@ -155,13 +169,19 @@ impl<'a> Translator<'a> {
                 service_of(target),
             ))
         };
+        // An Ingress whose annotations cannot be honoured safely answers 503 on all it routes.
+        let blocked = |target: Target| match &options.blocked {
+            Some(why) => Target::Unavailable(Arc::from(why.as_str())),
+            None => target,
+        };
         if let Some(backend) = &spec.default_backend {
-            let target = self.target(namespace, backend, &source, "spec.defaultBackend");
+            let target = blocked(self.target(namespace, backend, &source, "spec.defaultBackend"));
             let candidate = DefaultBackend {
                 ingress: Some(source.clone()),
                 owner: owner(&target),
                 target,
                 protocol: options.protocol,
+                policy: options.policy.clone(),
             };
             if let Err(existing) = self.table.set_default_backend(candidate) {
                 let owner = existing
@@ -224,7 +244,7 @@ impl<'a> Translator<'a> {
                         continue;
                     }
                 };
-                let target = self.target(namespace, &path.backend, &source, &field);
+                let target = blocked(self.target(namespace, &path.backend, &source, &field));
                 let route = Route {
                     path: path_value,
                     path_type,
@@ -233,6 +253,7 @@ impl<'a> Translator<'a> {
                     target,
                     ssl_redirect: options.ssl_redirect,
                     protocol: options.protocol,
+                    policy: options.policy.clone(),
                 };
                 let message = match self.table.add(host.clone(), route) {
                     Ok(()) => None,
@@ -496,6 +517,7 @@ impl<'a> Translator<'a> {
             )),
             target,
             protocol: None,
+            policy: None,
         });
     }
 }

@@ -1,0 +1,505 @@
+//! The Ingress annotations wicket reads, parsed into typed values; nothing in an
+//! annotation ever becomes configuration text.
+//!
+//! Each setting has an ingress-nginx name (`nginx.ingress.kubernetes.io/<name>`) and a
+//! `wicket.dev/<name>` one; the `wicket.dev/` one wins when both are set. Every annotation of
+//! either prefix ends with one outcome ([`Outcome`]), listed per Ingress in `/debug/routes`
+//! and `wicket check`; what is not honoured as asked is also a Problem. Values follow
+//! ingress-nginx's rules (INGRESS-NGINX.md §A1–A2): an invalid tuning value is ignored and
+//! the default used; a value that would change where a request goes (a redirect) makes the
+//! Ingress's routes answer 503 rather than quietly do something else; an access guard wicket
+//! does not support yet blocks the routes (fail closed).
+
+mod table;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use k8s_openapi::api::networking::v1::Ingress;
+
+pub use table::{support, Support, ANNOTATIONS};
+
+use crate::model::{
+    AnnotationOutcome, BodyLimit, IngressAnnotations, NextUpstream, ObjectRef, Outcome, Policy,
+    Problem, Reason, Redirect, UpstreamProtocol,
+};
+
+pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
+pub const WICKET_PREFIX: &str = "wicket.dev/";
+
+/// What an Ingress's annotations ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Plain-HTTP requests to its TLS hosts are redirected (default: yes).
+    pub ssl_redirect: bool,
+    /// The upstream protocol for all its backends, winning over `appProtocol`.
+    pub protocol: Option<UpstreamProtocol>,
+    /// The policy of its routes (None: nothing beyond the defaults).
+    pub policy: Option<Arc<Policy>>,
+    /// Why its routes answer 503 instead of being served (an access guard wicket does not
+    /// support yet, a redirect it cannot make).
+    pub blocked: Option<String>,
+    /// A canary Ingress (`canary: "true"`): not served until canaries are supported, so it
+    /// never takes the main Ingress's traffic.
+    pub canary: bool,
+    /// Its annotations and their outcomes (None: it has none of ours).
+    pub report: Option<IngressAnnotations>,
+}
+
+pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) -> Options {
+    let empty = BTreeMap::new();
+    let map = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut r = Reader {
+        map,
+        source,
+        outcomes: BTreeMap::new(),
+        problems,
+        blocked: None,
+    };
+    let mut policy = Policy::default();
+    let ssl_redirect = r.bool("ssl-redirect").unwrap_or(true);
+    let protocol = backend_protocol(&mut r);
+    limits(&mut r, &mut policy);
+    next_upstream(&mut r, &mut policy);
+    redirects(&mut r, &mut policy);
+    upstream(&mut r, &mut policy);
+    if let Some(false) = r.bool("enable-access-log") {
+        policy.no_access_log = true;
+    }
+    let canary = r.peek_bool("canary");
+    let report = r.finish();
+    Options {
+        ssl_redirect,
+        protocol,
+        policy: (!policy.is_default()).then(|| Arc::new(policy)),
+        blocked: report.1,
+        canary,
+        report: report.0,
+    }
+}
+
+/// One annotation value, with the name it was found under.
+struct Value<'a> {
+    full: &'a str,
+    value: &'a str,
+}
+
+struct Reader<'a> {
+    map: &'a BTreeMap<String, String>,
+    source: &'a ObjectRef,
+    outcomes: BTreeMap<String, AnnotationOutcome>,
+    problems: &'a mut Vec<Problem>,
+    blocked: Option<String>,
+}
+
+impl<'a> Reader<'a> {
+    /// The value of `name`: `wicket.dev/<name>` if set, else the ingress-nginx one. A
+    /// whitespace-only value counts as not set (ingress-nginx). Marks both names as read.
+    fn get(&mut self, name: &'static str) -> Option<Value<'a>> {
+        let wicket = format!("{WICKET_PREFIX}{name}");
+        let nginx = format!("{NGINX_PREFIX}{name}");
+        let found = |full: &str| {
+            self.map
+                .get_key_value(full)
+                .map(|(k, v)| (k.as_str(), v.trim()))
+                .filter(|(_, v)| !v.is_empty())
+        };
+        let chosen = found(&wicket).or_else(|| found(&nginx));
+        let (full, value) = chosen?;
+        if full == wicket && self.map.contains_key(&nginx) {
+            self.record(
+                &nginx,
+                Outcome::NoEffectNeeded,
+                format!("{wicket} is set and wins"),
+            );
+        }
+        // Honoured unless a parser says otherwise.
+        let (outcome, note) = match support(name) {
+            Some(Support::Differs(why)) => (Outcome::Differs, why.to_owned()),
+            _ => (Outcome::Honoured, String::new()),
+        };
+        self.record(full, outcome, note);
+        Some(Value { full, value })
+    }
+
+    fn record(&mut self, full: &str, outcome: Outcome, note: String) {
+        self.outcomes.insert(
+            full.to_owned(),
+            AnnotationOutcome {
+                name: full.to_owned(),
+                outcome,
+                note,
+            },
+        );
+    }
+
+    /// `v` cannot be used: `instead` says what happens.
+    fn invalid(&mut self, v: &Value<'_>, why: &str, instead: &str) {
+        let note = format!("{:?} {why}; {instead}", v.value);
+        self.problems.push(Problem::new(
+            self.source.clone(),
+            Reason::InvalidAnnotation,
+            format!("{}: {note}", v.full),
+        ));
+        self.record(v.full, Outcome::Invalid, note);
+    }
+
+    /// Every route of the Ingress answers 503, for this reason.
+    fn block(&mut self, why: String) {
+        if self.blocked.is_none() {
+            self.blocked = Some(why);
+        }
+    }
+
+    /// A boolean, as Go's `strconv.ParseBool` reads it (ingress-nginx); invalid: None.
+    fn bool(&mut self, name: &'static str) -> Option<bool> {
+        let v = self.get(name)?;
+        match parse_bool(v.value) {
+            Some(b) => Some(b),
+            None => {
+                self.invalid(&v, "is not true or false", "the default is used");
+                None
+            }
+        }
+    }
+
+    /// Whether a boolean annotation is true, without marking it read (its outcome comes
+    /// from the table).
+    fn peek_bool(&self, name: &str) -> bool {
+        [WICKET_PREFIX, NGINX_PREFIX].iter().any(|prefix| {
+            self.map
+                .get(&format!("{prefix}{name}"))
+                .and_then(|v| parse_bool(v.trim()))
+                .unwrap_or(false)
+        })
+    }
+
+    /// Whole seconds, as ingress-nginx's timeouts are written (`"120"`); invalid: None.
+    fn seconds(&mut self, name: &'static str) -> Option<Duration> {
+        let v = self.get(name)?;
+        match v.value.parse::<u64>() {
+            Ok(s) if s > 0 => Some(Duration::from_secs(s)),
+            _ => {
+                self.invalid(&v, "is not a number of seconds", "the default is used");
+                None
+            }
+        }
+    }
+
+    /// Every annotation of ours not read by a parser gets the table's outcome; returns the
+    /// report and why the routes are blocked, if they are.
+    fn finish(mut self) -> (Option<IngressAnnotations>, Option<String>) {
+        let map = self.map;
+        for full in map.keys() {
+            if self.outcomes.contains_key(full) {
+                continue;
+            }
+            let (name, wicket) = match (
+                full.strip_prefix(NGINX_PREFIX),
+                full.strip_prefix(WICKET_PREFIX),
+            ) {
+                (Some(name), _) => (name, false),
+                (_, Some(name)) => (name, true),
+                _ => continue,
+            };
+            let Some(how) = support(name) else {
+                let (outcome, reason, note) = if wicket {
+                    (
+                        Outcome::Invalid,
+                        Reason::InvalidAnnotation,
+                        "is not a wicket.dev annotation (a typo?); it has no effect".to_owned(),
+                    )
+                } else {
+                    (
+                        Outcome::Unsupported,
+                        Reason::UnsupportedAnnotation,
+                        "is not an ingress-nginx annotation wicket knows; it has no effect"
+                            .to_owned(),
+                    )
+                };
+                self.problems.push(Problem::new(
+                    self.source.clone(),
+                    reason,
+                    format!("{full} {note}"),
+                ));
+                self.record(full, outcome, note);
+                continue;
+            };
+            let note = table::explain(how);
+            let (outcome, reason) = match how {
+                Support::Honoured | Support::Differs(_) => {
+                    // A companion value its parser did not need (a redirect code without
+                    // the redirect): nothing to do.
+                    self.record(
+                        full,
+                        Outcome::NoEffectNeeded,
+                        "not used without the setting it qualifies".into(),
+                    );
+                    continue;
+                }
+                Support::NoEffectNeeded(_) => {
+                    self.record(full, Outcome::NoEffectNeeded, note);
+                    continue;
+                }
+                Support::Unsupported(_) => (Outcome::Unsupported, Reason::UnsupportedAnnotation),
+                Support::Refused => (Outcome::Refused, Reason::UnsupportedAnnotation),
+                Support::Blocked => {
+                    self.block(format!("{full} is not supported yet; this route answers 503 rather than serve without it"));
+                    (Outcome::Blocked, Reason::AccessAnnotationUnsupported)
+                }
+            };
+            self.problems.push(Problem::new(
+                self.source.clone(),
+                reason,
+                format!("{full}: {note}"),
+            ));
+            self.record(full, outcome, note);
+        }
+        let report = (!self.outcomes.is_empty()).then(|| IngressAnnotations {
+            ingress: self.source.clone(),
+            annotations: self.outcomes.into_values().collect(),
+        });
+        (report, self.blocked)
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn backend_protocol(r: &mut Reader<'_>) -> Option<UpstreamProtocol> {
+    let v = r.get("backend-protocol")?;
+    match v.value.to_ascii_uppercase().as_str() {
+        "HTTP" => Some(UpstreamProtocol::Http1),
+        "HTTPS" => Some(UpstreamProtocol::Https),
+        "GRPC" => Some(UpstreamProtocol::H2c),
+        "GRPCS" => Some(UpstreamProtocol::H2),
+        _ => {
+            r.invalid(
+                &v,
+                "is not supported (HTTP, HTTPS, GRPC or GRPCS)",
+                "the Service's appProtocol is used",
+            );
+            None
+        }
+    }
+}
+
+/// A size as nginx writes it: `8`, `8k`, `8m`, `8g` (case-insensitive).
+pub fn parse_size(v: &str) -> Option<u64> {
+    let (digits, factor) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(factor)
+}
+
+/// `proxy-body-size`, `proxy-connect-timeout`, `proxy-read-timeout`, `proxy-send-timeout`.
+fn limits(r: &mut Reader<'_>, policy: &mut Policy) {
+    if let Some(v) = r.get("proxy-body-size") {
+        match parse_size(v.value) {
+            Some(0) => policy.body_limit = Some(BodyLimit::Unlimited),
+            Some(n) => policy.body_limit = Some(BodyLimit::Bytes(n)),
+            None => r.invalid(
+                &v,
+                "is not a size (like 8m, 512k or 1048576)",
+                "--max-request-body applies",
+            ),
+        }
+    }
+    policy.connect_timeout = r.seconds("proxy-connect-timeout");
+    policy.read_timeout = r.seconds("proxy-read-timeout");
+    policy.send_timeout = r.seconds("proxy-send-timeout");
+}
+
+/// `proxy-next-upstream` (+ `-tries`, `-timeout`).
+fn next_upstream(r: &mut Reader<'_>, policy: &mut Policy) {
+    let mut next = NextUpstream::default();
+    let mut set = false;
+    if let Some(v) = r.get("proxy-next-upstream") {
+        match parse_next_upstream(v.value) {
+            Some(parsed) => {
+                next = NextUpstream {
+                    tries: next.tries,
+                    within: next.within,
+                    ..parsed
+                };
+                set = true;
+            }
+            None => r.invalid(
+                &v,
+                "is not a list of error, timeout, invalid_header, http_500, http_502, http_503, http_504, http_403, http_404, http_429, non_idempotent or off",
+                "the default (error timeout) applies",
+            ),
+        }
+    }
+    if let Some(v) = r.get("proxy-next-upstream-tries") {
+        match v.value.parse::<u32>() {
+            Ok(tries) => {
+                next.tries = tries;
+                set = true;
+            }
+            Err(_) => r.invalid(&v, "is not a number", "3 tries apply"),
+        }
+    }
+    if let Some(v) = r.get("proxy-next-upstream-timeout") {
+        match v.value.parse::<u64>() {
+            Ok(0) => set = true,
+            Ok(s) => {
+                next.within = Some(Duration::from_secs(s));
+                set = true;
+            }
+            Err(_) => r.invalid(&v, "is not a number of seconds", "retries are not timed"),
+        }
+    }
+    if set {
+        policy.next_upstream = Some(next);
+    }
+}
+
+/// `error timeout http_503 ...`; `off` alone turns retries off. None when a token is
+/// unknown.
+fn parse_next_upstream(v: &str) -> Option<NextUpstream> {
+    let mut next = NextUpstream {
+        error: false,
+        timeout: false,
+        ..NextUpstream::default()
+    };
+    for token in v.split_ascii_whitespace() {
+        match token {
+            // No condition at all: nothing is ever sent to another endpoint.
+            "off" => {
+                return Some(NextUpstream {
+                    error: false,
+                    timeout: false,
+                    ..NextUpstream::default()
+                })
+            }
+            // A response wicket cannot read is a failed connection as far as retrying goes.
+            "error" | "invalid_header" => next.error = true,
+            "timeout" => next.timeout = true,
+            "non_idempotent" => next.non_idempotent = true,
+            status => {
+                let code: u16 = status.strip_prefix("http_")?.parse().ok()?;
+                if !next.statuses.insert(code) {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(next)
+}
+
+/// The characters ingress-nginx accepts in a redirect URL (§C1): anything else, `$` above
+/// all, is refused.
+fn redirect_chars_ok(v: &str) -> bool {
+    v.bytes().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'/' | b':' | b',' | b'?' | b'&' | b'='
+            )
+    })
+}
+
+/// `permanent-redirect`, `temporal-redirect` (+ codes), `force-ssl-redirect`,
+/// `preserve-trailing-slash`.
+fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
+    let permanent_code = redirect_code(r, "permanent-redirect-code", 301, 308);
+    let temporal_code = redirect_code(r, "temporal-redirect-code", 302, 307);
+    let permanent = r.get("permanent-redirect");
+    let temporal = r.get("temporal-redirect");
+    // temporal wins over permanent (ingress-nginx).
+    if let Some(v) = temporal {
+        let absolute = v.value.starts_with("http://") || v.value.starts_with("https://");
+        if !absolute || !redirect_chars_ok(v.value) {
+            r.invalid(
+                &v,
+                "is not an http(s) URL of the characters ingress-nginx allows",
+                "the redirect is not made and the routes answer 503",
+            );
+            r.block(format!(
+                "{} {:?} is not a URL wicket can redirect to",
+                v.full, v.value
+            ));
+        } else if let Ok(location) = HeaderValue::from_str(v.value) {
+            policy.redirect = Some(Redirect {
+                code: temporal_code,
+                location,
+            });
+        }
+        if let Some(p) = permanent {
+            r.record(p.full, Outcome::NoEffectNeeded, format!("{} wins", v.full));
+        }
+    } else if let Some(v) = permanent {
+        if !redirect_chars_ok(v.value) {
+            r.invalid(
+                &v,
+                "has characters ingress-nginx refuses in a redirect URL",
+                "the redirect is not made and the routes answer 503",
+            );
+            r.block(format!(
+                "{} {:?} is not a URL wicket can redirect to",
+                v.full, v.value
+            ));
+        } else if let Ok(location) = HeaderValue::from_str(v.value) {
+            policy.redirect = Some(Redirect {
+                code: permanent_code,
+                location,
+            });
+        }
+    }
+    if let Some(true) = r.bool("force-ssl-redirect") {
+        policy.force_ssl_redirect = true;
+    }
+    if let Some(true) = r.bool("preserve-trailing-slash") {
+        policy.preserve_trailing_slash = true;
+    }
+}
+
+/// A redirect status between 300 and `max`, else `default` (ingress-nginx).
+fn redirect_code(r: &mut Reader<'_>, name: &'static str, default: u16, max: u16) -> u16 {
+    let Some(v) = r.get(name) else {
+        return default;
+    };
+    match v.value.parse::<u16>() {
+        Ok(code) if (300..=max).contains(&code) => code,
+        _ => {
+            r.invalid(
+                &v,
+                &format!("is not a redirect status from 300 to {max}"),
+                &format!("{default} is used"),
+            );
+            default
+        }
+    }
+}
+
+/// `upstream-vhost`.
+fn upstream(r: &mut Reader<'_>, policy: &mut Policy) {
+    if let Some(v) = r.get("upstream-vhost") {
+        let plain = !v.value.contains('$') && crate::proxy::route::normalize_host(v.value).is_ok();
+        match (plain, HeaderValue::from_str(v.value)) {
+            (true, Ok(host)) => policy.upstream_vhost = Some(host),
+            _ => r.invalid(
+                &v,
+                "is not a host name (nginx variables are not expanded)",
+                "the client's Host is sent",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Every `nginx.ingress.kubernetes.io/*` annotation, and what wicket does with it: the one
+//! answer to "is this supported?", used by translation (Problems and per-Ingress outcomes),
+//! `/debug/routes`, `wicket check` and the README's migration table (a test keeps them
+//! equal).
+//!
+//! Each name is also read as `wicket.dev/<name>`; the `wicket.dev/` one wins.
+
+/// What wicket does with an annotation when it is set to a valid value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Honoured as ingress-nginx does.
+    Honoured,
+    /// Honoured, with this difference.
+    Differs(&'static str),
+    /// Accepted; wicket already behaves as asked, for this reason.
+    NoEffectNeeded(&'static str),
+    /// Not supported: ignored, for this reason.
+    Unsupported(&'static str),
+    /// A snippet: never supported.
+    Refused,
+    /// Starts an access guard that wicket does not support yet: the Ingress's routes
+    /// answer 503 rather than serve without the guard.
+    Blocked,
+}
+
+/// The access guards of issue 11 (allow/deny lists, basic, external and client-certificate
+/// auth): until then, an Ingress using one answers 503 on its routes.
+const ACCESS: &str =
+    "access control is the second migration step (allow/deny lists, basic and external auth)";
+/// Part of an access guard's settings: without the guard it does nothing.
+const ACCESS_PART: Support = Support::Unsupported(
+    "a setting of an access guard wicket does not support yet; the guard itself blocks the routes",
+);
+const RATE_LIMITS: Support =
+    Support::Unsupported("rate limits are not supported yet: requests are not limited");
+const NOT_YET: Support = Support::Unsupported("not supported yet");
+
+/// The annotations, by name without the `nginx.ingress.kubernetes.io/` prefix.
+pub const ANNOTATIONS: &[(&str, Support)] = &[
+    // Routing, rewriting, redirects
+    ("rewrite-target", Support::Unsupported("not supported yet: the path is forwarded unchanged")),
+    ("use-regex", Support::Unsupported("not supported yet: paths match as their pathType says")),
+    ("app-root", NOT_YET),
+    ("x-forwarded-prefix", NOT_YET),
+    ("enable-rewrite-log", Support::NoEffectNeeded("wicket has no rewrite log; /debug/explain shows how a request is routed")),
+    ("ssl-redirect", Support::Honoured),
+    ("force-ssl-redirect", Support::Honoured),
+    ("preserve-trailing-slash", Support::Honoured),
+    ("permanent-redirect", Support::Honoured),
+    ("permanent-redirect-code", Support::Honoured),
+    ("temporal-redirect", Support::Honoured),
+    ("temporal-redirect-code", Support::Honoured),
+    ("relative-redirects", NOT_YET),
+    ("from-to-www-redirect", NOT_YET),
+    ("server-alias", NOT_YET),
+    ("upstream-vhost", Support::Differs("a plain host name; nginx variables ($service_name, ...) are not expanded and such a value is refused")),
+    // TLS and backend protocol
+    ("backend-protocol", Support::Differs("HTTP, HTTPS, GRPC and GRPCS; AUTO_HTTP and FCGI are not supported")),
+    ("ssl-passthrough", NOT_YET),
+    ("proxy-ssl-secret", NOT_YET),
+    ("proxy-ssl-verify", NOT_YET),
+    ("proxy-ssl-verify-depth", NOT_YET),
+    ("proxy-ssl-ciphers", NOT_YET),
+    ("proxy-ssl-protocols", NOT_YET),
+    ("proxy-ssl-name", NOT_YET),
+    ("proxy-ssl-server-name", NOT_YET),
+    ("ssl-ciphers", Support::Unsupported("wicket serves one modern cipher list for every host")),
+    ("ssl-prefer-server-ciphers", Support::NoEffectNeeded("wicket always prefers its own cipher order")),
+    // Access control
+    ("whitelist-source-range", Support::Blocked),
+    ("allowlist-source-range", Support::Blocked),
+    ("denylist-source-range", Support::Blocked),
+    ("auth-type", Support::Blocked),
+    ("auth-url", Support::Blocked),
+    ("auth-tls-secret", Support::Blocked),
+    ("auth-secret", ACCESS_PART),
+    ("auth-secret-type", ACCESS_PART),
+    ("auth-realm", ACCESS_PART),
+    ("auth-signin", ACCESS_PART),
+    ("auth-signin-redirect-param", ACCESS_PART),
+    ("auth-response-headers", ACCESS_PART),
+    ("auth-method", ACCESS_PART),
+    ("auth-request-redirect", ACCESS_PART),
+    ("auth-cache-key", ACCESS_PART),
+    ("auth-cache-duration", ACCESS_PART),
+    ("auth-keepalive", ACCESS_PART),
+    ("auth-keepalive-share-vars", ACCESS_PART),
+    ("auth-keepalive-requests", ACCESS_PART),
+    ("auth-keepalive-timeout", ACCESS_PART),
+    ("auth-proxy-set-headers", ACCESS_PART),
+    ("auth-always-set-cookie", ACCESS_PART),
+    ("auth-tls-verify-client", ACCESS_PART),
+    ("auth-tls-verify-depth", ACCESS_PART),
+    ("auth-tls-error-page", ACCESS_PART),
+    ("auth-tls-pass-certificate-to-upstream", ACCESS_PART),
+    ("auth-tls-match-cn", ACCESS_PART),
+    ("enable-global-auth", Support::NoEffectNeeded("wicket has no global external auth to opt out of")),
+    ("satisfy", ACCESS_PART),
+    // Rate limits
+    ("limit-rps", RATE_LIMITS),
+    ("limit-rpm", RATE_LIMITS),
+    ("limit-connections", RATE_LIMITS),
+    ("limit-burst-multiplier", RATE_LIMITS),
+    ("limit-whitelist", RATE_LIMITS),
+    ("limit-allowlist", RATE_LIMITS),
+    ("limit-rate", Support::Unsupported("response bandwidth limits are not supported")),
+    ("limit-rate-after", Support::Unsupported("response bandwidth limits are not supported")),
+    ("global-rate-limit", RATE_LIMITS),
+    ("global-rate-limit-window", RATE_LIMITS),
+    ("global-rate-limit-key", RATE_LIMITS),
+    ("global-rate-limit-ignored-cidrs", RATE_LIMITS),
+    // Traffic management
+    ("canary", Support::Unsupported("not supported yet: a canary Ingress is not served at all, so it never takes the main Ingress's traffic")),
+    ("canary-by-header", NOT_YET),
+    ("canary-by-header-value", NOT_YET),
+    ("canary-by-header-pattern", NOT_YET),
+    ("canary-by-cookie", NOT_YET),
+    ("canary-weight", NOT_YET),
+    ("canary-weight-total", NOT_YET),
+    ("affinity", NOT_YET),
+    ("affinity-mode", NOT_YET),
+    ("affinity-canary-behavior", NOT_YET),
+    ("session-cookie-name", NOT_YET),
+    ("session-cookie-path", NOT_YET),
+    ("session-cookie-domain", NOT_YET),
+    ("session-cookie-max-age", NOT_YET),
+    ("session-cookie-expires", NOT_YET),
+    ("session-cookie-secure", NOT_YET),
+    ("session-cookie-samesite", NOT_YET),
+    ("session-cookie-conditional-samesite-none", NOT_YET),
+    ("session-cookie-change-on-failure", NOT_YET),
+    ("upstream-hash-by", NOT_YET),
+    ("upstream-hash-by-subset", NOT_YET),
+    ("upstream-hash-by-subset-size", NOT_YET),
+    ("load-balance", NOT_YET),
+    ("service-upstream", NOT_YET),
+    ("proxy-next-upstream", Support::Differs("a request body already sent is never sent again (wicket streams bodies instead of buffering them)")),
+    ("proxy-next-upstream-tries", Support::Honoured),
+    ("proxy-next-upstream-timeout", Support::Honoured),
+    // Proxy tuning
+    ("proxy-body-size", Support::Honoured),
+    ("proxy-connect-timeout", Support::Honoured),
+    ("proxy-read-timeout", Support::Differs("also the longest pause in the middle of a response body, as nginx's proxy_read_timeout")),
+    ("proxy-send-timeout", Support::Honoured),
+    ("proxy-buffering", Support::NoEffectNeeded("wicket streams responses to clients as they arrive; buffering changes nothing a client can rely on")),
+    ("proxy-buffer-size", Support::NoEffectNeeded("wicket accepts response heads up to hyper's limit, far above nginx's 4k")),
+    ("proxy-buffers-number", Support::NoEffectNeeded("wicket does not buffer responses in fixed buffers")),
+    ("proxy-busy-buffers-size", Support::NoEffectNeeded("wicket does not buffer responses in fixed buffers")),
+    ("proxy-max-temp-file-size", Support::NoEffectNeeded("wicket never writes bodies to disk")),
+    ("proxy-request-buffering", Support::Differs("wicket always streams request bodies to the pod; a body already sent is never retried")),
+    ("client-body-buffer-size", Support::NoEffectNeeded("wicket streams request bodies and never writes them to disk")),
+    ("proxy-http-version", Support::Differs("HTTP/1.1 to pods (the default); 1.0 is not supported")),
+    ("connection-proxy-header", Support::Unsupported("wicket manages upstream connections itself (keep-alive pool)")),
+    ("proxy-redirect-from", Support::Unsupported("Location headers from pods are passed unchanged")),
+    ("proxy-redirect-to", Support::Unsupported("Location headers from pods are passed unchanged")),
+    ("proxy-cookie-domain", Support::Unsupported("Set-Cookie headers from pods are passed unchanged")),
+    ("proxy-cookie-path", Support::Unsupported("Set-Cookie headers from pods are passed unchanged")),
+    // Errors and headers
+    ("custom-http-errors", NOT_YET),
+    ("default-backend", NOT_YET),
+    ("disable-proxy-intercept-errors", NOT_YET),
+    ("custom-headers", NOT_YET),
+    ("enable-cors", NOT_YET),
+    ("cors-allow-origin", NOT_YET),
+    ("cors-allow-methods", NOT_YET),
+    ("cors-allow-headers", NOT_YET),
+    ("cors-expose-headers", NOT_YET),
+    ("cors-allow-credentials", NOT_YET),
+    ("cors-max-age", NOT_YET),
+    // Observability
+    ("enable-access-log", Support::Honoured),
+    ("enable-opentelemetry", Support::Unsupported("no tracing yet")),
+    ("opentelemetry-trust-incoming-span", Support::Unsupported("no tracing yet")),
+    ("opentelemetry-operation-name", Support::Unsupported("no tracing yet")),
+    ("enable-opentracing", Support::Unsupported("no tracing yet")),
+    ("opentracing-trust-incoming-span", Support::Unsupported("no tracing yet")),
+    // The rest
+    ("mirror-target", Support::Unsupported("request mirroring is not supported")),
+    ("mirror-request-body", Support::Unsupported("request mirroring is not supported")),
+    ("mirror-host", Support::Unsupported("request mirroring is not supported")),
+    ("http2-push-preload", Support::NoEffectNeeded("HTTP/2 server push no longer exists in browsers or nginx")),
+    ("fastcgi-index", Support::Unsupported("FastCGI backends are not supported")),
+    ("fastcgi-params-configmap", Support::Unsupported("FastCGI backends are not supported")),
+    ("enable-modsecurity", Support::Unsupported("no web application firewall")),
+    ("enable-owasp-core-rules", Support::Unsupported("no web application firewall")),
+    ("modsecurity-transaction-id", Support::Unsupported("no web application firewall")),
+    ("configuration-snippet", Support::Refused),
+    ("server-snippet", Support::Refused),
+    ("auth-snippet", Support::Refused),
+    ("stream-snippet", Support::Refused),
+    ("modsecurity-snippet", Support::Refused),
+];
+
+/// What wicket does with `name` (without prefix), if it is an annotation it knows.
+pub fn support(name: &str) -> Option<Support> {
+    ANNOTATIONS
+        .iter()
+        .find_map(|(n, s)| (*n == name).then_some(*s))
+}
+
+/// The sentence a user reads about an annotation that is not honoured.
+pub fn explain(support: Support) -> String {
+    match support {
+        Support::Honoured => String::new(),
+        Support::Differs(why) => why.to_owned(),
+        Support::NoEffectNeeded(why) => why.to_owned(),
+        Support::Unsupported(why) => format!("{why}; it has no effect"),
+        Support::Refused => "never supported: wicket's configuration is typed, with no snippets or templates; it has no effect".to_owned(),
+        Support::Blocked => format!("not supported yet ({ACCESS}); the Ingress's routes answer 503 rather than serve without it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_listed_once() {
+        let mut names: Vec<&str> = ANNOTATIONS.iter().map(|(n, _)| *n).collect();
+        let total = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), total, "a name is listed twice");
+    }
+
+    #[test]
+    fn every_snippet_is_refused_and_every_access_guard_blocks() {
+        for (name, support) in ANNOTATIONS {
+            if name.ends_with("snippet") {
+                assert_eq!(*support, Support::Refused, "{name}");
+            }
+        }
+        for guard in [
+            "whitelist-source-range",
+            "allowlist-source-range",
+            "denylist-source-range",
+            "auth-type",
+            "auth-url",
+            "auth-tls-secret",
+        ] {
+            assert_eq!(support(guard), Some(Support::Blocked), "{guard}");
+        }
+        assert_eq!(support("no-such-annotation"), None);
+    }
+}

@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn with(annotations: &[(&str, &str)]) -> (Options, Vec<Problem>) {
+    let mut ingress = Ingress::default();
+    ingress.metadata.annotations = Some(
+        annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    let mut problems = Vec::new();
+    let source = ObjectRef::namespaced("Ingress", "default", "a");
+    (read(&ingress, &source, &mut problems), problems)
+}
+
+fn nginx(name: &str, value: &str) -> (String, String) {
+    (format!("{NGINX_PREFIX}{name}"), value.to_owned())
+}
+
+fn with_nginx(pairs: &[(&str, &str)]) -> (Options, Vec<Problem>) {
+    let owned: Vec<(String, String)> = pairs.iter().map(|(n, v)| nginx(n, v)).collect();
+    let refs: Vec<(&str, &str)> = owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    with(&refs)
+}
+
+fn policy(pairs: &[(&str, &str)]) -> Policy {
+    let (o, p) = with_nginx(pairs);
+    assert!(p.is_empty(), "{p:?}");
+    o.policy.map(|p| (*p).clone()).unwrap_or_default()
+}
+
+fn outcome(o: &Options, full: &str) -> Outcome {
+    o.report
+        .as_ref()
+        .and_then(|r| r.annotations.iter().find(|a| a.name == full))
+        .map(|a| a.outcome)
+        .unwrap_or_else(|| panic!("no outcome for {full}"))
+}
+
+#[test]
+fn no_annotations_no_policy_no_report() {
+    let (o, p) = with(&[]);
+    assert!(o.ssl_redirect);
+    assert_eq!(o.protocol, None);
+    assert_eq!(o.policy, None);
+    assert_eq!(o.report, None);
+    assert!(p.is_empty());
+}
+
+#[test]
+fn ssl_redirect_false_from_either_name_and_wicket_wins() {
+    assert!(!with_nginx(&[("ssl-redirect", "false")]).0.ssl_redirect);
+    assert!(!with(&[("wicket.dev/ssl-redirect", "False")]).0.ssl_redirect);
+    assert!(!with_nginx(&[("ssl-redirect", "0")]).0.ssl_redirect);
+    let (o, _) = with(&[
+        ("wicket.dev/ssl-redirect", "true"),
+        ("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+    ]);
+    assert!(o.ssl_redirect);
+    assert_eq!(
+        outcome(&o, "nginx.ingress.kubernetes.io/ssl-redirect"),
+        Outcome::NoEffectNeeded
+    );
+    assert_eq!(outcome(&o, "wicket.dev/ssl-redirect"), Outcome::Honoured);
+}
+
+#[test]
+fn backend_protocols_map_to_upstream_protocols() {
+    for (value, protocol) in [
+        ("HTTP", UpstreamProtocol::Http1),
+        ("https", UpstreamProtocol::Https),
+        ("GRPC", UpstreamProtocol::H2c),
+        ("GRPCS", UpstreamProtocol::H2),
+    ] {
+        let (o, p) = with_nginx(&[("backend-protocol", value)]);
+        assert_eq!(o.protocol, Some(protocol));
+        assert!(p.is_empty());
+    }
+}
+
+#[test]
+fn body_size_and_timeouts_parse_as_nginx_writes_them() {
+    let p = policy(&[
+        ("proxy-body-size", "8m"),
+        ("proxy-connect-timeout", "3"),
+        ("proxy-read-timeout", "120"),
+        ("proxy-send-timeout", "30"),
+    ]);
+    assert_eq!(p.body_limit, Some(BodyLimit::Bytes(8 << 20)));
+    assert_eq!(p.connect_timeout, Some(Duration::from_secs(3)));
+    assert_eq!(p.read_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(p.send_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(
+        policy(&[("proxy-body-size", "0")]).body_limit,
+        Some(BodyLimit::Unlimited)
+    );
+    assert_eq!(
+        policy(&[("proxy-body-size", "512K")]).body_limit,
+        Some(BodyLimit::Bytes(512 << 10))
+    );
+    assert_eq!(
+        policy(&[("proxy-body-size", "1024")]).body_limit,
+        Some(BodyLimit::Bytes(1024))
+    );
+}
+
+#[test]
+fn invalid_tuning_values_are_ignored_with_a_problem() {
+    let (o, p) = with_nginx(&[
+        ("proxy-body-size", "15r"),
+        ("proxy-read-timeout", "50k"),
+        ("proxy-next-upstream", "error sometimes"),
+    ]);
+    assert_eq!(o.policy, None, "the defaults apply");
+    assert_eq!(o.blocked, None);
+    assert_eq!(p.len(), 3);
+    assert!(p.iter().all(|p| p.reason == Reason::InvalidAnnotation));
+    assert!(p.iter().any(|p| p.message.contains("\"15r\"")), "{p:?}");
+    assert_eq!(
+        outcome(&o, "nginx.ingress.kubernetes.io/proxy-read-timeout"),
+        Outcome::Invalid
+    );
+}
+
+#[test]
+fn next_upstream_conditions_tries_and_timeout() {
+    let p = policy(&[
+        (
+            "proxy-next-upstream",
+            "error timeout http_503 non_idempotent",
+        ),
+        ("proxy-next-upstream-tries", "5"),
+        ("proxy-next-upstream-timeout", "10"),
+    ]);
+    let n = p.next_upstream.unwrap();
+    assert!(n.error && n.timeout && n.non_idempotent);
+    assert!(n.statuses.contains(503) && !n.statuses.contains(502));
+    assert_eq!(n.tries, 5);
+    assert_eq!(n.within, Some(Duration::from_secs(10)));
+    let off = policy(&[("proxy-next-upstream", "off")])
+        .next_upstream
+        .unwrap();
+    assert!(!off.error && !off.timeout && off.statuses.is_empty());
+    let tries = policy(&[("proxy-next-upstream-tries", "1")])
+        .next_upstream
+        .unwrap();
+    assert!(tries.error && tries.timeout, "the default conditions stay");
+    assert_eq!(tries.tries, 1);
+}
+
+#[test]
+fn redirects_take_their_codes_and_temporal_wins() {
+    let p = policy(&[("permanent-redirect", "https://new.example/")]);
+    let r = p.redirect.unwrap();
+    assert_eq!(
+        (r.code, r.location.to_str().unwrap()),
+        (301, "https://new.example/")
+    );
+    let p = policy(&[
+        ("permanent-redirect", "/moved"),
+        ("permanent-redirect-code", "308"),
+    ]);
+    assert_eq!(p.redirect.unwrap().code, 308);
+    let (o, problems) = with_nginx(&[
+        ("permanent-redirect", "https://a.example"),
+        ("temporal-redirect", "https://b.example"),
+        ("temporal-redirect-code", "308"),
+    ]);
+    let r = o.policy.unwrap().redirect.clone().unwrap();
+    assert_eq!(r.location, "https://b.example");
+    assert_eq!(
+        r.code, 302,
+        "308 is not a temporal code: the default is used"
+    );
+    assert_eq!(problems.len(), 1);
+}
+
+#[test]
+fn a_redirect_wicket_cannot_make_blocks_the_routes() {
+    let (o, p) = with_nginx(&[("permanent-redirect", "https://x.example/$request_uri")]);
+    assert!(o.blocked.is_some());
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+    let (o, _) = with_nginx(&[("temporal-redirect", "/relative")]);
+    assert!(
+        o.blocked.is_some(),
+        "a temporal redirect needs an http(s) URL"
+    );
+}
+
+#[test]
+fn upstream_vhost_takes_a_host_name_only() {
+    let p = policy(&[("upstream-vhost", "internal.example.svc")]);
+    assert_eq!(p.upstream_vhost.unwrap(), "internal.example.svc");
+    let (o, p) = with_nginx(&[("upstream-vhost", "$service_name.$namespace.svc")]);
+    assert_eq!(o.policy, None);
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+}
+
+#[test]
+fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
+    let (o, p) = with(&[
+        (
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "10.0.0.0/8",
+        ),
+        (
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "more_set_headers x;",
+        ),
+        ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+        ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
+        ("nginx.ingress.kubernetes.io/no-such-thing", "x"),
+        ("wicket.dev/ssl-redirekt", "false"),
+        ("example.com/unrelated", "x"),
+    ]);
+    assert!(o.blocked.unwrap().contains("whitelist-source-range"));
+    let reasons: Vec<Reason> = p.iter().map(|p| p.reason).collect();
+    assert!(reasons.contains(&Reason::AccessAnnotationUnsupported));
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == Reason::UnsupportedAnnotation)
+            .count(),
+        3,
+        "snippet, rewrite-target, unknown: {p:?}"
+    );
+    assert!(
+        reasons.contains(&Reason::InvalidAnnotation),
+        "the wicket.dev typo"
+    );
+    assert!(p.iter().any(|p| p.message.contains("never supported")));
+    let r = o.report.unwrap();
+    let of = |n: &str| {
+        r.annotations
+            .iter()
+            .find(|a| a.name.ends_with(n))
+            .unwrap()
+            .outcome
+    };
+    assert_eq!(of("whitelist-source-range"), Outcome::Blocked);
+    assert_eq!(of("configuration-snippet"), Outcome::Refused);
+    assert_eq!(of("rewrite-target"), Outcome::Unsupported);
+    assert_eq!(of("proxy-buffering"), Outcome::NoEffectNeeded);
+    assert_eq!(of("ssl-redirekt"), Outcome::Invalid);
+    assert!(r
+        .annotations
+        .iter()
+        .all(|a| !a.name.starts_with("example.com")));
+}
+
+#[test]
+fn a_canary_ingress_is_marked_and_not_served() {
+    let (o, p) = with_nginx(&[("canary", "true"), ("canary-weight", "10")]);
+    assert!(o.canary);
+    assert!(p.iter().any(|p| p.message.contains("not served")), "{p:?}");
+    assert!(!with_nginx(&[("canary", "false")]).0.canary);
+}
+
+#[test]
+fn enable_access_log_false_turns_the_log_off() {
+    assert!(policy(&[("enable-access-log", "false")]).no_access_log);
+    assert!(policy(&[("enable-access-log", "true")]).is_default());
+}
+
+#[test]
+fn sizes_parse_as_nginx_writes_them() {
+    assert_eq!(parse_size("8"), Some(8));
+    assert_eq!(parse_size("8k"), Some(8192));
+    assert_eq!(parse_size("1M"), Some(1 << 20));
+    assert_eq!(parse_size("2g"), Some(2 << 30));
+    for bad in ["", "k", "1.5m", "-1", "15r", "1 m"] {
+        assert_eq!(parse_size(bad), None, "{bad}");
+    }
+}

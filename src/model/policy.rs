@@ -1,0 +1,277 @@
+//! Per-route policy: what an Ingress's annotations ask of the routes it defines, compiled
+//! once by the control plane into typed values (never text), and what became of each
+//! annotation.
+//!
+//! A route carries `Option<Arc<Policy>>`: `None`, the common case, costs the request path
+//! one pointer check. The routes of one Ingress share one `Policy`.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::{Serialize, Serializer};
+
+use super::problem::ObjectRef;
+
+/// A request body limit set by an annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum BodyLimit {
+    /// `proxy-body-size: 0`.
+    Unlimited,
+    Bytes(u64),
+}
+
+impl BodyLimit {
+    /// As the request path takes it: `None` for no limit.
+    pub fn bytes(self) -> Option<u64> {
+        match self {
+            BodyLimit::Unlimited => None,
+            BodyLimit::Bytes(n) => Some(n),
+        }
+    }
+}
+
+/// When a failed attempt is sent again to another endpoint (`proxy-next-upstream`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextUpstream {
+    /// A connection that failed or was reset before any response (`error`).
+    pub error: bool,
+    /// A connect or response-head timeout (`timeout`).
+    pub timeout: bool,
+    /// Response statuses that are retried (`http_500`, `http_502`, ... `http_429`).
+    pub statuses: StatusSet,
+    /// Also POST, PATCH and LOCK (`non_idempotent`).
+    pub non_idempotent: bool,
+    /// Attempts in all, the first included (`proxy-next-upstream-tries`; 0 = as many as
+    /// there are endpoints).
+    pub tries: u32,
+    /// How long retrying may go on (`proxy-next-upstream-timeout`; none: no limit).
+    #[serde(serialize_with = "seconds")]
+    pub within: Option<Duration>,
+}
+
+impl Default for NextUpstream {
+    /// ingress-nginx's defaults: `error timeout`, 3 tries, no time limit.
+    fn default() -> Self {
+        Self {
+            error: true,
+            timeout: true,
+            statuses: StatusSet::default(),
+            non_idempotent: false,
+            tries: 3,
+            within: None,
+        }
+    }
+}
+
+/// A small set of the statuses `proxy-next-upstream` can name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusSet(u16);
+
+/// The statuses, in bit order.
+const RETRY_STATUSES: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
+
+impl StatusSet {
+    pub fn insert(&mut self, status: u16) -> bool {
+        match RETRY_STATUSES.iter().position(|&s| s == status) {
+            Some(bit) => {
+                self.0 |= 1 << bit;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn contains(self, status: u16) -> bool {
+        RETRY_STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .is_some_and(|bit| self.0 & (1 << bit) != 0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Serialize for StatusSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let listed: Vec<u16> = RETRY_STATUSES
+            .iter()
+            .copied()
+            .filter(|&st| self.contains(st))
+            .collect();
+        listed.serialize(s)
+    }
+}
+
+/// A redirect every request of the route gets instead of being proxied
+/// (`permanent-redirect`, `temporal-redirect`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    pub code: u16,
+    #[serde(serialize_with = "header_text")]
+    pub location: HeaderValue,
+}
+
+/// Everything the annotations of one Ingress ask of its routes; `None` fields are the
+/// global defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_limit: Option<BodyLimit>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "seconds",
+        rename = "connectTimeoutSeconds"
+    )]
+    pub connect_timeout: Option<Duration>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "seconds",
+        rename = "readTimeoutSeconds"
+    )]
+    pub read_timeout: Option<Duration>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "seconds",
+        rename = "sendTimeoutSeconds"
+    )]
+    pub send_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_upstream: Option<NextUpstream>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+    /// Redirect plain HTTP to HTTPS even for hosts without a `tls` section.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub force_ssl_redirect: bool,
+    /// Keep a trailing `/` in HTTPS redirects (ingress-nginx removes one).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub preserve_trailing_slash: bool,
+    /// The `Host` the pod gets instead of the client's (`upstream-vhost`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_header_text"
+    )]
+    pub upstream_vhost: Option<HeaderValue>,
+    /// Log no access-log line for these routes (`enable-access-log: "false"`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_access_log: bool,
+}
+
+impl Policy {
+    /// Whether it asks for nothing (routes then carry no policy at all).
+    pub fn is_default(&self) -> bool {
+        *self == Policy::default()
+    }
+}
+
+fn seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+fn header_text<S: Serializer>(v: &HeaderValue, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(v.as_bytes()))
+}
+
+fn opt_header_text<S: Serializer>(v: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => header_text(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// What wicket does with one annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Honoured as ingress-nginx does.
+    Honoured,
+    /// Honoured, with a difference the note states.
+    Differs,
+    /// Nothing to do: wicket already behaves as the annotation asks.
+    NoEffectNeeded,
+    /// Not supported: ignored.
+    Unsupported,
+    /// A snippet: never supported, ignored.
+    Refused,
+    /// Guards access and is not supported yet: the Ingress's routes answer 503 rather
+    /// than serve unguarded.
+    Blocked,
+    /// Read, but its value cannot be used: the note says what happens instead.
+    Invalid,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Honoured => "honoured",
+            Outcome::Differs => "honoured, differs",
+            Outcome::NoEffectNeeded => "no effect needed",
+            Outcome::Unsupported => "not supported",
+            Outcome::Refused => "refused",
+            Outcome::Blocked => "blocked: 503",
+            Outcome::Invalid => "invalid value",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One annotation of an Ingress and what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct AnnotationOutcome {
+    pub name: String,
+    pub outcome: Outcome,
+    /// What wicket does with it, or instead of it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// The annotations of one Ingress (those of ingress-nginx and wicket) and their outcomes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct IngressAnnotations {
+    pub ingress: ObjectRef,
+    pub annotations: Vec<AnnotationOutcome>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_set_holds_only_the_retryable_statuses() {
+        let mut set = StatusSet::default();
+        assert!(set.is_empty());
+        assert!(set.insert(503));
+        assert!(set.insert(429));
+        assert!(!set.insert(418));
+        assert!(set.contains(503) && set.contains(429));
+        assert!(!set.contains(502) && !set.contains(418));
+        assert_eq!(serde_json::to_string(&set).unwrap(), "[503,429]");
+    }
+
+    #[test]
+    fn the_default_policy_asks_for_nothing() {
+        assert!(Policy::default().is_default());
+        let p = Policy {
+            force_ssl_redirect: true,
+            ..Policy::default()
+        };
+        assert!(!p.is_default());
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"forceSslRedirect": true})
+        );
+    }
+}
