@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{
-    normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup, PathType, Route,
-    RouteTable, Snapshot, Target, VirtualHost,
+    normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup, PathType, Policy,
+    Route, RouteTable, Snapshot, Target, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 use crate::proxy::route::normalize_host;
@@ -40,6 +40,9 @@ pub struct Explanation {
     pub summary: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendCheck>,
+    /// What the answering Ingress's annotations ask of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
     /// What the host's HTTPS certificate is, when it is a TLS host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
@@ -93,6 +96,7 @@ pub fn explain(
         outcome: String::new(),
         summary: String::new(),
         backend: None,
+        policy: None,
         tls: None,
     };
     let path = if path.is_empty() { "/" } else { path };
@@ -114,6 +118,7 @@ pub fn explain(
     host_steps(&snapshot.table, &normalized, &mut e.host_steps);
 
     let lookup = snapshot.table.lookup(&normalized, path);
+    e.policy = lookup.policy().map(|p| (**p).clone());
     let (vhost, chosen) = match &lookup {
         Lookup::Route { vhost, route } => (Some(*vhost), Some(*route)),
         Lookup::Default { vhost, .. } | Lookup::NotFound { vhost } => (*vhost, None),
@@ -393,6 +398,14 @@ pub fn to_text(e: &Explanation) -> String {
                 ep.address,
                 ep.why
             );
+        }
+    }
+    if let Some(policy) = &e.policy {
+        let _ = writeln!(out, "\nPolicy (annotations):");
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(policy) {
+            for (name, value) in fields {
+                let _ = writeln!(out, "  {name}: {value}");
+            }
         }
     }
     if let Some(tls) = &e.tls {

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::{
-    Backend, Certificate, DefaultBackend, Destination, Ignored, Problem, Snapshot, Target,
-    TlsBinding, TlsHost, VirtualHost,
+    Backend, Certificate, DefaultBackend, Destination, Ignored, IngressAnnotations, Problem,
+    Snapshot, Target, TlsBinding, TlsHost, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 
@@ -28,6 +28,8 @@ pub struct RoutesView<'a> {
     tls_handshakes: Option<Handshakes>,
     problems: &'a [Problem],
     ignored_ingresses: &'a [Ignored],
+    /// Every annotation of our Ingresses and what became of it.
+    annotations: &'a [IngressAnnotations],
 }
 
 /// A virtual host with the certificate its name gets over HTTPS.
@@ -78,6 +80,7 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
         tls_handshakes: None,
         problems: &snapshot.problems,
         ignored_ingresses: &snapshot.ignored,
+        annotations: &snapshot.annotations,
     }
 }
 
@@ -327,6 +330,20 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
         let _ = writeln!(out, "\nProblems ({}):", snapshot.problems.len());
         for p in &snapshot.problems {
             let _ = writeln!(out, "  {}  {}  {}", p.object, p.reason, p.message);
+        }
+    }
+    if !snapshot.annotations.is_empty() {
+        let _ = writeln!(out, "\nAnnotations:");
+        for ingress in &snapshot.annotations {
+            let _ = writeln!(out, "  {}", ingress.ingress);
+            for a in &ingress.annotations {
+                let note = if a.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", a.note)
+                };
+                let _ = writeln!(out, "    {}  {}{note}", a.name, a.outcome);
+            }
         }
     }
     if !snapshot.ignored.is_empty() {

@@ -143,8 +143,24 @@ pub fn slice(service: &str, name: &str, port: u16, ips: &[String]) -> String {
 
 /// An Ingress of class wicket: `rules` are (host, path, pathType, service).
 pub fn ingress(name: &str, rules: &[(&str, &str, &str, &str)]) -> String {
+    annotated(name, &[], rules)
+}
+
+/// [`ingress`] with annotations (name, value).
+pub fn annotated(
+    name: &str,
+    annotations: &[(&str, &str)],
+    rules: &[(&str, &str, &str, &str)],
+) -> String {
+    let mut metadata = format!("  name: {name}\n");
+    if !annotations.is_empty() {
+        metadata.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            metadata.push_str(&format!("    {k}: {}\n", serde_json::to_string(v).unwrap()));
+        }
+    }
     let mut s = format!(
-        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}}}\nspec:\n  ingressClassName: wicket\n  rules:\n"
+        "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n{metadata}spec:\n  ingressClassName: wicket\n  rules:\n"
     );
     for (host, path, path_type, service) in rules {
         let host_line = if host.is_empty() {

@@ -1,0 +1,418 @@
+//! ingress-nginx annotations as a migrating user meets them: each sends the request a user
+//! would and asserts what the client and the pod see.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::Full;
+use support::pod::{Behaviour, RecordingPod};
+use support::*;
+use wicket::app::Config;
+
+const NGINX: &str = "nginx.ingress.kubernetes.io/";
+
+fn a(name: &str) -> String {
+    format!("{NGINX}{name}")
+}
+
+/// Service `web` over `pods` (each its own slice) and `ingresses`.
+async fn world(pods: &[&RecordingPod], ingresses: &[String], config: Config) -> Wicket {
+    let slices: String = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            slice(
+                "web",
+                &format!("web-{i}"),
+                p.addr.port(),
+                &[p.addr.ip().to_string()],
+            )
+        })
+        .collect();
+    let manifests = format!("{CLASS}{}{slices}{}", svc("web"), ingresses.concat());
+    Wicket::start_with(&manifests, config).await
+}
+
+async fn post(w: &Wicket, host: &str, path: &str, size: usize) -> Reply {
+    w.send(
+        w.request(Method::POST, host, path)
+            .body(Full::new(Bytes::from(vec![b'x'; size])))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn proxy_body_size_is_per_ingress() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.proxy.max_request_body = Some(1024);
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "uploads",
+                &[(&a("proxy-body-size"), "8k")],
+                &[("up.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "open",
+                &[(&a("proxy-body-size"), "0")],
+                &[("open.test", "/", "Prefix", "web")],
+            ),
+            ingress("plain", &[("plain.test", "/", "Prefix", "web")]),
+        ],
+        config,
+    )
+    .await;
+    assert_eq!(post(&w, "up.test", "/", 4096).await.status, StatusCode::OK);
+    assert_eq!(
+        post(&w, "up.test", "/", 9000).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(
+        post(&w, "open.test", "/", 2 << 20).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&w, "plain.test", "/", 4096).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_read_timeout_is_per_ingress() {
+    let pod = RecordingPod::start(Behaviour::Slow(1500)).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "impatient",
+                &[(&a("proxy-read-timeout"), "1")],
+                &[("fast.test", "/", "Prefix", "web")],
+            ),
+            ingress("patient", &[("slow.test", "/", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    assert_eq!(
+        w.get("fast.test", "/").await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(w.get("slow.test", "/").await.status, StatusCode::OK);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_next_upstream_retries_the_statuses_it_lists() {
+    let failing = RecordingPod::start(Behaviour::Status(503)).await;
+    let good = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    // Keep the failing pod in rotation: retries alone must hide it.
+    config.outliers.consecutive_failures = 0;
+    let w = world(
+        &[&failing, &good],
+        &[
+            annotated(
+                "retrying",
+                &[(&a("proxy-next-upstream"), "error timeout http_503")],
+                &[("retry.test", "/", "Prefix", "web")],
+            ),
+            ingress("plain", &[("plain.test", "/", "Prefix", "web")]),
+        ],
+        config,
+    )
+    .await;
+    for i in 0..10 {
+        let reply = w.get("retry.test", &format!("/{i}")).await;
+        assert_eq!(reply.status, StatusCode::OK, "request {i}");
+    }
+    assert!(failing.complete().len() >= 4, "the 503 pod was tried");
+    // Without the annotation a 503 is the pod's answer.
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(w.get("plain.test", &format!("/{i}")).await.status.as_u16());
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // A POST is not sent again unless non_idempotent is listed.
+    let mut posts = Vec::new();
+    for _ in 0..4 {
+        posts.push(post(&w, "retry.test", "/order", 10).await.status.as_u16());
+    }
+    assert!(posts.contains(&503), "{posts:?}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn proxy_next_upstream_off_sends_nothing_to_another_endpoint() {
+    let resetting = RecordingPod::start(Behaviour::Reset).await;
+    let good = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.outliers.consecutive_failures = 0;
+    let w = world(
+        &[&resetting, &good],
+        &[
+            annotated(
+                "once",
+                &[(&a("proxy-next-upstream"), "off")],
+                &[("once.test", "/", "Prefix", "web")],
+            ),
+            ingress("plain", &[("plain.test", "/", "Prefix", "web")]),
+        ],
+        config,
+    )
+    .await;
+    let mut once = Vec::new();
+    for i in 0..6 {
+        once.push(w.get("once.test", &format!("/{i}")).await.status.as_u16());
+    }
+    assert!(once.contains(&502), "{once:?}");
+    for i in 0..6 {
+        assert_eq!(
+            w.get("plain.test", &format!("/{i}")).await.status,
+            StatusCode::OK
+        );
+    }
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn permanent_and_temporal_redirects_answer_without_the_pod() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "moved",
+                &[(&a("permanent-redirect"), "https://new.example/landing")],
+                &[("moved.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "relative",
+                &[
+                    (&a("permanent-redirect"), "/new-location"),
+                    (&a("permanent-redirect-code"), "308"),
+                ],
+                &[("rr.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "both",
+                &[
+                    (&a("permanent-redirect"), "https://p.example"),
+                    (&a("temporal-redirect"), "https://t.example/"),
+                ],
+                &[("both.test", "/", "Prefix", "web")],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    let reply = w.get("moved.test", "/anything?x=1").await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        reply.headers["location"], "https://new.example/landing",
+        "the path is not appended"
+    );
+    let reply = w.get("rr.test", "/old").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(reply.headers["location"], "http://rr.test/new-location");
+    let reply = w.get("both.test", "/").await;
+    assert_eq!(reply.status, StatusCode::FOUND, "temporal wins");
+    assert_eq!(reply.headers["location"], "https://t.example/");
+    assert!(pod.received().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn force_ssl_redirect_needs_no_tls_section_and_can_keep_the_slash() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "forced",
+                &[(&a("force-ssl-redirect"), "true")],
+                &[("forced.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "slash",
+                &[
+                    (&a("force-ssl-redirect"), "true"),
+                    (&a("preserve-trailing-slash"), "true"),
+                ],
+                &[("slash.test", "/", "Prefix", "web")],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    let reply = w.get("forced.test", "/").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(reply.headers["location"], "https://forced.test");
+    let reply = w.get("forced.test", "/docs/?page=2").await;
+    assert_eq!(
+        reply.headers["location"],
+        "https://forced.test/docs/?page=2"
+    );
+    let reply = w.get("slash.test", "/").await;
+    assert_eq!(reply.headers["location"], "https://slash.test/");
+    // ACME challenges stay on plain HTTP.
+    let reply = w.get("forced.test", "/.well-known/acme-challenge/t").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn upstream_vhost_is_the_host_the_pod_gets() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "vhost",
+            &[(&a("upstream-vhost"), "internal.svc.local")],
+            &[("a.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    assert_eq!(w.get("a.test", "/").await.status, StatusCode::OK);
+    let got = &pod.complete()[0];
+    assert_eq!(got.header("host").as_deref(), Some("internal.svc.local"));
+    assert_eq!(got.header("x-forwarded-host").as_deref(), Some("a.test"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "admin",
+                &[(&a("whitelist-source-range"), "10.0.0.0/8")],
+                &[("admin.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "private",
+                &[(&a("auth-type"), "basic"), (&a("auth-secret"), "htpasswd")],
+                &[("private.test", "/", "Prefix", "web")],
+            ),
+            ingress("public", &[("public.test", "/", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    for host in ["admin.test", "private.test"] {
+        let reply = w.get(host, "/").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host}: fail closed"
+        );
+    }
+    assert_eq!(w.get("public.test", "/").await.status, StatusCode::OK);
+    assert_eq!(
+        pod.complete().len(),
+        1,
+        "nothing of the guarded hosts reached the pod"
+    );
+    let routes = w.routes().await;
+    let problems = routes["problems"].as_array().unwrap();
+    assert!(problems
+        .iter()
+        .any(|p| p["reason"] == "AccessAnnotationUnsupported"
+            && p["message"]
+                .as_str()
+                .unwrap()
+                .contains("whitelist-source-range")));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_ingress_never_takes_the_main_ingresss_traffic() {
+    let main = RecordingPod::start(Behaviour::Ok).await;
+    let canary = RecordingPod::start(Behaviour::Ok).await;
+    let canary_slice = slice(
+        "canary",
+        "canary-1",
+        canary.addr.port(),
+        &[canary.addr.ip().to_string()],
+    );
+    let manifests = format!(
+        "{CLASS}{}{}{}{canary_slice}{}{}",
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            main.addr.port(),
+            &[main.addr.ip().to_string()]
+        ),
+        svc("canary"),
+        // The canary is the older object (listed first, same age: by name "a-canary").
+        annotated(
+            "a-canary",
+            &[(&a("canary"), "true"), (&a("canary-weight"), "100")],
+            &[("a.test", "/", "Prefix", "canary")]
+        ),
+        ingress("main", &[("a.test", "/", "Prefix", "web")]),
+    );
+    let w = Wicket::start(&manifests).await;
+    for _ in 0..5 {
+        assert_eq!(w.get("a.test", "/").await.status, StatusCode::OK);
+    }
+    assert_eq!(main.complete().len(), 5);
+    assert!(canary.received().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "site",
+            &[
+                (&a("proxy-body-size"), "8m"),
+                (&a("proxy-buffering"), "on"),
+                (&a("rewrite-target"), "/$2"),
+                (&a("configuration-snippet"), "more_set_headers \"X: y\";"),
+                (&a("proxy-read-timeout"), "soon"),
+            ],
+            &[("a.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let routes = w.routes().await;
+    let listed = routes["annotations"][0]["annotations"].as_array().unwrap();
+    let outcome = |n: &str| {
+        listed
+            .iter()
+            .find(|x| x["name"] == format!("{NGINX}{n}"))
+            .map(|x| x["outcome"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(outcome("proxy-body-size"), "honoured");
+    assert_eq!(outcome("proxy-buffering"), "noEffectNeeded");
+    assert_eq!(outcome("rewrite-target"), "unsupported");
+    assert_eq!(outcome("configuration-snippet"), "refused");
+    assert_eq!(outcome("proxy-read-timeout"), "invalid");
+    let text = w.admin_get("/debug/routes?format=text").await.body;
+    assert!(text.contains("Annotations:"), "{text}");
+    assert!(
+        text.contains(&format!("{NGINX}configuration-snippet  refused")),
+        "{text}"
+    );
+    let explain = w
+        .admin_get("/debug/explain?host=a.test&path=/&format=text")
+        .await
+        .body;
+    assert!(explain.contains("bodyLimit"), "{explain}");
+    w.stop().await;
+}
