@@ -313,29 +313,31 @@ impl<'a> Resolver<'a> {
                 out.app_protocol = port.app_protocol.clone();
             }
             for (i, ep) in slice.endpoints.iter().enumerate() {
-                let Some(address) = ep.addresses.first() else {
-                    continue;
-                };
-                let ip = match parse_ip(address, family) {
-                    Ok(ip) => ip,
-                    Err(why) => {
-                        self.endpoint_problems.insert(Problem::new(
-                            object(),
-                            Reason::InvalidEndpoint,
-                            format!("endpoints[{i}].addresses[0] {address:?} {why}; skipped"),
-                        ));
-                        continue;
-                    }
-                };
                 let conditions = ep.conditions.as_ref();
                 // Missing conditions: ready = true, serving = ready, terminating = false.
                 let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
                 let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
                 let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-                let mut endpoint =
-                    Endpoint::new(SocketAddr::new(ip, number), ready, serving, terminating);
-                endpoint.pod = pod_name(ep.target_ref.as_ref());
-                found.push(endpoint);
+                // Every address of an endpoint takes traffic, with the endpoint's conditions
+                // (a hand-written slice may list several; the EndpointSlice controller
+                // writes one per endpoint).
+                for (a, address) in ep.addresses.iter().enumerate() {
+                    let ip = match parse_ip(address, family) {
+                        Ok(ip) => ip,
+                        Err(why) => {
+                            self.endpoint_problems.insert(Problem::new(
+                                object(),
+                                Reason::InvalidEndpoint,
+                                format!("endpoints[{i}].addresses[{a}] {address:?} {why}; skipped"),
+                            ));
+                            continue;
+                        }
+                    };
+                    let mut endpoint =
+                        Endpoint::new(SocketAddr::new(ip, number), ready, serving, terminating);
+                    endpoint.pod = pod_name(ep.target_ref.as_ref());
+                    found.push(endpoint);
+                }
             }
         }
 

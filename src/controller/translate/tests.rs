@@ -896,6 +896,49 @@ fn a_service_in_another_namespace_is_not_used() {
 }
 
 #[test]
+fn every_address_of_an_endpoint_takes_traffic_with_its_conditions() {
+    let slice = Object::EndpointSlice(Arc::new(obj(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"namespace": "default", "name": "web-manual",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            {"addresses": ["10.4.5.6", "10.1.2.3", "bad"], "conditions": {"ready": true}},
+            {"addresses": ["10.7.7.7", "10.8.8.8"], "conditions": {"ready": false}}
+        ]
+    }))));
+    let objects = vec![
+        wicket_class(),
+        web_service("default", "web"),
+        slice,
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ];
+    let s = snapshot(objects);
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec!["10.1.2.3:8080", "10.4.5.6:8080"]
+    );
+    let p = problem(&s, Reason::InvalidEndpoint);
+    assert!(p.message.contains("addresses[2]"), "{}", p.message);
+    // The not-ready endpoint's addresses are listed, not used.
+    let Lookup::Route { route, .. } = s.table.lookup("a.com", "/") else {
+        panic!()
+    };
+    let Target::Backend(b) = &route.target else {
+        panic!()
+    };
+    let Destination::Endpoints { endpoints, .. } = &b.destination else {
+        panic!()
+    };
+    assert_eq!(endpoints.len(), 4);
+}
+
+#[test]
 fn slices_are_merged_deduplicated_and_fqdn_slices_skipped() {
     let objects = vec![
         wicket_class(),
