@@ -214,6 +214,42 @@ pub fn explain(support: Support) -> String {
 mod tests {
     use super::*;
 
+    /// The README's migration table, one row per annotation.
+    fn markdown_rows() -> Vec<String> {
+        ANNOTATIONS
+            .iter()
+            .map(|(name, support)| {
+                let outcome = match support {
+                    Support::Honoured => "honoured",
+                    Support::Differs(_) => "honoured, differs",
+                    Support::NoEffectNeeded(_) => "no effect needed",
+                    Support::Unsupported(_) => "not supported",
+                    Support::Refused => "refused",
+                    Support::Blocked => "blocked: 503",
+                };
+                format!("| `{name}` | {outcome} | {} |", explain(*support))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_annotation_with_its_outcome() {
+        let readme = include_str!("../../../../README.md");
+        let rows = markdown_rows();
+        if std::env::var_os("WICKET_PRINT_ANNOTATION_TABLE").is_some() {
+            println!("{}", rows.join("\n"));
+        }
+        let missing: Vec<&String> = rows
+            .iter()
+            .filter(|r| !readme.contains(r.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's annotation table differs from the code (WICKET_PRINT_ANNOTATION_TABLE=1 prints it):\n{}",
+            missing.iter().map(|r| r.as_str()).collect::<Vec<_>>().join("\n")
+        );
+    }
+
     #[test]
     fn every_name_is_listed_once() {
         let mut names: Vec<&str> = ANNOTATIONS.iter().map(|(n, _)| *n).collect();
