@@ -416,3 +416,111 @@ async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
     assert!(explain.contains("bodyLimit"), "{explain}");
     w.stop().await;
 }
+
+#[tokio::test]
+async fn cors_with_the_defaults_answers_preflights_and_marks_every_response() {
+    let pod = RecordingPod::start(Behaviour::Status(502)).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "api",
+            &[(&a("enable-cors"), "true")],
+            &[("api.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    // A preflight never reaches the pod.
+    let preflight = w
+        .send(
+            w.request(Method::OPTIONS, "api.test", "/orders")
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(preflight.status, StatusCode::NO_CONTENT);
+    let h = &preflight.headers;
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(
+        h["access-control-allow-methods"],
+        "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    );
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization"
+    );
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-max-age"], "1728000");
+    assert!(pod.received().is_empty());
+    // Every other response carries them, whatever its status.
+    let reply = w.get("api.test", "/orders").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.headers["access-control-allow-origin"], "*");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn cors_with_listed_origins_echoes_a_match_and_says_nothing_otherwise() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "api",
+            &[
+                (&a("enable-cors"), "true"),
+                (
+                    &a("cors-allow-origin"),
+                    "https://app.example, https://*.apps.example:8443",
+                ),
+                (&a("cors-allow-methods"), "GET, POST"),
+                (&a("cors-allow-credentials"), "false"),
+                (&a("cors-expose-headers"), "X-Total-Count"),
+            ],
+            &[("api.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let from = |origin: &'static str, method: Method| {
+        w.request(method, "api.test", "/x")
+            .header("origin", origin)
+            .body(Full::default())
+            .unwrap()
+    };
+    let reply = w.send(from("https://app.example", Method::GET)).await;
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(reply.headers["access-control-allow-methods"], "GET, POST");
+    assert_eq!(
+        reply.headers["access-control-expose-headers"],
+        "X-Total-Count"
+    );
+    assert!(reply
+        .headers
+        .get("access-control-allow-credentials")
+        .is_none());
+    let reply = w
+        .send(from("https://eu.apps.example:8443", Method::GET))
+        .await;
+    assert_eq!(
+        reply.headers["access-control-allow-origin"],
+        "https://eu.apps.example:8443"
+    );
+    // Not allowed: served, but without any CORS header; its OPTIONS goes to the pod.
+    let reply = w.send(from("https://evil.example", Method::GET)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+    let reply = w.send(from("https://evil.example", Method::OPTIONS)).await;
+    assert_eq!(reply.status, StatusCode::OK, "proxied");
+    assert!(pod
+        .received()
+        .iter()
+        .any(|r| r.line().starts_with("OPTIONS /x")));
+    let reply = w.send(from("https://app.example", Method::OPTIONS)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    w.stop().await;
+}

@@ -16,8 +16,8 @@ use serde::Serialize;
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
-    AnnotationOutcome, BodyLimit, IngressAnnotations, NextUpstream, Outcome, Policy, Redirect,
-    StatusSet,
+    AnnotationOutcome, BodyLimit, Cors, CorsOrigins, IngressAnnotations, NextUpstream,
+    OriginPattern, Outcome, Policy, Redirect, StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
 pub use table::{

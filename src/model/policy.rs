@@ -116,6 +116,75 @@ pub struct Redirect {
     pub location: HeaderValue,
 }
 
+/// Cross-origin resource sharing for a route (`enable-cors` and `cors-*`), with the header
+/// values made once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    pub origins: CorsOrigins,
+    #[serde(serialize_with = "header_text")]
+    pub methods: HeaderValue,
+    #[serde(serialize_with = "header_text")]
+    pub headers: HeaderValue,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_header_text"
+    )]
+    pub expose: Option<HeaderValue>,
+    pub credentials: bool,
+    #[serde(serialize_with = "header_text")]
+    pub max_age: HeaderValue,
+}
+
+/// Which origins may use a route from a browser.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CorsOrigins {
+    /// `*`: any origin (and `Access-Control-Allow-Origin: *`).
+    Any,
+    /// These; a matching request `Origin` is echoed back.
+    List(Vec<OriginPattern>),
+}
+
+/// One allowed origin: `scheme://host[:port]`, or `scheme://*.host[:port]` for any one
+/// extra DNS label, compared case-insensitively; `null` is an origin too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OriginPattern {
+    /// Lowercase scheme and `://`.
+    pub scheme: String,
+    /// Lowercase host (without the `*.` of a wildcard).
+    pub host: String,
+    pub wildcard: bool,
+    /// `:port` or empty.
+    pub port: String,
+}
+
+impl OriginPattern {
+    /// Whether a request's `Origin` is this one.
+    pub fn matches(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        let Some(rest) = origin.strip_prefix(self.scheme.as_str()) else {
+            return self.scheme.is_empty() && origin == self.host;
+        };
+        let Some(host) = rest.strip_suffix(self.port.as_str()) else {
+            return false;
+        };
+        // A port in the origin that the pattern does not have is no match.
+        if self.port.is_empty() && host.contains(':') {
+            return false;
+        }
+        if !self.wildcard {
+            return host == self.host;
+        }
+        match host.strip_suffix(self.host.as_str()) {
+            Some(label) => label.strip_suffix('.').is_some_and(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }),
+            None => false,
+        }
+    }
+}
+
 /// Everything the annotations of one Ingress ask of its routes; `None` fields are the
 /// global defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -160,6 +229,8 @@ pub struct Policy {
     /// Log no access-log line for these routes (`enable-access-log: "false"`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_access_log: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
 }
 
 impl Policy {
@@ -259,6 +330,39 @@ mod tests {
         assert!(set.contains(503) && set.contains(429));
         assert!(!set.contains(502) && !set.contains(418));
         assert_eq!(serde_json::to_string(&set).unwrap(), "[503,429]");
+    }
+
+    fn pattern(scheme: &str, host: &str, wildcard: bool, port: &str) -> OriginPattern {
+        OriginPattern {
+            scheme: scheme.into(),
+            host: host.into(),
+            wildcard,
+            port: port.into(),
+        }
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port_exactly_and_wildcards_one_label() {
+        let p = pattern("https://", "origin.cors.com", false, ":8080");
+        assert!(p.matches("https://origin.cors.com:8080"));
+        assert!(p.matches("HTTPS://Origin.CORS.com:8080"));
+        assert!(!p.matches("https://origin.cors.com"));
+        assert!(!p.matches("http://origin.cors.com:8080"));
+        assert!(!p.matches("https://origin.cors.com:8081"));
+        let p = pattern("https://", "foo.bar.com", false, "");
+        assert!(!p.matches("https://fooxbar.com"));
+        assert!(!p.matches("https://foo.bar.com:443"));
+        let w = pattern("http://", "origin.cors.com", true, "");
+        assert!(w.matches("http://foo.origin.cors.com"));
+        assert!(w.matches("http://bar-foo.origin.cors.com"));
+        assert!(!w.matches("http://bar.foo.origin.cors.com"));
+        assert!(!w.matches("http://origin.cors.com"));
+        let w = pattern("http://", "origin.com", true, ":8080");
+        assert!(w.matches("http://abc.origin.com:8080"));
+        assert!(!w.matches("http://abc.origin.com"));
+        let null = pattern("", "null", false, "");
+        assert!(null.matches("null"));
+        assert!(pattern("tauri://", "localhost", false, ":3000").matches("tauri://localhost:3000"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, STRICT_TRANSPORT_SECURITY, TE};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, STRICT_TRANSPORT_SECURITY, TE};
 use http::uri::Authority;
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
@@ -22,6 +22,7 @@ use super::balance::Balancer;
 use super::body::ClientBody;
 use super::body::ProxyBody;
 use super::conn::ConnInfo;
+use super::cors;
 use super::error::ProxyError;
 use super::forward::{Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_REQUEST_ID};
@@ -102,6 +103,8 @@ struct Trace {
     request_id: Option<HeaderValue>,
     /// The route asked for no access-log line (`enable-access-log: "false"`).
     unlogged: bool,
+    /// A route with CORS, and the request's `Origin`: every response gets the headers.
+    cors: Option<(Arc<Policy>, Option<HeaderValue>)>,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -197,6 +200,13 @@ impl Proxy {
                 error.into_response()
             }
         };
+        if let Some((policy, origin)) = trace.cors.take() {
+            if let Some(c) = &policy.cors {
+                if let Some(allow) = cors::allowed(c, origin.as_ref()) {
+                    cors::apply(response.headers_mut(), c, allow);
+                }
+            }
+        }
         let request = request.filter(|_| !trace.unlogged).map(|mut r| {
             r.upstream = trace.upstream;
             r.request_id = trace.request_id;
@@ -240,6 +250,15 @@ impl Proxy {
         };
         if !matches!(lookup, Lookup::NotFound { .. }) {
             limits::check_declared_body(req.body(), body_limit)?;
+        }
+        if let (Some(policy), Some(c)) = (policy, policy.and_then(|p| p.cors.as_ref())) {
+            let origin = req.headers().get(ORIGIN);
+            trace.cors = Some((policy.clone(), origin.cloned()));
+            if req.method() == Method::OPTIONS {
+                if let Some(allow) = cors::allowed(c, origin) {
+                    return Ok(Decision::Respond(Box::new(cors::preflight(c, allow))));
+                }
+            }
         }
         if let Some(r) = policy.and_then(|p| p.redirect.as_ref()) {
             return Ok(Decision::Respond(Box::new(redirect::configured(

@@ -9,6 +9,7 @@
 pub mod balance;
 pub mod body;
 pub mod conn;
+pub mod cors;
 pub mod error;
 pub mod forward;
 pub mod handler;

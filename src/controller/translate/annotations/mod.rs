@@ -22,8 +22,8 @@ use k8s_openapi::api::networking::v1::Ingress;
 pub use table::{support, Support, ANNOTATIONS};
 
 use crate::model::{
-    AnnotationOutcome, BodyLimit, IngressAnnotations, NextUpstream, ObjectRef, Outcome, Policy,
-    Problem, Reason, Redirect, UpstreamProtocol,
+    AnnotationOutcome, BodyLimit, Cors, CorsOrigins, IngressAnnotations, NextUpstream, ObjectRef,
+    OriginPattern, Outcome, Policy, Problem, Reason, Redirect, UpstreamProtocol,
 };
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -68,6 +68,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     if let Some(false) = r.bool("enable-access-log") {
         policy.no_access_log = true;
     }
+    policy.cors = cors(&mut r);
     let canary = r.peek_bool("canary");
     let report = r.finish();
     Options {
@@ -484,6 +485,160 @@ fn redirect_code(r: &mut Reader<'_>, name: &'static str, default: u16, max: u16)
             default
         }
     }
+}
+
+/// ingress-nginx's CORS defaults.
+const CORS_METHODS: &str = "GET, PUT, POST, DELETE, PATCH, OPTIONS";
+const CORS_HEADERS: &str =
+    "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization";
+const CORS_MAX_AGE: u64 = 1_728_000;
+
+/// `enable-cors` and `cors-*`: None unless CORS is enabled.
+fn cors(r: &mut Reader<'_>) -> Option<Cors> {
+    let enabled = r.bool("enable-cors") == Some(true);
+    let names = [
+        "cors-allow-origin",
+        "cors-allow-methods",
+        "cors-allow-headers",
+        "cors-expose-headers",
+        "cors-allow-credentials",
+        "cors-max-age",
+    ];
+    if !enabled {
+        for name in names {
+            if let Some(v) = r.get(name) {
+                r.record(
+                    v.full,
+                    Outcome::NoEffectNeeded,
+                    "only used with enable-cors".into(),
+                );
+            }
+        }
+        return None;
+    }
+    let origins = match r.get("cors-allow-origin") {
+        None => CorsOrigins::Any,
+        Some(v) => {
+            let (origins, skipped) = parse_origins(v.value);
+            if !skipped.is_empty() {
+                r.problems.push(Problem::new(
+                    r.source.clone(),
+                    Reason::InvalidAnnotation,
+                    format!(
+                        "{}: {skipped:?} are not origins (scheme://host[:port]); they are skipped",
+                        v.full
+                    ),
+                ));
+            }
+            origins
+        }
+    };
+    let list = |r: &mut Reader<'_>,
+                name: &'static str,
+                default: &'static str,
+                ok: fn(u8) -> bool| match r.get(name) {
+        None => Some(HeaderValue::from_static(default)).filter(|_| !default.is_empty()),
+        Some(v) if v.value.bytes().all(|b| ok(b) || b == b',' || b == b' ') => {
+            HeaderValue::from_str(v.value).ok()
+        }
+        Some(v) => {
+            r.invalid(
+                &v,
+                "has characters a header list cannot have",
+                "the default is used",
+            );
+            Some(HeaderValue::from_static(default)).filter(|_| !default.is_empty())
+        }
+    };
+    let methods = list(r, "cors-allow-methods", CORS_METHODS, |b| {
+        b.is_ascii_alphabetic()
+    })?;
+    let headers = list(r, "cors-allow-headers", CORS_HEADERS, |b| {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+    })?;
+    let expose = list(r, "cors-expose-headers", "", |b| {
+        b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'*'
+    });
+    let credentials = r.bool("cors-allow-credentials").unwrap_or(true);
+    let max_age = match r.get("cors-max-age") {
+        None => CORS_MAX_AGE,
+        Some(v) => match v.value.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => {
+                r.invalid(&v, "is not a number of seconds", "1728000 is used");
+                CORS_MAX_AGE
+            }
+        },
+    };
+    Some(Cors {
+        origins,
+        methods,
+        headers,
+        expose,
+        credentials,
+        max_age: HeaderValue::from(max_age),
+    })
+}
+
+/// `cors-allow-origin`: `*` anywhere means any origin; otherwise the patterns, and the
+/// entries that are not origins.
+fn parse_origins(v: &str) -> (CorsOrigins, Vec<String>) {
+    let mut patterns = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "*" {
+            return (CorsOrigins::Any, Vec::new());
+        }
+        match parse_origin(entry) {
+            Some(p) => patterns.push(p),
+            None => skipped.push(entry.to_owned()),
+        }
+    }
+    if patterns.is_empty() && skipped.is_empty() {
+        return (CorsOrigins::Any, skipped);
+    }
+    (CorsOrigins::List(patterns), skipped)
+}
+
+fn parse_origin(entry: &str) -> Option<OriginPattern> {
+    let lower = entry.to_ascii_lowercase();
+    if lower == "null" {
+        return Some(OriginPattern {
+            scheme: String::new(),
+            host: lower,
+            wildcard: false,
+            port: String::new(),
+        });
+    }
+    let (scheme, rest) = lower.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+    {
+        return None;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, format!(":{port}"))
+        }
+        Some(_) => return None,
+        None => (rest, String::new()),
+    };
+    let (host, wildcard) = match host.strip_prefix("*.") {
+        Some(h) => (h, true),
+        None => (host, false),
+    };
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    valid.then(|| OriginPattern {
+        scheme: format!("{scheme}://"),
+        host: host.to_owned(),
+        wildcard,
+        port,
+    })
 }
 
 /// `upstream-vhost`.

@@ -277,3 +277,46 @@ fn sizes_parse_as_nginx_writes_them() {
         assert_eq!(parse_size(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn cors_takes_ingress_nginx_defaults_and_only_with_enable_cors() {
+    let c = policy(&[("enable-cors", "true")]).cors.unwrap();
+    assert_eq!(c.origins, CorsOrigins::Any);
+    assert_eq!(c.methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+    assert!(c.credentials);
+    assert_eq!(c.max_age, "1728000");
+    assert_eq!(c.expose, None);
+    let (o, p) = with_nginx(&[("cors-allow-origin", "https://a.example")]);
+    assert_eq!(o.policy, None, "cors-* alone does nothing");
+    assert!(p.is_empty());
+    assert_eq!(
+        outcome(&o, "nginx.ingress.kubernetes.io/cors-allow-origin"),
+        Outcome::NoEffectNeeded
+    );
+}
+
+#[test]
+fn cors_origins_parse_star_lists_wildcards_and_skip_garbage() {
+    let c = |origins: &str| {
+        let (o, p) = with_nginx(&[("enable-cors", "true"), ("cors-allow-origin", origins)]);
+        (o.policy.unwrap().cors.clone().unwrap().origins, p)
+    };
+    assert_eq!(c("*, https://foo.bar.com").0, CorsOrigins::Any);
+    let (origins, problems) =
+        c("https://a.example, http://*.b.example:8080, origin.cors.com:8080, ,");
+    let CorsOrigins::List(list) = origins else {
+        panic!()
+    };
+    assert_eq!(list.len(), 2);
+    assert!(list[1].wildcard && list[1].port == ":8080");
+    assert_eq!(problems.len(), 1, "the entry without a scheme is skipped");
+    let (o, p) = with_nginx(&[
+        ("enable-cors", "true"),
+        ("cors-allow-methods", "GET; rm -rf"),
+    ]);
+    assert_eq!(
+        o.policy.unwrap().cors.clone().unwrap().methods,
+        "GET, PUT, POST, DELETE, PATCH, OPTIONS"
+    );
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+}
