@@ -34,7 +34,7 @@ pub struct Explanation {
     pub virtual_host: Option<String>,
     /// Every rule of that host, with whether it matches and why (not).
     pub rules: Vec<RuleCheck>,
-    /// What answers: `route`, `defaultBackend`, `notFound` or `badRequest`.
+    /// What answers: `route`, `defaultBackend`, `redirect`, `notFound` or `badRequest`.
     pub outcome: String,
     /// One sentence.
     pub summary: String,
@@ -115,9 +115,26 @@ pub fn explain(
         e.summary = "400: a request path starts with /".into();
         return e;
     }
+    if let Some(to) = snapshot.table.www_redirect(&normalized) {
+        e.outcome = "redirect".into();
+        e.summary = format!("308 to {to}: an Ingress of {to} sets from-to-www-redirect");
+        return e;
+    }
     host_steps(&snapshot.table, &normalized, &mut e.host_steps);
 
     let lookup = snapshot.table.lookup(&normalized, path);
+    if path == "/" {
+        if let Some(root) = lookup.vhost().and_then(|v| v.app_root.as_ref()) {
+            e.virtual_host = lookup.vhost().map(|v| v.host.to_string());
+            e.outcome = "redirect".into();
+            e.summary = format!(
+                "302 to {}: app-root of Ingress {}",
+                root.path,
+                display_ref(&root.ingress)
+            );
+            return e;
+        }
+    }
     e.policy = lookup.policy().map(|p| (**p).clone());
     let (vhost, chosen) = match &lookup {
         Lookup::Route { vhost, route } => (Some(*vhost), Some(*route)),

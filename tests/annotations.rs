@@ -524,3 +524,123 @@ async fn cors_with_listed_origins_echoes_a_match_and_says_nothing_otherwise() {
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
     w.stop().await;
 }
+
+#[tokio::test]
+async fn app_root_sends_the_root_of_the_host_to_its_path() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "dash",
+                &[(&a("app-root"), "/dashboard")],
+                &[("dash.test", "/api", "Prefix", "web")],
+            ),
+            annotated(
+                "login",
+                &[(&a("app-root"), "/login$is_args$args")],
+                &[("login.test", "/", "Prefix", "web")],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    // Host-wide: `/` is redirected though the Ingress only routes /api.
+    let reply = w.get("dash.test:8080", "/?x=1").await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert_eq!(
+        reply.headers["location"], "http://dash.test:8080/dashboard",
+        "the query is dropped"
+    );
+    assert_eq!(w.get("dash.test", "/api/x").await.status, StatusCode::OK);
+    let reply = w.get("login.test", "/?foo=bar&baz=qux").await;
+    assert_eq!(
+        reply.headers["location"],
+        "http://login.test/login?foo=bar&baz=qux"
+    );
+    assert_eq!(w.get("login.test", "/other").await.status, StatusCode::OK);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn from_to_www_redirect_goes_both_ways_but_never_over_a_real_host() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "apex",
+                &[(&a("from-to-www-redirect"), "true")],
+                &[("example.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "www",
+                &[(&a("from-to-www-redirect"), "true")],
+                &[("www.other.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "both",
+                &[(&a("from-to-www-redirect"), "true")],
+                &[("both.test", "/", "Prefix", "web")],
+            ),
+            ingress("both-www", &[("www.both.test", "/", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    let reply = w.get("www.example.test", "/foo").await;
+    assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(reply.headers["location"], "http://example.test:80/foo");
+    let reply = w.get("other.test", "/").await;
+    assert_eq!(reply.headers["location"], "http://www.other.test:80");
+    assert_eq!(w.get("example.test", "/foo").await.status, StatusCode::OK);
+    // www.both.test has its own rules: it is served, not redirected.
+    assert_eq!(w.get("www.both.test", "/").await.status, StatusCode::OK);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_alias_serves_like_the_host_unless_a_rule_has_it() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let other = RecordingPod::start(Behaviour::Ok).await;
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{}{}",
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        svc("other"),
+        slice(
+            "other",
+            "other-1",
+            other.addr.port(),
+            &[other.addr.ip().to_string()]
+        ),
+        annotated(
+            "site",
+            &[(&a("server-alias"), "alias.test, taken.test")],
+            &[("site.test", "/app", "Prefix", "web")]
+        ),
+        ingress("taken", &[("taken.test", "/", "Prefix", "other")]),
+    );
+    let w = Wicket::start(&manifests).await;
+    assert_eq!(w.get("alias.test", "/app/x").await.status, StatusCode::OK);
+    assert_eq!(
+        pod.complete()[0].header("host").as_deref(),
+        Some("alias.test")
+    );
+    assert_eq!(
+        w.get("alias.test", "/else").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(w.get("taken.test", "/app/x").await.status, StatusCode::OK);
+    assert_eq!(
+        other.complete().len(),
+        1,
+        "the host with its own rule keeps it"
+    );
+    w.stop().await;
+}

@@ -21,7 +21,7 @@ pub use policy::{
 };
 pub use problem::{ObjectRef, Problem, Reason};
 pub use table::{
-    DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
+    AppRoot, DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
     RouteTable, RouteTableBuilder, Target, VirtualHost,
 };
 pub use tls::{Certificate, TlsBinding, TlsHost, TlsTable, TlsTableBuilder};

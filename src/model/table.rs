@@ -183,17 +183,35 @@ pub struct DefaultBackend {
     pub owner: Arc<Owner>,
 }
 
+/// `app-root`: a request for exactly `/` on the host is sent to this path (302).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRoot {
+    pub path: String,
+    /// The value asked for the query string (`$is_args$args`); else it is dropped.
+    pub keep_query: bool,
+    /// The Ingress it comes from.
+    pub ingress: Arc<ObjectRef>,
+}
+
 #[derive(Clone, Debug)]
 pub struct VirtualHost {
     pub host: HostMatch,
     pub routes: Vec<Route>,
     paths: PathTable,
+    /// The host-wide `app-root`, from the oldest Ingress of the host that sets one.
+    pub app_root: Option<AppRoot>,
+    /// When this host is a `server-alias`: the host it serves like.
+    pub alias_of: Option<HostMatch>,
 }
 
 impl PartialEq for VirtualHost {
     fn eq(&self, other: &Self) -> bool {
         // The path table is derived from `routes`.
-        self.host == other.host && self.routes == other.routes
+        self.host == other.host
+            && self.routes == other.routes
+            && self.app_root == other.app_root
+            && self.alias_of == other.alias_of
     }
 }
 
@@ -203,6 +221,8 @@ impl VirtualHost {
             host,
             routes: Vec::new(),
             paths: PathTable::new(),
+            app_root: None,
+            alias_of: None,
         }
     }
 
@@ -215,9 +235,15 @@ impl VirtualHost {
 
 impl Serialize for VirtualHost {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(3))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("host", &self.host.to_string())?;
         map.serialize_entry("match", self.host.kind())?;
+        if let Some(of) = &self.alias_of {
+            map.serialize_entry("aliasOf", &of.to_string())?;
+        }
+        if let Some(root) = &self.app_root {
+            map.serialize_entry("appRoot", root)?;
+        }
         map.serialize_entry("routes", &self.routes)?;
         map.end()
     }
@@ -241,6 +267,14 @@ pub enum Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
+    /// The virtual host chosen, if any.
+    pub fn vhost(&self) -> Option<&'a VirtualHost> {
+        match self {
+            Lookup::Route { vhost, .. } => Some(vhost),
+            Lookup::Default { vhost, .. } | Lookup::NotFound { vhost } => *vhost,
+        }
+    }
+
     /// The policy of whatever answers: the route's, or the default backend's Ingress's.
     pub fn policy(&self) -> Option<&'a Arc<Policy>> {
         match self {
@@ -265,9 +299,31 @@ pub struct RouteTable {
     wildcard: HashMap<Box<str>, VirtualHost, RandomState>,
     catch_all: Option<VirtualHost>,
     default_backend: Option<DefaultBackend>,
+    /// `from-to-www-redirect`: a host no rule has, redirected to one that has rules.
+    www_redirects: HashMap<Box<str>, Box<str>, RandomState>,
 }
 
 impl RouteTable {
+    /// The host a request for `host` is redirected to (`from-to-www-redirect`), if any.
+    /// One emptiness check when no Ingress asks for it.
+    pub fn www_redirect(&self, host: &str) -> Option<&str> {
+        if self.www_redirects.is_empty() {
+            return None;
+        }
+        self.www_redirects.get(host).map(|t| &**t)
+    }
+
+    /// Every `from-to-www-redirect` (from, to), by name.
+    pub fn www_redirects(&self) -> Vec<(&str, &str)> {
+        let mut all: Vec<(&str, &str)> = self
+            .www_redirects
+            .iter()
+            .map(|(f, t)| (&**f, &**t))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     /// The one virtual host for a normalised request host (lowercase, no port, no
     /// trailing dot): exact, else wildcard, else catch-all.
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
@@ -344,9 +400,13 @@ impl RouteTable {
 
 impl Serialize for RouteTable {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("hosts", &self.virtual_hosts())?;
         map.serialize_entry("defaultBackend", &self.default_backend)?;
+        let redirects: BTreeMap<&str, &str> = self.www_redirects().into_iter().collect();
+        if !redirects.is_empty() {
+            map.serialize_entry("wwwRedirects", &redirects)?;
+        }
         map.end()
     }
 }
@@ -357,6 +417,10 @@ impl Serialize for RouteTable {
 pub struct RouteTableBuilder {
     hosts: BTreeMap<HostMatch, PendingHost>,
     default_backend: Option<DefaultBackend>,
+    /// `server-alias` names and the host each serves like, in precedence order.
+    aliases: Vec<(String, HostMatch)>,
+    /// `from-to-www-redirect` (from, to), in precedence order.
+    www_redirects: Vec<(String, String)>,
 }
 
 /// A route refused because `existing` claimed its host, path and kind first.
@@ -371,6 +435,7 @@ pub struct Rejected<'a> {
 struct PendingHost {
     routes: Vec<Route>,
     claimed: HashMap<(PathKind, String), usize, RandomState>,
+    app_root: Option<AppRoot>,
 }
 
 impl RouteTableBuilder {
@@ -418,6 +483,36 @@ impl RouteTableBuilder {
         }
     }
 
+    /// Sets the host's `app-root`; the first one set wins (the oldest Ingress), and the one
+    /// already set is returned otherwise.
+    pub fn set_app_root(&mut self, host: HostMatch, root: AppRoot) -> Result<(), &AppRoot> {
+        let pending = self.hosts.entry(host).or_default();
+        if pending.app_root.is_none() {
+            pending.app_root = Some(root);
+            return Ok(());
+        }
+        match &pending.app_root {
+            Some(existing) => Err(existing),
+            None => Ok(()),
+        }
+    }
+
+    /// `alias` serves like `of` (`server-alias`), unless a rule has `alias` as its host.
+    pub fn add_alias(&mut self, alias: String, of: HostMatch) {
+        self.aliases.push((alias, of));
+    }
+
+    /// Requests for `from` are redirected to `to` (`from-to-www-redirect`), unless a rule
+    /// or an alias has `from` as its host.
+    pub fn add_www_redirect(&mut self, from: String, to: String) {
+        self.www_redirects.push((from, to));
+    }
+
+    /// Whether a rule has this exact host.
+    pub fn has_exact_host(&self, host: &str) -> bool {
+        self.hosts.contains_key(&HostMatch::Exact(host.to_owned()))
+    }
+
     /// The first default backend set wins; returns the one already set otherwise.
     pub fn set_default_backend(&mut self, backend: DefaultBackend) -> Result<(), &DefaultBackend> {
         if self.default_backend.is_none() {
@@ -441,6 +536,7 @@ impl RouteTableBuilder {
             let mut routes = pending.routes;
             routes.sort_by(display_order);
             let mut vhost = VirtualHost::new(host);
+            vhost.app_root = pending.app_root;
             for route in routes {
                 let index = vhost.routes.len() as u32;
                 match vhost
@@ -463,6 +559,32 @@ impl RouteTableBuilder {
                     table.wildcard.insert(suffix.into_boxed_str(), vhost);
                 }
                 HostMatch::Any => table.catch_all = Some(vhost),
+            }
+        }
+        // Aliases and www redirects never take a host a rule has; the first claim wins.
+        for (alias, of) in self.aliases {
+            if table.exact.contains_key(alias.as_str()) {
+                continue;
+            }
+            let original = match &of {
+                HostMatch::Exact(name) => table.exact.get(name.as_str()),
+                HostMatch::Wildcard(suffix) => table.wildcard.get(suffix.as_str()),
+                HostMatch::Any => None,
+            };
+            if let Some(original) = original.cloned() {
+                let mut vhost = original;
+                vhost.host = HostMatch::Exact(alias.clone());
+                vhost.alias_of = Some(of);
+                table.exact.insert(alias.into_boxed_str(), vhost);
+            }
+        }
+        for (from, to) in self.www_redirects {
+            if !table.exact.contains_key(from.as_str())
+                && !table.www_redirects.contains_key(from.as_str())
+            {
+                table
+                    .www_redirects
+                    .insert(from.into_boxed_str(), to.into_boxed_str());
             }
         }
         table

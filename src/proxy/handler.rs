@@ -241,7 +241,36 @@ impl Proxy {
         let host = route::request_host(req)?;
         let path = req.uri().path();
         route::check_path(path)?;
+        // Server-level redirects first (INGRESS-NGINX.md §A6 step 2).
+        if let Some(to) = snapshot.table.www_redirect(&host) {
+            let port = if conn.tls {
+                self.https_redirect_port
+            } else {
+                80
+            };
+            return Ok(Decision::Respond(Box::new(redirect::www(
+                to,
+                req.uri(),
+                conn.tls,
+                port,
+            ))));
+        }
         let lookup = snapshot.table.lookup(&host, path);
+        if path == "/" {
+            if let Some(root) = lookup.vhost().and_then(|v| v.app_root.as_ref()) {
+                let authority = request_authority(req);
+                let shown = authority
+                    .as_ref()
+                    .and_then(|a| a.to_str().ok())
+                    .unwrap_or(&host);
+                return Ok(Decision::Respond(Box::new(redirect::app_root(
+                    root,
+                    shown,
+                    req.uri(),
+                    conn.tls,
+                ))));
+            }
+        }
         let policy = lookup.policy();
         trace.unlogged = policy.is_some_and(|p| p.no_access_log);
         let body_limit = match policy.and_then(|p| p.body_limit) {

@@ -7,7 +7,7 @@ use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SERVER};
 use http::{Response, StatusCode, Uri};
 
 use super::body::ProxyBody;
-use crate::model::Redirect;
+use crate::model::{AppRoot, Redirect};
 
 /// The Ingress's redirect: its URL as written when absolute; a path is made absolute with
 /// the request's scheme and host, as nginx does.
@@ -51,6 +51,37 @@ pub fn https(
             StatusCode::PERMANENT_REDIRECT,
             HeaderValue::from_static("/"),
         ),
+    }
+}
+
+/// `from-to-www-redirect`: 308 to the other name, with the port written as ingress-nginx
+/// does (here the public port of the scheme) and one trailing `/` left out.
+pub fn www(to: &str, uri: &Uri, tls: bool, port: u16) -> Response<ProxyBody> {
+    let scheme = if tls { "https" } else { "http" };
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = target.strip_suffix('/').unwrap_or(target);
+    let location = format!("{scheme}://{to}:{port}{target}");
+    match HeaderValue::try_from(location) {
+        Ok(location) => respond(StatusCode::PERMANENT_REDIRECT, location),
+        Err(_) => respond(
+            StatusCode::PERMANENT_REDIRECT,
+            HeaderValue::from_static("/"),
+        ),
+    }
+}
+
+/// `app-root`: 302 from `/` to the root path on the host as the client wrote it (port
+/// included); the query string only when the annotation asked for it.
+pub fn app_root(root: &AppRoot, host: &str, uri: &Uri, tls: bool) -> Response<ProxyBody> {
+    let scheme = if tls { "https" } else { "http" };
+    let query = match (root.keep_query, uri.query()) {
+        (true, Some(q)) => format!("?{q}"),
+        _ => String::new(),
+    };
+    let location = format!("{scheme}://{host}{}{query}", root.path);
+    match HeaderValue::try_from(location) {
+        Ok(location) => respond(StatusCode::FOUND, location),
+        Err(_) => respond(StatusCode::FOUND, HeaderValue::from_static("/")),
     }
 }
 

@@ -23,9 +23,9 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef, Owner, PathType, PortRef,
-    Problem, Reason, Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost,
-    TlsTableBuilder,
+    AppRoot, DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef, Owner, PathType,
+    PortRef, Problem, Reason, Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding,
+    TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -212,6 +212,7 @@ impl<'a> Translator<'a> {
                     }
                 },
             };
+            self.host_options(&host, &options.hosts, &source, ri);
             let Some(http) = &rule.http else {
                 // A host without paths still claims the host: its requests go to the
                 // default backend, never to the rules without a host.
@@ -280,6 +281,48 @@ impl<'a> Translator<'a> {
         }
 
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// An Ingress's host-wide settings for one of its rule hosts: `app-root` (the oldest
+    /// Ingress of the host that sets one wins), `server-alias`, `from-to-www-redirect`.
+    fn host_options(
+        &mut self,
+        host: &HostMatch,
+        options: &annotations::HostOptions,
+        source: &Arc<ObjectRef>,
+        ri: usize,
+    ) {
+        if let Some((path, keep_query)) = &options.app_root {
+            let root = AppRoot {
+                path: path.clone(),
+                keep_query: *keep_query,
+                ingress: source.clone(),
+            };
+            if let Err(existing) = self.table.set_app_root(host.clone(), root) {
+                if existing.ingress != *source {
+                    let message = format!(
+                        "app-root of host {host} is already set by {} (older); this one is ignored",
+                        existing.ingress
+                    );
+                    self.problem(source, Reason::InvalidAnnotation, message);
+                }
+            }
+        }
+        for alias in &options.aliases {
+            self.table.add_alias(alias.clone(), host.clone());
+        }
+        if let (true, HostMatch::Exact(name)) = (options.from_to_www, host) {
+            let other = match name.strip_prefix("www.") {
+                Some(apex) => apex.to_owned(),
+                None => format!("www.{name}"),
+            };
+            self.table.add_www_redirect(other, name.clone());
+        } else if options.from_to_www {
+            let message = format!(
+                "spec.rules[{ri}]: from-to-www-redirect does not apply to {host}: only to host names, not wildcards"
+            );
+            self.problem(source, Reason::InvalidAnnotation, message);
+        }
     }
 
     /// `spec.tls`: each host bound to its Secret's certificate, or to the default one with

@@ -46,6 +46,19 @@ pub struct Options {
     pub canary: bool,
     /// Its annotations and their outcomes (None: it has none of ours).
     pub report: Option<IngressAnnotations>,
+    /// What it asks of its hosts as a whole.
+    pub hosts: HostOptions,
+}
+
+/// Host-wide settings of an Ingress: they apply to every rule host it has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostOptions {
+    /// `app-root`: the path, and whether the query string is kept (`$is_args$args`).
+    pub app_root: Option<(String, bool)>,
+    /// `server-alias`: more names served like the Ingress's hosts.
+    pub aliases: Vec<String>,
+    /// `from-to-www-redirect`.
+    pub from_to_www: bool,
 }
 
 pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) -> Options {
@@ -69,6 +82,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         policy.no_access_log = true;
     }
     policy.cors = cors(&mut r);
+    let hosts = host_options(&mut r);
     let canary = r.peek_bool("canary");
     let report = r.finish();
     Options {
@@ -78,6 +92,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         blocked: report.1,
         canary,
         report: report.0,
+        hosts,
     }
 }
 
@@ -639,6 +654,48 @@ fn parse_origin(entry: &str) -> Option<OriginPattern> {
         wildcard,
         port,
     })
+}
+
+/// `app-root`, `server-alias`, `from-to-www-redirect`.
+fn host_options(r: &mut Reader<'_>) -> HostOptions {
+    let mut hosts = HostOptions::default();
+    if let Some(v) = r.get("app-root") {
+        let (path, keep_query) = match v.value.strip_suffix("$is_args$args") {
+            Some(path) => (path, true),
+            None => (v.value, false),
+        };
+        let ok = path.starts_with('/')
+            && path.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b':')
+            });
+        if ok {
+            hosts.app_root = Some((path.to_owned(), keep_query));
+        } else {
+            r.invalid(
+                &v,
+                "is not a path (nginx variables other than $is_args$args are not expanded)",
+                "the request for / is served as it is",
+            );
+        }
+    }
+    if let Some(v) = r.get("server-alias") {
+        let mut skipped = Vec::new();
+        for alias in v.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match super::validate::host(alias) {
+                Ok(crate::model::HostMatch::Exact(name)) => hosts.aliases.push(name),
+                _ => skipped.push(alias.to_owned()),
+            }
+        }
+        if !skipped.is_empty() {
+            r.problems.push(Problem::new(
+                r.source.clone(),
+                Reason::InvalidAnnotation,
+                format!("{}: {skipped:?} are not host names (wildcards and regular expressions are not supported); they are skipped", v.full),
+            ));
+        }
+    }
+    hosts.from_to_www = r.bool("from-to-www-redirect") == Some(true);
+    hosts
 }
 
 /// `upstream-vhost`.

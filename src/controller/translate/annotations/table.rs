@@ -40,7 +40,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     // Routing, rewriting, redirects
     ("rewrite-target", Support::Unsupported("not supported yet: the path is forwarded unchanged")),
     ("use-regex", Support::Unsupported("not supported yet: paths match as their pathType says")),
-    ("app-root", NOT_YET),
+    ("app-root", Support::Differs("a path; of nginx's variables only $is_args$args (keep the query string) is understood")),
     ("x-forwarded-prefix", NOT_YET),
     ("enable-rewrite-log", Support::NoEffectNeeded("wicket has no rewrite log; /debug/explain shows how a request is routed")),
     ("ssl-redirect", Support::Honoured),
@@ -51,8 +51,8 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("temporal-redirect", Support::Honoured),
     ("temporal-redirect-code", Support::Honoured),
     ("relative-redirects", NOT_YET),
-    ("from-to-www-redirect", NOT_YET),
-    ("server-alias", NOT_YET),
+    ("from-to-www-redirect", Support::Differs("the Location carries port 80 for HTTP and --https-redirect-port for HTTPS, the public ports, where nginx writes its own listening port; wildcard hosts are not redirected")),
+    ("server-alias", Support::Differs("host names only: nginx server_name wildcards and regular expressions are skipped")),
     ("upstream-vhost", Support::Differs("a plain host name; nginx variables ($service_name, ...) are not expanded and such a value is refused")),
     // TLS and backend protocol
     ("backend-protocol", Support::Differs("HTTP, HTTPS, GRPC and GRPCS; AUTO_HTTP and FCGI are not supported")),
