@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::{
-    normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup, PathType, Policy,
-    Route, RouteTable, Snapshot, Target, VirtualHost,
+    collapse_slashes, normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup,
+    PathType, Policy, Route, RouteTable, Snapshot, Target, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 use crate::proxy::route::normalize_host;
@@ -153,6 +153,37 @@ pub fn explain(
                 route.path,
                 ingress_name(route)
             );
+            if let Some(rewrite) = &route.rewrite {
+                let (p, q) = match path.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (path, None),
+                };
+                match rewrite.apply(&collapse_slashes(p), q) {
+                    Some(to) if rewrite.is_redirect() => {
+                        e.outcome = "redirect".into();
+                        e.summary = format!(
+                            "302 to {to}: rewrite-target {} of Ingress {}",
+                            rewrite.target(),
+                            ingress_name(route)
+                        );
+                        return e;
+                    }
+                    Some(to) => {
+                        let _ = write!(
+                            e.summary,
+                            "; rewrite-target {}: the pod gets {to}",
+                            rewrite.target()
+                        );
+                    }
+                    None => {
+                        let _ = write!(
+                            e.summary,
+                            "; rewrite-target {}: its pattern does not match, the path goes unchanged",
+                            rewrite.target()
+                        );
+                    }
+                }
+            }
             e.backend = Some(backend_check(&route.target, outliers));
         }
         Lookup::Default { backend, .. } => {
@@ -259,6 +290,9 @@ fn matches(route: &Route, path: &str) -> (bool, String) {
 }
 
 fn rule_checks(vhost: &VirtualHost, path: &str, chosen: Option<&Route>) -> Vec<RuleCheck> {
+    if let Some(regex) = vhost.regex_matches(path) {
+        return regex_rule_checks(vhost, regex, chosen);
+    }
     vhost
         .routes
         .iter()
@@ -274,6 +308,38 @@ fn rule_checks(vhost: &VirtualHost, path: &str, chosen: Option<&Route>) -> Vec<R
                     None => why,
                 };
             }
+            RuleCheck {
+                path: route.path.clone(),
+                path_type: route.path_type,
+                ingress: ingress_name(route),
+                matches: ok,
+                chosen: is_chosen,
+                why,
+            }
+        })
+        .collect()
+}
+
+/// Regex mode: every path a pattern, tried in order, the first match wins.
+fn regex_rule_checks(
+    vhost: &VirtualHost,
+    regex: Vec<(bool, &str)>,
+    chosen: Option<&Route>,
+) -> Vec<RuleCheck> {
+    vhost
+        .routes
+        .iter()
+        .zip(regex)
+        .map(|(route, (ok, pattern))| {
+            let is_chosen = chosen.is_some_and(|c| std::ptr::eq(c, route));
+            let why = match (ok, chosen) {
+                (true, Some(c)) if !is_chosen => format!(
+                    "regex mode: matches {pattern}, but {} comes first (longer path text is tried first)",
+                    c.path
+                ),
+                (true, _) => format!("regex mode: matches {pattern}, the first that does"),
+                (false, _) => format!("regex mode: does not match {pattern}"),
+            };
             RuleCheck {
                 path: route.path.clone(),
                 path_type: route.path_type,

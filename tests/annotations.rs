@@ -380,7 +380,7 @@ async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
             &[
                 (&a("proxy-body-size"), "8m"),
                 (&a("proxy-buffering"), "on"),
-                (&a("rewrite-target"), "/$2"),
+                (&a("mirror-target"), "https://mirror.example/$request_uri"),
                 (&a("configuration-snippet"), "more_set_headers \"X: y\";"),
                 (&a("proxy-read-timeout"), "soon"),
             ],
@@ -400,7 +400,7 @@ async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
     };
     assert_eq!(outcome("proxy-body-size"), "honoured");
     assert_eq!(outcome("proxy-buffering"), "noEffectNeeded");
-    assert_eq!(outcome("rewrite-target"), "unsupported");
+    assert_eq!(outcome("mirror-target"), "unsupported");
     assert_eq!(outcome("configuration-snippet"), "refused");
     assert_eq!(outcome("proxy-read-timeout"), "invalid");
     let text = w.admin_get("/debug/routes?format=text").await.body;
@@ -642,5 +642,119 @@ async fn a_server_alias_serves_like_the_host_unless_a_rule_has_it() {
         1,
         "the host with its own rule keeps it"
     );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn rewrite_target_sends_the_pod_the_rewritten_path_and_the_query() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "app",
+                &[
+                    (&a("rewrite-target"), "/$2"),
+                    (&a("use-regex"), "true"),
+                    (&a("x-forwarded-prefix"), "/app"),
+                ],
+                &[("a.test", "/app(/|$)(.*)", "ImplementationSpecific", "web")],
+            ),
+            ingress("assets", &[("a.test", "/static", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    for (request, upstream) in [
+        ("/app/hello?x=1&y=2", "GET /hello?x=1&y=2 HTTP/1.1"),
+        ("/app", "GET / HTTP/1.1"),
+        ("/app/", "GET / HTTP/1.1"),
+        ("/APP/v1/Users/123", "GET /v1/Users/123 HTTP/1.1"),
+        ("/app//a//b", "GET /a/b HTTP/1.1"),
+    ] {
+        assert_eq!(
+            w.get("a.test", request).await.status,
+            StatusCode::OK,
+            "{request}"
+        );
+        let got = pod.complete().pop().unwrap();
+        assert_eq!(got.line(), upstream, "{request}");
+        assert_eq!(got.header("x-forwarded-prefix").as_deref(), Some("/app"));
+    }
+    // The other Ingress of the host is in regex mode too: case-insensitive, start-anchored,
+    // and its path goes unchanged, without the prefix header.
+    assert_eq!(
+        w.get("a.test", "/STATICfiles/x").await.status,
+        StatusCode::OK
+    );
+    let got = pod.complete().pop().unwrap();
+    assert_eq!(got.line(), "GET /STATICfiles/x HTTP/1.1");
+    assert_eq!(got.header("x-forwarded-prefix"), None);
+    assert_eq!(
+        w.get("a.test", "/other").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let explained = w
+        .admin_get("/debug/explain?host=a.test&path=/app/hello")
+        .await;
+    assert!(
+        explained.body.contains("the pod gets /hello"),
+        "{}",
+        explained.body
+    );
+    assert!(explained.body.contains("regex mode"), "{}", explained.body);
+    let routes = w.routes().await.to_string();
+    assert!(routes.contains("\"rewriteTarget\":\"/$2\""), "{routes}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_rewrite_to_a_url_redirects_without_asking_the_pod() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "moved",
+            &[(&a("rewrite-target"), "https://bar.example.org/$1")],
+            &[("a.test", "/original/(.*)", "ImplementationSpecific", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let r = w.get("a.test", "/original/a/b/c?q=1").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(
+        r.headers.get("location").unwrap(),
+        "https://bar.example.org/a/b/c?q=1"
+    );
+    assert!(pod.complete().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_regex_path_that_does_not_compile_leaves_the_others_serving() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "lookaround",
+            &[(&a("use-regex"), "true")],
+            &[
+                ("a.test", "/(?!admin).*", "ImplementationSpecific", "web"),
+                ("a.test", "/api/[0-9]+", "ImplementationSpecific", "web"),
+            ],
+        )],
+        Config::local(),
+    )
+    .await;
+    assert_eq!(w.get("a.test", "/api/42").await.status, StatusCode::OK);
+    assert_eq!(
+        w.get("a.test", "/public").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let routes = w.routes().await.to_string();
+    assert!(routes.contains("/(?!admin).*"), "{routes}");
+    assert!(routes.contains("path ignored"), "{routes}");
     w.stop().await;
 }

@@ -6,6 +6,7 @@ mod backend;
 mod path_table;
 mod policy;
 mod problem;
+mod regex_paths;
 mod table;
 mod tls;
 
@@ -14,12 +15,14 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
+pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
     AnnotationOutcome, BodyLimit, Cors, CorsOrigins, IngressAnnotations, NextUpstream,
     OriginPattern, Outcome, Policy, Redirect, StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
+pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};
 pub use table::{
     AppRoot, DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
     RouteTable, RouteTableBuilder, Target, VirtualHost,

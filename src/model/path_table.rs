@@ -135,7 +135,7 @@ pub fn segment_count(path: &str) -> usize {
 
 /// Collapses runs of `/` so that empty segments in the request do not count.
 /// Borrows when there is nothing to collapse, which is almost always.
-fn collapse_slashes(path: &str) -> Cow<'_, str> {
+pub(crate) fn collapse_slashes(path: &str) -> Cow<'_, str> {
     if !path.contains("//") {
         return Cow::Borrowed(path);
     }

@@ -226,6 +226,12 @@ pub struct Policy {
         serialize_with = "opt_header_text"
     )]
     pub upstream_vhost: Option<HeaderValue>,
+    /// `X-Forwarded-Prefix` sent to the pod on the routes that rewrite the path.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_header_text"
+    )]
+    pub x_forwarded_prefix: Option<HeaderValue>,
     /// Log no access-log line for these routes (`enable-access-log: "false"`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_access_log: bool,

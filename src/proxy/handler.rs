@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, STRICT_TRANSPORT_SECURITY, TE};
-use http::uri::Authority;
-use http::{Extensions, Method, Request, Response, StatusCode, Version};
+use http::uri::{Authority, PathAndQuery};
+use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
@@ -25,7 +25,7 @@ use super::conn::ConnInfo;
 use super::cors;
 use super::error::ProxyError;
 use super::forward::{Forwarder, UpstreamSettings};
-use super::headers::{self, Forwarded, X_REQUEST_ID};
+use super::headers::{self, Forwarded, X_FORWARDED_PREFIX, X_REQUEST_ID};
 use super::limits;
 use super::observe::{self, Finish, Observer, Record};
 use super::redirect;
@@ -34,7 +34,7 @@ use super::trust::TrustedProxies;
 use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
-use crate::model::{Backend, Lookup, Policy, Target, UpstreamProtocol};
+use crate::model::{collapse_slashes, Backend, Lookup, Policy, Target, UpstreamProtocol};
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
 /// never redirected, as in ingress-nginx.
@@ -117,6 +117,8 @@ enum Decision {
         policy: Option<Arc<Policy>>,
         /// The largest request body the route accepts (None: no limit).
         body_limit: Option<u64>,
+        /// The path and query the pod gets instead of the client's (`rewrite-target`).
+        rewritten: Option<PathAndQuery>,
     },
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
@@ -294,6 +296,22 @@ impl Proxy {
                 r, &host, conn.tls,
             ))));
         }
+        // rewrite-target: a URL target is a 302 here; a path is what the pod gets.
+        let mut rewritten = None;
+        if let Lookup::Route { route, .. } = &lookup {
+            if let Some(rewrite) = &route.rewrite {
+                let path = collapse_slashes(path);
+                if let Some(to) = rewrite.apply(&path, req.uri().query()) {
+                    if rewrite.is_redirect() {
+                        return Ok(Decision::Respond(Box::new(redirect::rewrite(&to))));
+                    }
+                    rewritten =
+                        Some(PathAndQuery::try_from(to).map_err(|_| {
+                            ProxyError::BadRequest("the rewritten path is invalid")
+                        })?);
+                }
+            }
+        }
         // The TLS host matters only for the redirect (plain HTTP) and for HSTS (HTTPS).
         let wants_tls_host = if conn.tls {
             self.hsts.is_some()
@@ -339,6 +357,7 @@ impl Proxy {
             },
             policy: policy.cloned(),
             body_limit,
+            rewritten,
         })
     }
 
@@ -355,16 +374,18 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let (backend, protocol, hsts, policy, body_limit) = match self.route(&conn, &req, trace)? {
-            Decision::Forward {
-                backend,
-                protocol,
-                hsts,
-                policy,
-                body_limit,
-            } => (backend, protocol, hsts, policy, body_limit),
-            Decision::Respond(response) => return Ok(*response),
-        };
+        let (backend, protocol, hsts, policy, body_limit, rewritten) =
+            match self.route(&conn, &req, trace)? {
+                Decision::Forward {
+                    backend,
+                    protocol,
+                    hsts,
+                    policy,
+                    body_limit,
+                    rewritten,
+                } => (backend, protocol, hsts, policy, body_limit, rewritten),
+                Decision::Respond(response) => return Ok(*response),
+            };
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
         let upgrade = req.version() == Version::HTTP_11
@@ -398,6 +419,15 @@ impl Proxy {
         }
         if let Some(vhost) = policy.as_ref().and_then(|p| p.upstream_vhost.clone()) {
             parts.headers.insert(HOST, vhost);
+        }
+        if let Some(rewritten) = rewritten {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.path_and_query = Some(rewritten);
+            parts.uri = Uri::from_parts(uri)
+                .map_err(|_| ProxyError::BadRequest("the rewritten path is invalid"))?;
+            if let Some(prefix) = policy.as_ref().and_then(|p| p.x_forwarded_prefix.clone()) {
+                parts.headers.insert(&X_FORWARDED_PREFIX, prefix);
+            }
         }
         if scan.content_length {
             headers::canonical_content_length(&mut parts.headers, body.size_hint().exact());

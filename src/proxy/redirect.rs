@@ -85,6 +85,14 @@ pub fn app_root(root: &AppRoot, host: &str, uri: &Uri, tls: bool) -> Response<Pr
     }
 }
 
+/// `rewrite-target` to a URL: 302 to it (nginx's `rewrite` with an http(s) replacement).
+pub fn rewrite(location: &str) -> Response<ProxyBody> {
+    match HeaderValue::try_from(location) {
+        Ok(location) => respond(StatusCode::FOUND, location),
+        Err(_) => respond(StatusCode::FOUND, HeaderValue::from_static("/")),
+    }
+}
+
 fn respond(code: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
     let body = format!(
         "{} {}\n",

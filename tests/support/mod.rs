@@ -169,7 +169,8 @@ pub fn annotated(
             format!("    host: \"{host}\"\n")
         };
         s.push_str(&format!(
-            "  - http:\n      paths:\n      - path: {path}\n        pathType: {path_type}\n        backend: {{service: {{name: {service}, port: {{name: http}}}}}}\n{host_line}"
+            "  - http:\n      paths:\n      - path: {}\n        pathType: {path_type}\n        backend: {{service: {{name: {service}, port: {{name: http}}}}}}\n{host_line}",
+            serde_json::to_string(path).unwrap()
         ));
     }
     s

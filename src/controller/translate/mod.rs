@@ -23,9 +23,9 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    AppRoot, DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef, Owner, PathType,
-    PortRef, Problem, Reason, Rejected, Route, RouteTableBuilder, Snapshot, Target, TlsBinding,
-    TlsHost, TlsTableBuilder,
+    check_pattern, AppRoot, DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef,
+    Owner, PathType, PortRef, Problem, Reason, Rejected, Rewrite, Route, RouteTableBuilder,
+    Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -74,13 +74,17 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         ..
     } = t;
     annotations.sort();
+    let (table, literal_paths) = table.build_reporting();
+    for (ingress, reason, message) in literal_paths {
+        problems.insert(Problem::new((*ingress).clone(), reason, message));
+    }
     problems.extend(services.into_problems());
     problems.extend(index.source_problems.iter().cloned());
     ignored.sort();
     Snapshot {
         generation: 0,
         published_at: None,
-        table: table.build(),
+        table,
         tls: tls.build(),
         problems: problems.into_iter().collect(),
         ignored,
@@ -234,7 +238,9 @@ impl<'a> Translator<'a> {
                         continue;
                     }
                 };
-                let path_value = match validate::path(path.path.as_deref(), path_type) {
+                let regex_paths = options.use_regex || options.rewrite_target.is_some();
+                let path_value = match validate::path(path.path.as_deref(), path_type, regex_paths)
+                {
                     Ok(p) => p,
                     Err(why) => {
                         self.problem(
@@ -244,6 +250,10 @@ impl<'a> Translator<'a> {
                         );
                         continue;
                     }
+                };
+                let Some((rewrite, regex)) = self.rewrite(&options, &path_value, &source, &field)
+                else {
+                    continue;
                 };
                 let target = blocked(self.target(namespace, &path.backend, &source, &field));
                 let route = Route {
@@ -255,6 +265,8 @@ impl<'a> Translator<'a> {
                     ssl_redirect: options.ssl_redirect,
                     protocol: options.protocol,
                     policy: options.policy.clone(),
+                    rewrite,
+                    regex,
                 };
                 let message = match self.table.add(host.clone(), route) {
                     Ok(()) => None,
@@ -281,6 +293,62 @@ impl<'a> Translator<'a> {
         }
 
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// `use-regex` and `rewrite-target` for one path: the rewrite (if the target differs
+    /// from the path) and whether the path puts its host in regex mode (INGRESS-NGINX.md
+    /// §B2). None: the path is no pattern wicket can use, and is left out (reported).
+    fn rewrite(
+        &mut self,
+        options: &annotations::Options,
+        path: &str,
+        source: &Arc<ObjectRef>,
+        field: &str,
+    ) -> Option<(Option<Arc<Rewrite>>, bool)> {
+        let target = options
+            .rewrite_target
+            .as_deref()
+            .filter(|target| *target != path);
+        if !options.use_regex && target.is_none() {
+            return Some((None, false));
+        }
+        if let Err(why) = check_pattern(path) {
+            self.problem(
+                source,
+                Reason::InvalidPath,
+                format!("{field}: path {path:?} is not a regular expression wicket can use ({why}); path ignored"),
+            );
+            return None;
+        }
+        let Some(target) = target else {
+            return Some((None, true));
+        };
+        match Rewrite::new(path, target) {
+            Ok((rewrite, unknown)) => {
+                if !unknown.is_empty() {
+                    let groups: Vec<String> = unknown.iter().map(|n| format!("${n}")).collect();
+                    self.problem(
+                        source,
+                        Reason::InvalidAnnotation,
+                        format!(
+                            "{field}: rewrite-target {target:?} uses {} but path {path:?} has no such capture group; it is filled in empty, as nginx does",
+                            groups.join(", ")
+                        ),
+                    );
+                }
+                Some((Some(Arc::new(rewrite)), true))
+            }
+            // The target's variables were refused with the annotation and the pattern
+            // checked above; should either still fail, the path is left out, loudly.
+            Err(why) => {
+                self.problem(
+                    source,
+                    Reason::InvalidAnnotation,
+                    format!("{field}: rewrite-target {target:?}: {why}; path ignored"),
+                );
+                None
+            }
+        }
     }
 
     /// An Ingress's host-wide settings for one of its rule hosts: `app-root` (the oldest

@@ -1703,3 +1703,249 @@ fn source_problems_are_carried_into_the_snapshot() {
     assert_eq!(s.problems.len(), 1);
     assert_eq!(s.problems[0].object.name, "bad.yaml");
 }
+
+// ---------------------------------------------------------------------------------------
+// use-regex and rewrite-target (INGRESS-NGINX.md §B2–B3, §C1)
+
+fn regex_world(annotations: Value, paths: Value) -> Vec<Object> {
+    let mut objects = base();
+    objects.push(mk_ingress_full(
+        "default",
+        "plain",
+        Some("2026-01-01T00:00:00Z"),
+        json!({}),
+        json!({"rules": [rule("a.com", json!([prefix("/foo", "web")]))]}),
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "regex",
+        Some("2026-01-02T00:00:00Z"),
+        annotations,
+        json!({"rules": [rule("a.com", paths)]}),
+    ));
+    objects
+}
+
+fn rewritten(s: &Snapshot, host: &str, path: &str) -> Option<String> {
+    match s.table.lookup(host, path) {
+        Lookup::Route { route, .. } => route.rewrite.as_ref().and_then(|r| r.apply(path, None)),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_rewrite_puts_every_path_of_the_host_in_regex_mode() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/new/backend"}),
+        json!([path(
+            "/foo.+",
+            "ImplementationSpecific",
+            "web",
+            json!({"number": 80})
+        )]),
+    ));
+    // The plain Ingress's Prefix /foo is now a case-insensitive prefix pattern.
+    assert_eq!(
+        reach(&s, "a.com", "/foo").as_deref(),
+        Some("plain -> default/web:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/FOO").as_deref(),
+        Some("plain -> default/web:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/foo/bar").as_deref(),
+        Some("regex -> default/web:80")
+    );
+    assert_eq!(
+        rewritten(&s, "a.com", "/foo/bar").as_deref(),
+        Some("/new/backend")
+    );
+    assert_eq!(rewritten(&s, "a.com", "/foo"), None);
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn use_regex_false_does_not_stop_a_rewrite_from_switching_the_host() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/rewritten", "nginx.ingress.kubernetes.io/use-regex": "false"}),
+        json!([path("/", "Prefix", "web", json!({"number": 80}))]),
+    ));
+    assert_eq!(rewritten(&s, "a.com", "/").as_deref(), Some("/rewritten"));
+    assert_eq!(
+        reach(&s, "a.com", "/foobar").as_deref(),
+        Some("plain -> default/web:80")
+    );
+}
+
+#[test]
+fn use_regex_alone_switches_the_host_and_a_target_equal_to_the_path_does_not() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/use-regex": "true"}),
+        json!([path(
+            "/api/v[0-9]+/?(.*)",
+            "ImplementationSpecific",
+            "web",
+            json!({"number": 80})
+        )]),
+    ));
+    assert_eq!(
+        reach(&s, "a.com", "/API/V2/users").as_deref(),
+        Some("regex -> default/web:80")
+    );
+    assert_eq!(rewritten(&s, "a.com", "/api/v2/users"), None);
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/bar"}),
+        json!([prefix("/bar", "web")]),
+    ));
+    assert_eq!(reach(&s, "a.com", "/foobar"), None, "no regex mode");
+}
+
+#[test]
+fn other_hosts_keep_the_ingress_matching_rules() {
+    let mut objects = regex_world(
+        json!({"nginx.ingress.kubernetes.io/use-regex": "true"}),
+        json!([prefix("/x", "web")]),
+    );
+    objects.push(mk_ingress(
+        "default",
+        "other",
+        json!({"rules": [rule("b.com", json!([prefix("/foo", "web")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert_eq!(
+        reach(&s, "a.com", "/foobar").as_deref(),
+        Some("plain -> default/web:80")
+    );
+    assert_eq!(reach(&s, "b.com", "/foobar"), None);
+}
+
+#[test]
+fn a_path_that_does_not_compile_is_reported_and_the_rest_served() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/use-regex": "true"}),
+        json!([
+            path(
+                "/(?=look)ahead",
+                "ImplementationSpecific",
+                "web",
+                json!({"number": 80})
+            ),
+            path(
+                "/ok/(.*)",
+                "ImplementationSpecific",
+                "web",
+                json!({"number": 80})
+            ),
+        ]),
+    ));
+    let p = problem(&s, Reason::InvalidPath);
+    assert_eq!(p.object.name, "regex");
+    assert!(
+        p.message.contains("/(?=look)ahead") && p.message.contains("path ignored"),
+        "{}",
+        p.message
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/ok/x").as_deref(),
+        Some("regex -> default/web:80")
+    );
+    assert_eq!(
+        reach(&s, "a.com", "/foo").as_deref(),
+        Some("plain -> default/web:80")
+    );
+}
+
+#[test]
+fn an_unknown_capture_is_reported_and_filled_in_empty() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/x/$1/$2"}),
+        json!([path(
+            "/api/(.*)",
+            "ImplementationSpecific",
+            "web",
+            json!({"number": 80})
+        )]),
+    ));
+    let p = problem(&s, Reason::InvalidAnnotation);
+    assert!(p.message.contains("$2"), "{}", p.message);
+    assert_eq!(
+        rewritten(&s, "a.com", "/api/users").as_deref(),
+        Some("/x/users/")
+    );
+}
+
+#[test]
+fn a_rewrite_with_an_nginx_variable_blocks_the_ingress() {
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/$host/$1"}),
+        json!([path(
+            "/api/(.*)",
+            "ImplementationSpecific",
+            "web",
+            json!({"number": 80})
+        )]),
+    ));
+    assert_eq!(
+        reach(&s, "a.com", "/api/users").as_deref(),
+        Some("regex -> 503")
+    );
+    assert!(problem(&s, Reason::InvalidAnnotation)
+        .message
+        .contains("nginx variable"));
+    // A target with characters ingress-nginx refuses is ignored: no rewrite, no regex mode.
+    let s = snapshot(regex_world(
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/x?y=1"}),
+        json!([prefix("/api", "web")]),
+    ));
+    assert_eq!(
+        reach(&s, "a.com", "/api/users").as_deref(),
+        Some("regex -> default/web:80")
+    );
+    assert_eq!(rewritten(&s, "a.com", "/api/users"), None);
+    assert_eq!(reach(&s, "a.com", "/foobar"), None);
+}
+
+#[test]
+fn in_regex_mode_a_slash_variant_of_a_prefix_is_its_own_pattern() {
+    // ingress-path-matching.md: /foo/bar/(.+) (rewrite), Prefix /foo/bar, Prefix /foo/bar/.
+    let mut objects = base();
+    objects.push(mk_service("default", "two", json!([{"port": 80}])));
+    objects.push(mk_service("default", "three", json!([{"port": 80}])));
+    objects.push(mk_ingress_full(
+        "default",
+        "rewrite",
+        Some("2026-01-01T00:00:00Z"),
+        json!({"nginx.ingress.kubernetes.io/rewrite-target": "/$1"}),
+        json!({"rules": [rule("a.com", json!([path("/foo/bar/(.+)", "ImplementationSpecific", "three", json!({"number": 80}))]))]}),
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "one",
+        Some("2026-01-02T00:00:00Z"),
+        json!({}),
+        json!({"rules": [rule("a.com", json!([prefix("/foo/bar", "web")]))]}),
+    ));
+    objects.push(mk_ingress_full(
+        "default",
+        "two",
+        Some("2026-01-03T00:00:00Z"),
+        json!({}),
+        json!({"rules": [rule("a.com", json!([prefix("/foo/bar/", "two")]))]}),
+    ));
+    let s = snapshot(objects);
+    assert!(reach(&s, "a.com", "/foo/bar/1")
+        .unwrap()
+        .starts_with("rewrite -> "));
+    assert!(reach(&s, "a.com", "/foo/bar/")
+        .unwrap()
+        .starts_with("two -> "));
+    assert!(reach(&s, "a.com", "/foo/bar")
+        .unwrap()
+        .starts_with("one -> "));
+    assert!(
+        s.problems.iter().all(|p| p.reason != Reason::PathConflict),
+        "{:#?}",
+        s.problems
+    );
+}

@@ -64,7 +64,9 @@ const INVALID_SEQUENCES: [&str; 5] = ["//", "/./", "/../", "%2f", "%2F"];
 const INVALID_SUFFIXES: [&str; 2] = ["/..", "/."];
 
 /// `spec.rules[].http.paths[].path` for its `pathType`; returns the path to route.
-pub fn path(path: Option<&str>, path_type: PathType) -> Result<String, String> {
+/// `regex`: the path is a regular expression (`use-regex`, `rewrite-target`), where `?`
+/// is a quantifier, not a query string.
+pub fn path(path: Option<&str>, path_type: PathType, regex: bool) -> Result<String, String> {
     let path = path.unwrap_or("");
     if path_type == PathType::ImplementationSpecific && path.is_empty() {
         return Ok("/".to_owned());
@@ -88,7 +90,7 @@ pub fn path(path: Option<&str>, path_type: PathType) -> Result<String, String> {
     }
     if let Some(c) = path
         .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || *c == '?' || *c == '#')
+        .find(|c| c.is_control() || c.is_whitespace() || (*c == '?' && !regex) || *c == '#')
     {
         return Err(format!(
             "path {path:?} contains {c:?}, which never appears in a request path (rules match the path only, without query or fragment)"
@@ -136,31 +138,35 @@ mod tests {
     #[test]
     fn exact_and_prefix_paths_follow_api_validation() {
         use PathType::*;
-        assert_eq!(path(Some("/foo"), Prefix), Ok("/foo".into()));
-        assert_eq!(path(Some("/"), Exact), Ok("/".into()));
+        assert_eq!(path(Some("/foo"), Prefix, false), Ok("/foo".into()));
+        assert_eq!(path(Some("/"), Exact, false), Ok("/".into()));
         for bad in [
             "foo", "", "/a//b", "/a/./b", "/a/../b", "/a%2fb", "/a%2Fb", "/a/..", "/a/.",
         ] {
-            assert!(path(Some(bad), Prefix).is_err(), "{bad}");
-            assert!(path(Some(bad), Exact).is_err(), "{bad}");
+            assert!(path(Some(bad), Prefix, false).is_err(), "{bad}");
+            assert!(path(Some(bad), Exact, false).is_err(), "{bad}");
         }
-        assert!(path(None, Prefix).is_err());
+        assert!(path(None, Prefix, false).is_err());
     }
 
     #[test]
     fn implementation_specific_allows_an_empty_path_as_root() {
-        assert_eq!(path(None, PathType::ImplementationSpecific), Ok("/".into()));
         assert_eq!(
-            path(Some(""), PathType::ImplementationSpecific),
+            path(None, PathType::ImplementationSpecific, false),
             Ok("/".into())
         );
-        assert!(path(Some("api"), PathType::ImplementationSpecific).is_err());
+        assert_eq!(
+            path(Some(""), PathType::ImplementationSpecific, false),
+            Ok("/".into())
+        );
+        assert!(path(Some("api"), PathType::ImplementationSpecific, false).is_err());
     }
 
     #[test]
     fn paths_with_query_or_spaces_are_refused() {
-        assert!(path(Some("/a?b=1"), PathType::Prefix).is_err());
-        assert!(path(Some("/a b"), PathType::Prefix).is_err());
-        assert!(path(Some("/a#x"), PathType::ImplementationSpecific).is_err());
+        assert!(path(Some("/a?b=1"), PathType::Prefix, false).is_err());
+        assert!(path(Some("/a/?(.*)"), PathType::ImplementationSpecific, true).is_ok());
+        assert!(path(Some("/a b"), PathType::Prefix, false).is_err());
+        assert!(path(Some("/a#x"), PathType::ImplementationSpecific, true).is_err());
     }
 }

@@ -48,6 +48,10 @@ pub struct Options {
     pub report: Option<IngressAnnotations>,
     /// What it asks of its hosts as a whole.
     pub hosts: HostOptions,
+    /// `use-regex`: its paths are regular expressions, and their hosts in regex mode.
+    pub use_regex: bool,
+    /// `rewrite-target`, checked for ingress-nginx's characters and nginx variables.
+    pub rewrite_target: Option<String>,
 }
 
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
@@ -83,6 +87,11 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     }
     policy.cors = cors(&mut r);
     let hosts = host_options(&mut r);
+    let mut use_regex = r.bool("use-regex") == Some(true);
+    let (rewrite_target, refused_target) = rewrite(&mut r, &mut policy);
+    // A target refused for an nginx variable still made the paths patterns in
+    // ingress-nginx; they answer 503 where it would have rewritten.
+    use_regex |= refused_target;
     let canary = r.peek_bool("canary");
     let report = r.finish();
     Options {
@@ -93,6 +102,8 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         canary,
         report: report.0,
         hosts,
+        use_regex,
+        rewrite_target,
     }
 }
 
@@ -696,6 +707,59 @@ fn host_options(r: &mut Reader<'_>) -> HostOptions {
     }
     hosts.from_to_www = r.bool("from-to-www-redirect") == Some(true);
     hosts
+}
+
+/// `rewrite-target` and `x-forwarded-prefix` (sent only with a rewrite, as ingress-nginx).
+/// Also says whether a target was refused for its nginx variables (the routes are blocked).
+fn rewrite(r: &mut Reader<'_>, policy: &mut Policy) -> (Option<String>, bool) {
+    let mut refused = false;
+    let target = r.get("rewrite-target").and_then(|v| {
+        // ingress-nginx's own check (a URI path with captures); anything else is ignored.
+        let chars_ok = v.value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b'$' | b':')
+        });
+        let shape_ok = v.value.starts_with('/')
+            || v.value.starts_with("http://")
+            || v.value.starts_with("https://");
+        if !chars_ok || !shape_ok {
+            r.invalid(
+                &v,
+                "is not a path or an http(s) URL of the characters ingress-nginx allows (letters, digits, - . _ ~ / : $)",
+                "the path is forwarded unchanged",
+            );
+            return None;
+        }
+        let mut rest = v.value;
+        while let Some(at) = rest.find('$') {
+            rest = &rest[at + 1..];
+            if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+                r.invalid(
+                    &v,
+                    "uses an nginx variable; only capture groups ($1 to $9) are filled in",
+                    "the routes answer 503 rather than send requests to the wrong path",
+                );
+                r.block(format!("{} {:?} uses an nginx variable wicket does not expand", v.full, v.value));
+                refused = true;
+                return None;
+            }
+        }
+        Some(v.value.to_owned())
+    });
+    if let Some(v) = r.get("x-forwarded-prefix") {
+        let ok = v.value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/' | b':')
+        });
+        match (ok, target.is_some(), HeaderValue::from_str(v.value)) {
+            (true, true, Ok(prefix)) => policy.x_forwarded_prefix = Some(prefix),
+            (true, false, _) => r.record(
+                v.full,
+                Outcome::NoEffectNeeded,
+                "only sent with rewrite-target (as ingress-nginx)".into(),
+            ),
+            _ => r.invalid(&v, "is not a path", "no X-Forwarded-Prefix is sent"),
+        }
+    }
+    (target, refused)
 }
 
 /// `upstream-vhost`.

@@ -38,10 +38,10 @@ const NOT_YET: Support = Support::Unsupported("not supported yet");
 /// The annotations, by name without the `nginx.ingress.kubernetes.io/` prefix.
 pub const ANNOTATIONS: &[(&str, Support)] = &[
     // Routing, rewriting, redirects
-    ("rewrite-target", Support::Unsupported("not supported yet: the path is forwarded unchanged")),
-    ("use-regex", Support::Unsupported("not supported yet: paths match as their pathType says")),
+    ("rewrite-target", Support::Differs("captures $1 to $9 only (an nginx variable such as $host is refused and the routes answer 503); the pattern matches the path as the client sent it, percent-encoding included, where nginx decodes it first")),
+    ("use-regex", Support::Differs("patterns are the regex crate's (RE2 syntax, linear time): look-around and back-references do not compile, and such a path is left out with a Problem; the path as the client sent it is matched, percent-encoding included")),
     ("app-root", Support::Differs("a path; of nginx's variables only $is_args$args (keep the query string) is understood")),
-    ("x-forwarded-prefix", NOT_YET),
+    ("x-forwarded-prefix", Support::Honoured),
     ("enable-rewrite-log", Support::NoEffectNeeded("wicket has no rewrite log; /debug/explain shows how a request is routed")),
     ("ssl-redirect", Support::Honoured),
     ("force-ssl-redirect", Support::Honoured),

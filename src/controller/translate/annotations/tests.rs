@@ -212,7 +212,10 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
             "nginx.ingress.kubernetes.io/configuration-snippet",
             "more_set_headers x;",
         ),
-        ("nginx.ingress.kubernetes.io/rewrite-target", "/$2"),
+        (
+            "nginx.ingress.kubernetes.io/mirror-target",
+            "https://m.example/$request_uri",
+        ),
         ("nginx.ingress.kubernetes.io/proxy-buffering", "on"),
         ("nginx.ingress.kubernetes.io/no-such-thing", "x"),
         ("wicket.dev/ssl-redirekt", "false"),
@@ -227,7 +230,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
             .filter(|r| **r == Reason::UnsupportedAnnotation)
             .count(),
         3,
-        "snippet, rewrite-target, unknown: {p:?}"
+        "snippet, mirror-target, unknown: {p:?}"
     );
     assert!(
         reasons.contains(&Reason::InvalidAnnotation),
@@ -244,7 +247,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
     };
     assert_eq!(of("whitelist-source-range"), Outcome::Blocked);
     assert_eq!(of("configuration-snippet"), Outcome::Refused);
-    assert_eq!(of("rewrite-target"), Outcome::Unsupported);
+    assert_eq!(of("mirror-target"), Outcome::Unsupported);
     assert_eq!(of("proxy-buffering"), Outcome::NoEffectNeeded);
     assert_eq!(of("ssl-redirekt"), Outcome::Invalid);
     assert!(r
@@ -318,5 +321,61 @@ fn cors_origins_parse_star_lists_wildcards_and_skip_garbage() {
         o.policy.unwrap().cors.clone().unwrap().methods,
         "GET, PUT, POST, DELETE, PATCH, OPTIONS"
     );
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+}
+
+#[test]
+fn rewrite_target_takes_paths_urls_and_captures_only() {
+    let (o, p) = with_nginx(&[("rewrite-target", "/new/$1"), ("use-regex", "true")]);
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(o.rewrite_target.as_deref(), Some("/new/$1"));
+    assert!(o.use_regex);
+    let (o, _) = with_nginx(&[("rewrite-target", "https://bar.example.org/$1")]);
+    assert_eq!(
+        o.rewrite_target.as_deref(),
+        Some("https://bar.example.org/$1")
+    );
+    assert!(
+        !o.use_regex,
+        "regex mode comes from the rewrite itself, per path"
+    );
+    // Characters ingress-nginx refuses: ignored, no rewrite.
+    for bad in ["/x?y=1", "/a%20b", "relative/path", "/a b"] {
+        let (o, p) = with_nginx(&[("rewrite-target", bad)]);
+        assert_eq!(o.rewrite_target, None, "{bad}");
+        assert_eq!(o.blocked, None, "{bad}");
+        assert_eq!(p[0].reason, Reason::InvalidAnnotation, "{bad}");
+        assert_eq!(
+            outcome(&o, &format!("{NGINX_PREFIX}rewrite-target")),
+            Outcome::Invalid
+        );
+    }
+    // An nginx variable: the routes answer 503 rather than go to the wrong path.
+    let (o, p) = with_nginx(&[("rewrite-target", "/$host/$1")]);
+    assert_eq!(o.rewrite_target, None);
+    assert!(o.blocked.unwrap().contains("nginx variable"));
+    assert!(o.use_regex);
+    assert!(p[0].message.contains("\"/$host/$1\""), "{}", p[0].message);
+    // wicket.dev/ wins.
+    let (o, _) = with(&[
+        ("wicket.dev/rewrite-target", "/w"),
+        ("nginx.ingress.kubernetes.io/rewrite-target", "/n"),
+    ]);
+    assert_eq!(o.rewrite_target.as_deref(), Some("/w"));
+}
+
+#[test]
+fn x_forwarded_prefix_goes_with_a_rewrite_only() {
+    let p = policy(&[("rewrite-target", "/$2"), ("x-forwarded-prefix", "/api")]);
+    assert_eq!(p.x_forwarded_prefix.unwrap(), "/api");
+    let (o, p) = with_nginx(&[("x-forwarded-prefix", "/api")]);
+    assert!(p.is_empty());
+    assert_eq!(o.policy, None);
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}x-forwarded-prefix")),
+        Outcome::NoEffectNeeded
+    );
+    let (o, p) = with_nginx(&[("rewrite-target", "/"), ("x-forwarded-prefix", "/a\"b")]);
+    assert_eq!(o.policy, None);
     assert_eq!(p[0].reason, Reason::InvalidAnnotation);
 }
