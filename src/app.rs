@@ -123,7 +123,15 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let generations = publisher.subscribe();
     let health = Arc::new(Health::default());
     let outliers = Arc::new(Outliers::new(config.outliers, metrics.clone()));
-    let balancer = Arc::new(Balancer::new(outliers.clone()));
+    if config.proxy.session_cookie_key.is_none() {
+        tracing::debug!(
+            "no --session-cookie-key: persistent session cookies are keyed for this process only"
+        );
+    }
+    let balancer = Arc::new(Balancer::with_cookie_key(
+        outliers.clone(),
+        config.proxy.session_cookie_key.as_deref(),
+    ));
     let (stop_listeners, listeners_rx) = watch::channel(Phase::Serving);
     let (stop_controller, controller_rx) = watch::channel(false);
 

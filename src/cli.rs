@@ -183,6 +183,12 @@ pub struct ProxyArgs {
     /// From anyone else those headers are replaced by wicket's own.
     #[arg(long, env = "WICKET_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+    /// The secret that persistent session cookies (`affinity-mode: persistent`) name pods
+    /// with, so a cookie never reveals a pod's address. Give every replica the same one
+    /// (the chart does); unset, each process makes its own and clients are re-pinned
+    /// when another replica answers them.
+    #[arg(long, env = "WICKET_SESSION_COOKIE_KEY", hide_env_values = true)]
+    pub session_cookie_key: Option<String>,
     /// Every connection to the HTTP and HTTPS listeners starts with a PROXY protocol
     /// header (v1 or v2) from a load balancer, whose source address is the client.
     /// Connections without one are closed.
@@ -289,6 +295,11 @@ impl ProxyArgs {
             client_body_timeout: self.client_body_timeout,
             allow_underscores_in_headers: self.allow_underscores_in_headers,
             trusted_proxies: Arc::new(self.trusted_proxies.clone()),
+            session_cookie_key: self
+                .session_cookie_key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .map(|k| Arc::from(k.as_bytes())),
         }
     }
 }

@@ -758,3 +758,344 @@ async fn a_regex_path_that_does_not_compile_leaves_the_others_serving() {
     assert!(routes.contains("path ignored"), "{routes}");
     w.stop().await;
 }
+
+/// Sends a GET (with `cookie`, if any) and says which of `pods` answered it.
+async fn served(
+    w: &Wicket,
+    pods: &[&RecordingPod],
+    host: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> (Option<usize>, Reply) {
+    let before: Vec<usize> = pods.iter().map(|p| p.received().len()).collect();
+    let mut req = w.request(Method::GET, host, path);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let reply = w.send(req.body(Full::default()).unwrap()).await;
+    let which = pods
+        .iter()
+        .zip(before)
+        .position(|(p, n)| p.received().len() > n);
+    (which, reply)
+}
+
+fn set_cookie(r: &Reply) -> Option<String> {
+    r.headers
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// `NAME=VALUE` of a Set-Cookie.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cookie_affinity_pins_a_client_to_one_pod() {
+    let pods = [
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+    ];
+    let all: Vec<&RecordingPod> = pods.iter().collect();
+    let w = world(
+        &all,
+        &[
+            annotated(
+                "sticky",
+                &[(&a("affinity"), "cookie")],
+                &[("a.test", "/", "Prefix", "web")],
+            ),
+            ingress("plain", &[("a.test", "/static", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    // Each new client gets a cookie of ingress-nginx's shape.
+    let mut sessions = Vec::new();
+    for _ in 0..12 {
+        let (pod, r) = served(&w, &all, "a.test", "/cart", None).await;
+        let c = set_cookie(&r).expect("a new session gets a cookie");
+        let value = pair(&c).strip_prefix("INGRESSCOOKIE=").unwrap().to_owned();
+        assert_eq!(value.len(), 16, "{c}");
+        assert_eq!(c, format!("INGRESSCOOKIE={value}; Path=/; HttpOnly"));
+        sessions.push((pod.unwrap(), pair(&c)));
+    }
+    // Sessions spread over the pods...
+    let distinct: std::collections::BTreeSet<usize> = sessions.iter().map(|(p, _)| *p).collect();
+    assert!(distinct.len() >= 2, "{sessions:?}");
+    // ...and each stays on its pod, with no new cookie.
+    for (pod, cookie) in &sessions {
+        for _ in 0..5 {
+            let (again, r) = served(
+                &w,
+                &all,
+                "a.test",
+                "/cart/items",
+                Some(&format!("other=1; {cookie}")),
+            )
+            .await;
+            assert_eq!(again, Some(*pod), "{cookie}");
+            assert_eq!(set_cookie(&r), None);
+        }
+    }
+    // The other Ingress of the host sets no cookie (affinity is per route).
+    let (_, r) = served(&w, &all, "a.test", "/static/x", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(set_cookie(&r), None);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn session_cookie_attributes_are_as_written_in_ingress_nginx_order() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[annotated(
+            "sticky",
+            &[
+                (&a("affinity"), "cookie"),
+                (&a("session-cookie-name"), "SERVERID"),
+                (&a("session-cookie-path"), "/app"),
+                (&a("session-cookie-samesite"), "Strict"),
+                (&a("session-cookie-max-age"), "3600"),
+                (&a("session-cookie-expires"), "172800"),
+                (&a("session-cookie-domain"), ".example.com"),
+                (&a("session-cookie-secure"), "true"),
+            ],
+            &[("a.test", "/app", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let r = w.get("a.test", "/app/x").await;
+    let c = set_cookie(&r).unwrap();
+    let parts: Vec<&str> = c.split("; ").collect();
+    assert!(parts[0].starts_with("SERVERID="), "{c}");
+    assert!(parts[1].starts_with("Expires="), "{c}");
+    // Wdy, DD-Mon-YY HH:MM:SS GMT, two days ahead.
+    let expires = parts[1].strip_prefix("Expires=").unwrap();
+    assert_eq!(expires.len(), "Wed, 02-Dec-26 10:00:00 GMT".len(), "{c}");
+    assert!(
+        expires.ends_with(" GMT") && expires.as_bytes()[7] == b'-',
+        "{c}"
+    );
+    assert_eq!(
+        parts[2..].to_vec(),
+        vec![
+            "Max-Age=3600",
+            "Domain=.example.com",
+            "Path=/app",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Strict"
+        ],
+        "{c}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn persistent_affinity_names_no_address_and_replaces_a_cookie_it_does_not_know() {
+    let pods = [
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+    ];
+    let all: Vec<&RecordingPod> = pods.iter().collect();
+    let w = world(
+        &all,
+        &[annotated(
+            "sticky",
+            &[
+                (&a("affinity"), "cookie"),
+                (&a("affinity-mode"), "persistent"),
+            ],
+            &[("a.test", "/shop", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let (pod, r) = served(&w, &all, "a.test", "/shop/basket", None).await;
+    let c = set_cookie(&r).unwrap();
+    // The route's path as written; the value is no address of either pod.
+    assert!(c.ends_with("; Path=/shop; HttpOnly"), "{c}");
+    for p in &pods {
+        assert!(!c.contains(&p.addr.ip().to_string()), "{c}");
+        assert!(!c.contains(&p.addr.port().to_string()), "{c}");
+    }
+    let cookie = pair(&c);
+    for _ in 0..10 {
+        let (again, r) = served(&w, &all, "a.test", "/shop", Some(&cookie)).await;
+        assert_eq!(again, pod);
+        assert_eq!(set_cookie(&r), None);
+    }
+    // A cookie naming no pod that serves (a pod gone, or made up): a new pod, a new cookie.
+    let (again, r) = served(
+        &w,
+        &all,
+        "a.test",
+        "/shop",
+        Some("INGRESSCOOKIE=0123456789abcdef"),
+    )
+    .await;
+    assert!(again.is_some());
+    let renewed = pair(&set_cookie(&r).unwrap());
+    assert_ne!(renewed, "INGRESSCOOKIE=0123456789abcdef");
+    let (stays, _) = served(&w, &all, "a.test", "/shop", Some(&renewed)).await;
+    assert_eq!(stays, again);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn change_on_failure_moves_the_session_only_when_asked() {
+    for change in [false, true] {
+        let pods = [
+            RecordingPod::start(Behaviour::Ok).await,
+            RecordingPod::start(Behaviour::Ok).await,
+        ];
+        let all: Vec<&RecordingPod> = pods.iter().collect();
+        let w = world(
+            &all,
+            &[annotated(
+                "sticky",
+                &[
+                    (&a("affinity"), "cookie"),
+                    (&a("proxy-next-upstream"), "error timeout http_503"),
+                    (
+                        &a("session-cookie-change-on-failure"),
+                        if change { "true" } else { "false" },
+                    ),
+                ],
+                &[("a.test", "/", "Prefix", "web")],
+            )],
+            Config::local(),
+        )
+        .await;
+        let (pod, r) = served(&w, &all, "a.test", "/", None).await;
+        let pod = pod.unwrap();
+        let cookie = pair(&set_cookie(&r).unwrap());
+        // The session's pod starts failing: the request is answered by the other one.
+        pods[pod].set(Behaviour::Status(503));
+        let (_, r) = served(&w, &all, "a.test", "/", Some(&cookie)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let moved = set_cookie(&r);
+        assert_eq!(
+            moved.is_some(),
+            change,
+            "change-on-failure {change}: {moved:?}"
+        );
+        if let Some(moved) = moved {
+            pods[pod].set(Behaviour::Ok);
+            let (now, _) = served(&w, &all, "a.test", "/", Some(&pair(&moved))).await;
+            assert_eq!(
+                now,
+                Some(1 - pod),
+                "the session moved to the pod that answered"
+            );
+        }
+        w.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn upstream_hash_by_sends_a_key_to_one_pod_or_one_subset() {
+    let pods = [
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+        RecordingPod::start(Behaviour::Ok).await,
+    ];
+    let all: Vec<&RecordingPod> = pods.iter().collect();
+    let w = world(
+        &all,
+        &[
+            annotated(
+                "hashed",
+                &[(&a("upstream-hash-by"), "$request_uri")],
+                &[("a.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "subset",
+                &[
+                    (&a("upstream-hash-by"), "$http_x_user"),
+                    (&a("upstream-hash-by-subset"), "true"),
+                    (&a("upstream-hash-by-subset-size"), "2"),
+                ],
+                &[("b.test", "/", "Prefix", "web")],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(
+            served(&w, &all, "a.test", "/item?id=7", None)
+                .await
+                .0
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen.len(), 1, "one key, one pod");
+    let mut spread = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        spread.insert(
+            served(&w, &all, "a.test", &format!("/item?id={i}"), None)
+                .await
+                .0
+                .unwrap(),
+        );
+    }
+    assert!(spread.len() >= 3, "keys spread over the pods: {spread:?}");
+
+    let mut group = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let before: Vec<usize> = pods.iter().map(|p| p.received().len()).collect();
+        let r = w
+            .send(
+                w.request(Method::GET, "b.test", "/")
+                    .header("x-user", "ann")
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        group.insert(
+            pods.iter()
+                .zip(before)
+                .position(|(p, n)| p.received().len() > n)
+                .unwrap(),
+        );
+    }
+    assert_eq!(group.len(), 2, "one key, one group of two pods: {group:?}");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn ewma_sends_traffic_away_from_a_slow_pod() {
+    let pods = [
+        RecordingPod::start(Behaviour::Slow(150)).await,
+        RecordingPod::start(Behaviour::Ok).await,
+    ];
+    let all: Vec<&RecordingPod> = pods.iter().collect();
+    let w = world(
+        &all,
+        &[annotated(
+            "ewma",
+            &[(&a("load-balance"), "ewma")],
+            &[("a.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    let mut slow = 0;
+    for _ in 0..30 {
+        if served(&w, &all, "a.test", "/", None).await.0 == Some(0) {
+            slow += 1;
+        }
+    }
+    // Until the slow pod's first answer both cost nothing; after it, the fast one wins.
+    assert!(slow <= 2, "the slow pod got {slow} of 30");
+    w.stop().await;
+}

@@ -166,6 +166,7 @@ fn check_types(set: &str, docs: &[Value]) {
             "DaemonSet" => drop(typed::<apps::DaemonSet>(doc)),
             "Service" => drop(typed::<core::Service>(doc)),
             "ServiceAccount" => drop(typed::<core::ServiceAccount>(doc)),
+            "Secret" => drop(typed::<core::Secret>(doc)),
             "ClusterRole" => drop(typed::<rbac::ClusterRole>(doc)),
             "ClusterRoleBinding" => drop(typed::<rbac::ClusterRoleBinding>(doc)),
             "Role" => drop(typed::<rbac::Role>(doc)),
@@ -381,11 +382,11 @@ fn the_pod_runs_locked_down_with_probes_and_its_identity() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| {
-                (
+            .filter_map(|e| {
+                Some((
                     e["name"].as_str().unwrap(),
-                    e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap(),
-                )
+                    e["valueFrom"]["fieldRef"]["fieldPath"].as_str()?,
+                ))
             })
             .collect();
         assert!(
@@ -393,6 +394,18 @@ fn the_pod_runs_locked_down_with_probes_and_its_identity() {
                 && env.contains(&("POD_NAMESPACE", "metadata.namespace")),
             "{set}"
         );
+        // Every replica keys persistent session cookies alike: one Secret, in the env.
+        let key = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "WICKET_SESSION_COOKIE_KEY")
+            .unwrap_or_else(|| panic!("{set}: no session cookie key"));
+        let secret_name = key["valueFrom"]["secretKeyRef"]["name"].as_str().unwrap();
+        let secret = one(&docs, "Secret");
+        assert_eq!(secret["metadata"]["name"], secret_name, "{set}");
+        let data = secret["data"]["key"].as_str().unwrap();
+        assert!(data.len() >= 48, "{set}: a long random key, base64");
 
         // Kubernetes must not kill wicket while it drains.
         let run = run_args(&docs);

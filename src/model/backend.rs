@@ -12,6 +12,8 @@ use std::time::Duration;
 use http::uri::Authority;
 use serde::{Serialize, Serializer};
 
+use super::ring::{Derived, Ring, Subsets};
+
 /// How the proxy talks to the pods of a backend (`appProtocol` on the Service port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +137,9 @@ pub struct Backend {
     #[serde(serialize_with = "ser_affinity", rename = "clientIPAffinitySeconds")]
     pub affinity: Option<Duration>,
     pub destination: Destination,
+    /// Hash rings and cookie tokens, built on first use by the routes that need them.
+    #[serde(skip)]
+    pub derived: Arc<Derived>,
 }
 
 fn ser_affinity<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -165,6 +170,58 @@ impl Backend {
                 endpoints, usable, ..
             } if !usable.is_empty() => endpoints.get(usable[n % usable.len()] as usize),
             _ => None,
+        }
+    }
+
+    /// The usable endpoints' hash ring (built on first use).
+    pub fn ring(&self) -> &Ring {
+        self.derived.ring.get_or_init(|| match &self.destination {
+            Destination::Endpoints {
+                endpoints, usable, ..
+            } => Ring::new(endpoints, usable),
+            Destination::ExternalName { .. } => Ring::new(&[], &[]),
+        })
+    }
+
+    /// The usable endpoints in groups of `size` (built on first use; another size is
+    /// built on each call, which only a second route asking another size of the same
+    /// Service does).
+    pub fn subsets(&self, size: usize) -> std::borrow::Cow<'_, Subsets> {
+        let build = || match &self.destination {
+            Destination::Endpoints {
+                endpoints, usable, ..
+            } => Subsets::new(endpoints, usable, size),
+            Destination::ExternalName { .. } => Subsets::new(&[], &[], size),
+        };
+        let cached = self.derived.subsets.get_or_init(build);
+        if cached.size == size.clamp(1, self.usable_count().max(1)) {
+            std::borrow::Cow::Borrowed(cached)
+        } else {
+            std::borrow::Cow::Owned(build())
+        }
+    }
+
+    /// The endpoint at `index` of `endpoints`.
+    pub fn endpoint(&self, index: u32) -> Option<&Endpoint> {
+        match &self.destination {
+            Destination::Endpoints { endpoints, .. } => endpoints.get(index as usize),
+            Destination::ExternalName { .. } => None,
+        }
+    }
+
+    /// All endpoints, usable or not.
+    pub fn endpoint_count(&self) -> usize {
+        match &self.destination {
+            Destination::Endpoints { endpoints, .. } => endpoints.len(),
+            Destination::ExternalName { .. } => 0,
+        }
+    }
+
+    /// Indexes of the usable endpoints.
+    pub fn usable_indexes(&self) -> &[u32] {
+        match &self.destination {
+            Destination::Endpoints { usable, .. } => usable,
+            Destination::ExternalName { .. } => &[],
         }
     }
 

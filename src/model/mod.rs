@@ -7,6 +7,7 @@ mod path_table;
 mod policy;
 mod problem;
 mod regex_paths;
+mod ring;
 mod table;
 mod tls;
 
@@ -18,11 +19,13 @@ pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, Upstre
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
-    AnnotationOutcome, BodyLimit, Cors, CorsOrigins, IngressAnnotations, NextUpstream,
-    OriginPattern, Outcome, Policy, Redirect, StatusSet,
+    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
+    IngressAnnotations, NextUpstream, OriginPattern, Outcome, Policy, Redirect, SameSite,
+    StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
 pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};
+pub use ring::{stable_hash, Ring, Subsets};
 pub use table::{
     AppRoot, DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PathType, Rejected, Route,
     RouteTable, RouteTableBuilder, Target, VirtualHost,

@@ -237,6 +237,104 @@ pub struct Policy {
     pub no_access_log: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// Cookie affinity (`affinity: cookie`); wins over `hash_by` and `load_balance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<CookieAffinity>,
+    /// Consistent hashing on a request attribute (`upstream-hash-by`); wins over
+    /// `load_balance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_by: Option<HashBy>,
+    /// `load-balance: ewma` (round robin otherwise).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ewma: bool,
+}
+
+/// `affinity: cookie` and `session-cookie-*`: a client is pinned to a pod by a cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieAffinity {
+    /// `session-cookie-name` (default `INGRESSCOOKIE`).
+    pub name: String,
+    /// `affinity-mode: persistent`: the cookie names its pod for as long as the pod serves;
+    /// `balanced` (default): it is a hash key, and some sessions move when pods are added.
+    pub persistent: bool,
+    /// `session-cookie-path`; else the path of the route as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u64>,
+    /// `session-cookie-expires`: seconds from when the cookie is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    /// `session-cookie-secure` (HTTPS requests get `Secure` anyway).
+    pub secure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<SameSite>,
+    /// `session-cookie-conditional-samesite-none`: no `SameSite=None` for the browsers
+    /// known to reject such cookies.
+    pub conditional_same_site_none: bool,
+    /// `session-cookie-change-on-failure`: a request that had to go to another pod moves
+    /// the session there.
+    pub change_on_failure: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// `upstream-hash-by`: the key, from request attributes, that picks the pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HashBy {
+    /// As written (`$request_uri`, `$http_x_user-$cookie_session`).
+    pub key: String,
+    #[serde(skip)]
+    pub pieces: Vec<HashPiece>,
+    /// `upstream-hash-by-subset`: the key picks a group of this many pods, then any one of
+    /// them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<usize>,
+}
+
+/// A piece of an `upstream-hash-by` key: text, or an nginx variable wicket evaluates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashPiece {
+    Text(String),
+    /// `$request_uri`: path and query as sent.
+    RequestUri,
+    /// `$uri`: the path.
+    Uri,
+    /// `$args`, `$query_string`.
+    Args,
+    /// `$remote_addr`, `$binary_remote_addr`: the client address.
+    RemoteAddr,
+    /// `$host`, `$server_name`, `$http_host`.
+    Host,
+    /// `$request_method`.
+    Method,
+    /// `$scheme`.
+    Scheme,
+    /// `$http_<name>`: a request header (name lowercase, `-` for `_`).
+    Header(http::HeaderName),
+    /// `$cookie_<name>`.
+    Cookie(String),
+    /// `$arg_<name>`: a query parameter.
+    Arg(String),
 }
 
 impl Policy {

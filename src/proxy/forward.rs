@@ -39,7 +39,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tracing::debug;
 
-use super::balance::Balancer;
+use super::balance::{Balancer, Steer};
 use super::body::{
     BoxError, ClientBody, ClientBodyError, Progress, ResponseBody, Sending, UpstreamBody,
 };
@@ -127,6 +127,10 @@ enum SendError {
 }
 
 impl Forwarder {
+    pub fn upstream_balancer(&self) -> &Balancer {
+        &self.upstream.balancer
+    }
+
     /// Fails only if the TLS client configuration cannot be built (a rustls build without
     /// the protocol versions we ask for).
     pub fn new(
@@ -311,7 +315,8 @@ impl Forwarder {
         mut parts: Parts,
         body: ClientBody,
         policy: Option<&Policy>,
-        upstream: &mut Option<Authority>,
+        steer: Steer,
+        upstream: &mut Attempts,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let metrics = self.upstream.metrics();
         let balancer = &self.upstream.balancer;
@@ -346,7 +351,7 @@ impl Forwarder {
             {
                 Destination::ExternalName { authority, .. } => (authority.clone(), None),
                 Destination::Endpoints { .. } => {
-                    match balancer.pick(&backend, client_ip, &tried[..attempts]) {
+                    match balancer.pick_steered(&backend, client_ip, &tried[..attempts], steer) {
                         Some(e) => (e.authority.clone(), Some(e.addr)),
                         None => return Err(ProxyError::NoEndpoints(backend.id.clone())),
                     }
@@ -359,7 +364,18 @@ impl Forwarder {
             if let Some(addr) = endpoint {
                 tried[attempts - 1] = addr;
             }
-            *upstream = Some(authority.clone());
+            upstream.authority = Some(authority.clone());
+            upstream.endpoint = endpoint;
+            upstream.attempts = attempts;
+            // load-balance: ewma learns each attempt's response time.
+            let ewma = match (steer, endpoint) {
+                (Steer::Ewma, Some(addr)) => Some(EwmaAttempt {
+                    balancer,
+                    addr,
+                    began: Instant::now(),
+                }),
+                _ => None,
+            };
             // Whether another endpoint may still be tried.
             let more = attempts < possible && retry.in_time();
 
@@ -397,6 +413,10 @@ impl Forwarder {
                     &timeouts,
                 )
                 .await;
+            if let Some(attempt) = ewma {
+                attempt
+                    .done(!matches!(&sent, Ok((r, _)) if !is_gateway_failure(r.status().as_u16())));
+            }
             // A request that reached the pod may be sent again only if the route allows it
             // for this method, its body can be sent again, and the retry budget has room.
             let again_after_sent = |body: &mut Option<ClientBody>, reclaim| {
@@ -493,6 +513,36 @@ impl Forwarder {
                 }
             }
         }
+    }
+}
+
+/// Where a request went: the last endpoint tried, and how many attempts it took.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    pub authority: Option<Authority>,
+    pub endpoint: Option<SocketAddr>,
+    pub attempts: usize,
+}
+
+/// One attempt of a `load-balance: ewma` route, until it has its response head; dropped
+/// unfinished (the client left), it only stops counting as in flight.
+struct EwmaAttempt<'a> {
+    balancer: &'a Balancer,
+    addr: SocketAddr,
+    began: Instant,
+}
+
+impl EwmaAttempt<'_> {
+    fn done(self, failed: bool) {
+        self.balancer
+            .ewma_observe(self.addr, self.began.elapsed(), failed);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for EwmaAttempt<'_> {
+    fn drop(&mut self) {
+        self.balancer.ewma_cancel(self.addr);
     }
 }
 

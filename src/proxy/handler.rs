@@ -11,20 +11,23 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, STRICT_TRANSPORT_SECURITY, TE};
-use http::uri::{Authority, PathAndQuery};
+use http::header::{
+    HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TE,
+};
+use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tracing::{debug, warn};
 
-use super::balance::Balancer;
+use super::affinity;
+use super::balance::{Balancer, Steer};
 use super::body::ClientBody;
 use super::body::ProxyBody;
 use super::conn::ConnInfo;
 use super::cors;
 use super::error::ProxyError;
-use super::forward::{Forwarder, UpstreamSettings};
+use super::forward::{Attempts, Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_FORWARDED_PREFIX, X_REQUEST_ID};
 use super::limits;
 use super::observe::{self, Finish, Observer, Record};
@@ -63,6 +66,8 @@ pub struct ProxySettings {
     pub allow_underscores_in_headers: bool,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// The secret persistent session cookies are keyed with (None: random per process).
+    pub session_cookie_key: Option<Arc<[u8]>>,
 }
 
 impl Default for ProxySettings {
@@ -76,6 +81,7 @@ impl Default for ProxySettings {
             client_body_timeout: Duration::from_secs(60),
             allow_underscores_in_headers: false,
             trusted_proxies: Arc::default(),
+            session_cookie_key: None,
         }
     }
 }
@@ -99,7 +105,7 @@ pub struct Proxy {
 #[derive(Default)]
 struct Trace {
     route: RouteLabels,
-    upstream: Option<Authority>,
+    upstream: Attempts,
     request_id: Option<HeaderValue>,
     /// The route asked for no access-log line (`enable-access-log: "false"`).
     unlogged: bool,
@@ -119,6 +125,8 @@ enum Decision {
         body_limit: Option<u64>,
         /// The path and query the pod gets instead of the client's (`rewrite-target`).
         rewritten: Option<PathAndQuery>,
+        /// The route's path as written, for a session cookie's default `Path`.
+        route_path: Option<String>,
     },
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
@@ -210,7 +218,7 @@ impl Proxy {
             }
         }
         let request = request.filter(|_| !trace.unlogged).map(|mut r| {
-            r.upstream = trace.upstream;
+            r.upstream = trace.upstream.authority;
             r.request_id = trace.request_id;
             r
         });
@@ -336,6 +344,12 @@ impl Proxy {
                 ))));
             }
         }
+        let route_path = match &lookup {
+            Lookup::Route { route, .. } if policy.is_some_and(|p| p.affinity.is_some()) => {
+                Some(route.path.clone())
+            }
+            _ => None,
+        };
         let (target, protocol, owner) = match lookup {
             Lookup::Route { route, .. } => (&route.target, route.protocol, &route.owner),
             Lookup::Default { backend, .. } => (&backend.target, backend.protocol, &backend.owner),
@@ -358,6 +372,7 @@ impl Proxy {
             policy: policy.cloned(),
             body_limit,
             rewritten,
+            route_path,
         })
     }
 
@@ -374,7 +389,7 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let (backend, protocol, hsts, policy, body_limit, rewritten) =
+        let (backend, protocol, hsts, policy, body_limit, rewritten, route_path) =
             match self.route(&conn, &req, trace)? {
                 Decision::Forward {
                     backend,
@@ -383,7 +398,10 @@ impl Proxy {
                     policy,
                     body_limit,
                     rewritten,
-                } => (backend, protocol, hsts, policy, body_limit, rewritten),
+                    route_path,
+                } => (
+                    backend, protocol, hsts, policy, body_limit, rewritten, route_path,
+                ),
                 Decision::Respond(response) => return Ok(*response),
             };
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
@@ -401,6 +419,20 @@ impl Proxy {
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let forwarded_host = request_authority(&req);
+        // Traffic annotations (cookie affinity, upstream-hash-by, ewma) steer the choice.
+        let (steer, session) = match policy.as_deref() {
+            Some(p) => affinity::steer(
+                p,
+                req.method(),
+                req.uri(),
+                req.headers(),
+                client,
+                conn.tls,
+                route_path.as_deref(),
+            ),
+            None => (Steer::Default, None),
+        };
+        let session = session.map(|s| (s, backend.clone()));
 
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
@@ -467,9 +499,24 @@ impl Proxy {
                 parts,
                 body,
                 policy.as_deref(),
+                steer,
                 &mut trace.upstream,
             )
             .await?;
+        if let (Some((session, backend)), Some(a)) =
+            (&session, policy.as_ref().and_then(|p| p.affinity.as_ref()))
+        {
+            if let Some(cookie) = affinity::finish(
+                session,
+                a,
+                self.forwarder.upstream_balancer(),
+                backend,
+                trace.upstream.endpoint,
+                trace.upstream.attempts,
+            ) {
+                response.headers_mut().append(SET_COOKIE, cookie);
+            }
+        }
 
         let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {

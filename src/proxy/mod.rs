@@ -2,10 +2,11 @@
 //! every client connection's state: timeouts, room for new clients, drain), `tls`
 //! terminates, `serve` runs HTTP/1.1 and HTTP/2, `handler` takes each request through
 //! `trust` (who the client is), `limits` (head and body), `route` (host and path),
-//! `balance` (endpoint choice, with `outlier` ejection), `headers` and `forward` (to the
+//! `affinity` and `balance` (endpoint choice, with `outlier` ejection), `headers` and `forward` (to the
 //! pod, through `pool`), and `error` turns any failure into its response. It reads the
 //! current snapshot and nothing else of the control plane.
 
+pub mod affinity;
 pub mod balance;
 pub mod body;
 pub mod conn;

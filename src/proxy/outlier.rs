@@ -384,6 +384,7 @@ mod tests {
                 usable,
                 fallback,
             },
+            derived: Default::default(),
         }
     }
 

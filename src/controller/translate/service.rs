@@ -200,6 +200,7 @@ impl<'a> Resolver<'a> {
                 usable,
                 fallback,
             },
+            derived: Default::default(),
         };
         Resolved {
             target: Target::Backend(Arc::new(backend)),
@@ -264,6 +265,7 @@ impl<'a> Resolver<'a> {
             protocol: upstream_protocol(svc_port.and_then(|p| p.app_protocol.as_deref())),
             affinity: None,
             destination,
+            derived: Default::default(),
         };
         Resolved {
             target: Target::Backend(Arc::new(backend)),

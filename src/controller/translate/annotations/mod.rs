@@ -22,8 +22,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 pub use table::{support, Support, ANNOTATIONS};
 
 use crate::model::{
-    AnnotationOutcome, BodyLimit, Cors, CorsOrigins, IngressAnnotations, NextUpstream, ObjectRef,
-    OriginPattern, Outcome, Policy, Problem, Reason, Redirect, UpstreamProtocol,
+    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
+    IngressAnnotations, NextUpstream, ObjectRef, OriginPattern, Outcome, Policy, Problem, Reason,
+    Redirect, SameSite, UpstreamProtocol,
 };
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -86,6 +87,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         policy.no_access_log = true;
     }
     policy.cors = cors(&mut r);
+    traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
     let (rewrite_target, refused_target) = rewrite(&mut r, &mut policy);
@@ -760,6 +762,303 @@ fn rewrite(r: &mut Reader<'_>, policy: &mut Policy) -> (Option<String>, bool) {
         }
     }
     (target, refused)
+}
+
+/// `affinity` + `session-cookie-*`, `upstream-hash-by`, `load-balance`, in ingress-nginx's
+/// precedence: cookie affinity, then the hash, then the algorithm.
+fn traffic(r: &mut Reader<'_>, policy: &mut Policy) {
+    policy.affinity = affinity(r);
+    let hash = hash_by(r);
+    let mut ewma = None;
+    if let Some(v) = r.get("load-balance") {
+        match v.value {
+            "round_robin" => ewma = Some((false, v.full)),
+            "ewma" => ewma = Some((true, v.full)),
+            _ => r.invalid(&v, "is not round_robin or ewma", "round robin is used"),
+        }
+    }
+    let winner = if policy.affinity.is_some() {
+        Some("affinity: cookie")
+    } else {
+        hash.as_ref().map(|_| "upstream-hash-by")
+    };
+    if let (Some(winner), Some((_, full))) = (winner, ewma) {
+        r.record(
+            full,
+            Outcome::NoEffectNeeded,
+            format!("{winner} wins (as ingress-nginx)"),
+        );
+        ewma = None;
+    }
+    match (policy.affinity.is_some(), hash) {
+        (true, Some((_, full))) => r.record(
+            full,
+            Outcome::NoEffectNeeded,
+            "affinity: cookie wins (as ingress-nginx)".into(),
+        ),
+        (false, Some((hash, _))) => policy.hash_by = Some(hash),
+        _ => {}
+    }
+    policy.ewma = ewma.is_some_and(|(on, _)| on);
+}
+
+/// A cookie name: an RFC 6265 token.
+fn cookie_token_ok(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+const SESSION_COOKIE: [&str; 10] = [
+    "affinity-mode",
+    "session-cookie-name",
+    "session-cookie-path",
+    "session-cookie-domain",
+    "session-cookie-max-age",
+    "session-cookie-expires",
+    "session-cookie-secure",
+    "session-cookie-samesite",
+    "session-cookie-conditional-samesite-none",
+    "session-cookie-change-on-failure",
+];
+
+fn affinity(r: &mut Reader<'_>) -> Option<CookieAffinity> {
+    let enabled = match r.get("affinity") {
+        Some(v) if v.value == "cookie" => true,
+        Some(v) => {
+            r.invalid(
+                &v,
+                "is not cookie (the only affinity ingress-nginx has)",
+                "requests are balanced without affinity",
+            );
+            false
+        }
+        None => false,
+    };
+    if !enabled {
+        for name in SESSION_COOKIE {
+            if let Some(v) = r.get(name) {
+                r.record(
+                    v.full,
+                    Outcome::NoEffectNeeded,
+                    "only used with affinity: cookie".into(),
+                );
+            }
+        }
+        return None;
+    }
+    let persistent = match r.get("affinity-mode") {
+        None => false,
+        Some(v) if v.value == "balanced" => false,
+        Some(v) if v.value == "persistent" => true,
+        Some(v) => {
+            r.invalid(&v, "is not balanced or persistent", "balanced is used");
+            false
+        }
+    };
+    let name = match r.get("session-cookie-name") {
+        None => "INGRESSCOOKIE".to_owned(),
+        Some(v) if cookie_token_ok(v.value) => v.value.to_owned(),
+        Some(v) => {
+            r.invalid(&v, "is not a cookie name", "INGRESSCOOKIE is used");
+            "INGRESSCOOKIE".to_owned()
+        }
+    };
+    // Attribute values: visible characters without `;` (RFC 6265 §4.1.1).
+    let attribute_ok = |v: &str| {
+        v.bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b';' && b != b',')
+    };
+    let path = match r.get("session-cookie-path") {
+        None => None,
+        Some(v) if v.value.starts_with('/') && attribute_ok(v.value) => Some(v.value.to_owned()),
+        Some(v) => {
+            r.invalid(&v, "is not a cookie path", "the route's path is used");
+            None
+        }
+    };
+    let domain = match r.get("session-cookie-domain") {
+        None => None,
+        Some(v)
+            if attribute_ok(v.value)
+                && v.value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+        {
+            Some(v.value.to_owned())
+        }
+        Some(v) => {
+            r.invalid(&v, "is not a domain", "the cookie has no Domain");
+            None
+        }
+    };
+    let number = |r: &mut Reader<'_>, name: &'static str| match r.get(name) {
+        None => None,
+        Some(v) => match v.value.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                r.invalid(
+                    &v,
+                    "is not a number of seconds",
+                    "the attribute is left out",
+                );
+                None
+            }
+        },
+    };
+    let max_age = number(r, "session-cookie-max-age");
+    let expires = number(r, "session-cookie-expires");
+    let secure = r.bool("session-cookie-secure").unwrap_or(false);
+    let same_site = match r.get("session-cookie-samesite") {
+        None => None,
+        Some(v) => match v.value.to_ascii_lowercase().as_str() {
+            "strict" => Some(SameSite::Strict),
+            "lax" => Some(SameSite::Lax),
+            "none" => Some(SameSite::None),
+            _ => {
+                r.invalid(
+                    &v,
+                    "is not None, Lax or Strict",
+                    "the cookie has no SameSite",
+                );
+                None
+            }
+        },
+    };
+    let conditional_same_site_none = r
+        .bool("session-cookie-conditional-samesite-none")
+        .unwrap_or(false);
+    let change_on_failure = r.bool("session-cookie-change-on-failure").unwrap_or(false);
+    if path.is_none() && r.peek_bool("use-regex") {
+        r.problems.push(Problem::new(
+            r.source.clone(),
+            Reason::InvalidAnnotation,
+            String::from("session-cookie-path should be set when use-regex is true: the cookie's Path is the path pattern as written"),
+        ));
+    }
+    Some(CookieAffinity {
+        name,
+        persistent,
+        path,
+        domain,
+        max_age,
+        expires,
+        secure,
+        same_site,
+        conditional_same_site_none,
+        change_on_failure,
+    })
+}
+
+/// `upstream-hash-by` (+ `-subset`, `-subset-size`), and the name it was found under.
+fn hash_by<'a>(r: &mut Reader<'a>) -> Option<(HashBy, &'a str)> {
+    let subset = r.bool("upstream-hash-by-subset") == Some(true);
+    let size = match r.get("upstream-hash-by-subset-size") {
+        None => 3,
+        Some(v) => match v.value.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                r.invalid(&v, "is not a positive number", "3 is used");
+                3
+            }
+        },
+    };
+    let v = r.get("upstream-hash-by")?;
+    match parse_hash_key(v.value) {
+        Ok(pieces) => Some((
+            HashBy {
+                key: v.value.to_owned(),
+                pieces,
+                subset: subset.then_some(size),
+            },
+            v.full,
+        )),
+        Err(why) => {
+            r.invalid(&v, &why, "requests are balanced without it");
+            None
+        }
+    }
+}
+
+/// An nginx expression of text and variables (`$request_uri`, `${cookie_id}-x`); only
+/// the variables a request carries are understood.
+pub fn parse_hash_key(v: &str) -> Result<Vec<HashPiece>, String> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut rest = v;
+    while let Some(at) = rest.find('$') {
+        text.push_str(&rest[..at]);
+        rest = &rest[at + 1..];
+        let (name, after) = match rest.strip_prefix('{') {
+            Some(braced) => match braced.split_once('}') {
+                Some((name, after)) => (name, after),
+                None => return Err("has a ${ without its }".into()),
+            },
+            None => {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
+        };
+        let piece = match name {
+            "request_uri" => HashPiece::RequestUri,
+            "uri" | "document_uri" => HashPiece::Uri,
+            "args" | "query_string" => HashPiece::Args,
+            "remote_addr" | "binary_remote_addr" => HashPiece::RemoteAddr,
+            "host" | "server_name" | "http_host" => HashPiece::Host,
+            "request_method" => HashPiece::Method,
+            "scheme" => HashPiece::Scheme,
+            _ => {
+                if let Some(h) = name.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                    let header = h.to_ascii_lowercase().replace('_', "-");
+                    HashPiece::Header(
+                        http::HeaderName::try_from(header)
+                            .map_err(|_| format!("${name} is not a header"))?,
+                    )
+                } else if let Some(c) = name.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                    HashPiece::Cookie(c.to_owned())
+                } else if let Some(a) = name.strip_prefix("arg_").filter(|a| !a.is_empty()) {
+                    HashPiece::Arg(a.to_owned())
+                } else {
+                    return Err(format!(
+                        "uses ${name}, which wicket does not know (request_uri, uri, args, remote_addr, host, request_method, scheme, http_*, cookie_*, arg_*)"
+                    ));
+                }
+            }
+        };
+        if !text.is_empty() {
+            pieces.push(HashPiece::Text(std::mem::take(&mut text)));
+        }
+        pieces.push(piece);
+        rest = after;
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        pieces.push(HashPiece::Text(text));
+    }
+    if !pieces.iter().any(|p| !matches!(p, HashPiece::Text(_))) {
+        return Err("has no variable: every request would go to the same pod".into());
+    }
+    Ok(pieces)
 }
 
 /// `upstream-vhost`.

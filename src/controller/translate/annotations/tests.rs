@@ -379,3 +379,114 @@ fn x_forwarded_prefix_goes_with_a_rewrite_only() {
     assert_eq!(o.policy, None);
     assert_eq!(p[0].reason, Reason::InvalidAnnotation);
 }
+
+#[test]
+fn cookie_affinity_takes_ingress_nginx_defaults_and_values() {
+    let p = policy(&[("affinity", "cookie")]);
+    let a = p.affinity.unwrap();
+    assert_eq!(a.name, "INGRESSCOOKIE");
+    assert!(!a.persistent && !a.secure && !a.change_on_failure);
+    assert_eq!(
+        (a.path, a.domain, a.max_age, a.expires, a.same_site),
+        (None, None, None, None, None)
+    );
+    let p = policy(&[
+        ("affinity", "cookie"),
+        ("affinity-mode", "persistent"),
+        ("session-cookie-name", "SERVERID"),
+        ("session-cookie-path", "/app"),
+        ("session-cookie-samesite", "lax"),
+        ("session-cookie-max-age", "3600"),
+        ("session-cookie-change-on-failure", "true"),
+    ]);
+    let a = p.affinity.unwrap();
+    assert!(a.persistent && a.change_on_failure);
+    assert_eq!(a.name, "SERVERID");
+    assert_eq!(a.path.as_deref(), Some("/app"));
+    assert_eq!(a.same_site, Some(SameSite::Lax));
+    assert_eq!(a.max_age, Some(3600));
+}
+
+#[test]
+fn bad_affinity_values_fall_back_and_session_cookies_need_affinity() {
+    let (o, p) = with_nginx(&[("affinity", "ip")]);
+    assert_eq!(o.policy, None);
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+    let (o, p) = with_nginx(&[
+        ("affinity", "cookie"),
+        ("session-cookie-name", "a b"),
+        ("session-cookie-samesite", "sometimes"),
+        ("affinity-mode", "sticky"),
+    ]);
+    let a = o.policy.unwrap().affinity.clone().unwrap();
+    assert_eq!(a.name, "INGRESSCOOKIE");
+    assert_eq!(a.same_site, None);
+    assert!(!a.persistent);
+    assert_eq!(p.len(), 3, "{p:?}");
+    let (o, p) = with_nginx(&[("session-cookie-name", "X")]);
+    assert!(p.is_empty());
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}session-cookie-name")),
+        Outcome::NoEffectNeeded
+    );
+    // use-regex without a cookie path: the path pattern would be the cookie's Path.
+    let (_, p) = with_nginx(&[("affinity", "cookie"), ("use-regex", "true")]);
+    assert!(
+        p[0].message.contains("session-cookie-path should be set"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn hash_by_reads_nginx_variables_and_refuses_unknown_ones() {
+    let p = policy(&[("upstream-hash-by", "${request_uri}-$http_x_user")]);
+    let h = p.hash_by.unwrap();
+    assert_eq!(
+        h.pieces,
+        vec![
+            HashPiece::RequestUri,
+            HashPiece::Text("-".into()),
+            HashPiece::Header(http::HeaderName::from_static("x-user")),
+        ]
+    );
+    assert_eq!(h.subset, None);
+    let p = policy(&[
+        ("upstream-hash-by", "$remote_addr"),
+        ("upstream-hash-by-subset", "true"),
+    ]);
+    assert_eq!(p.hash_by.unwrap().subset, Some(3));
+    for bad in ["$upstream_addr", "constant", "${request_uri"] {
+        let (o, p) = with_nginx(&[("upstream-hash-by", bad)]);
+        assert_eq!(o.policy, None, "{bad}");
+        assert_eq!(p[0].reason, Reason::InvalidAnnotation, "{bad}");
+    }
+}
+
+#[test]
+fn affinity_wins_over_the_hash_which_wins_over_load_balance() {
+    let (o, _) = with_nginx(&[
+        ("affinity", "cookie"),
+        ("upstream-hash-by", "$request_uri"),
+        ("load-balance", "ewma"),
+    ]);
+    let p = o.policy.clone().unwrap();
+    assert!(p.affinity.is_some() && p.hash_by.is_none() && !p.ewma);
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}upstream-hash-by")),
+        Outcome::NoEffectNeeded
+    );
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}load-balance")),
+        Outcome::NoEffectNeeded
+    );
+    let (o, _) = with_nginx(&[
+        ("upstream-hash-by", "$request_uri"),
+        ("load-balance", "ewma"),
+    ]);
+    let p = o.policy.unwrap();
+    assert!(p.hash_by.is_some() && !p.ewma);
+    assert!(policy(&[("load-balance", "ewma")]).ewma);
+    let (o, p) = with_nginx(&[("load-balance", "chash")]);
+    assert_eq!(o.policy, None);
+    assert_eq!(p[0].reason, Reason::InvalidAnnotation);
+}
