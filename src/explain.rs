@@ -46,6 +46,18 @@ pub struct Explanation {
     /// What the host's HTTPS certificate is, when it is a TLS host.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
+    /// The route's canary: its backend, and which requests it takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryCheck>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryCheck {
+    pub ingress: String,
+    /// In the order they are applied; the first that decides wins.
+    pub rules: Vec<String>,
+    pub backend: BackendCheck,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,6 +110,7 @@ pub fn explain(
         backend: None,
         policy: None,
         tls: None,
+        canary: None,
     };
     let path = if path.is_empty() { "/" } else { path };
     let normalized = match normalize_host(host) {
@@ -185,6 +198,18 @@ pub fn explain(
                 }
             }
             e.backend = Some(backend_check(&route.target, outliers));
+            if let Some(c) = &route.canary {
+                let _ = write!(
+                    e.summary,
+                    "; canary Ingress {} takes some of its requests (see canary)",
+                    display_ref(&c.ingress)
+                );
+                e.canary = Some(CanaryCheck {
+                    ingress: display_ref(&c.ingress),
+                    rules: c.rule.describe(),
+                    backend: backend_check(&c.target, outliers),
+                });
+            }
         }
         Lookup::Default { backend, .. } => {
             e.outcome = "defaultBackend".into();
@@ -461,27 +486,14 @@ pub fn to_text(e: &Explanation) -> String {
         }
     }
     if let Some(b) = &e.backend {
-        let _ = writeln!(
-            out,
-            "\nBackend {}:",
-            if b.backend.is_empty() {
-                "-"
-            } else {
-                &b.backend
-            }
-        );
-        if let Some(why) = &b.unavailable {
-            let _ = writeln!(out, "  {why}");
+        backend_text(&mut out, "Backend", b);
+    }
+    if let Some(c) = &e.canary {
+        let _ = writeln!(out, "\nCanary (Ingress {}), in this order:", c.ingress);
+        for (i, rule) in c.rules.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {rule}", i + 1);
         }
-        for ep in &b.endpoints {
-            let _ = writeln!(
-                out,
-                "  {} {}: {}",
-                if ep.usable { "+" } else { "-" },
-                ep.address,
-                ep.why
-            );
-        }
+        backend_text(&mut out, "Canary backend", &c.backend);
     }
     if let Some(policy) = &e.policy {
         let _ = writeln!(out, "\nPolicy (annotations):");
@@ -495,4 +507,28 @@ pub fn to_text(e: &Explanation) -> String {
         let _ = writeln!(out, "\nTLS: {tls}");
     }
     out
+}
+
+fn backend_text(out: &mut String, title: &str, b: &BackendCheck) {
+    let _ = writeln!(
+        out,
+        "\n{title} {}:",
+        if b.backend.is_empty() {
+            "-"
+        } else {
+            &b.backend
+        }
+    );
+    if let Some(why) = &b.unavailable {
+        let _ = writeln!(out, "  {why}");
+    }
+    for ep in &b.endpoints {
+        let _ = writeln!(
+            out,
+            "  {} {}: {}",
+            if ep.usable { "+" } else { "-" },
+            ep.address,
+            ep.why
+        );
+    }
 }

@@ -270,6 +270,22 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
                 backend,
                 eps,
             ]);
+            if let Some(c) = &route.canary {
+                let (backend, eps) = describe(&c.target, outliers);
+                rows.push([
+                    host.clone(),
+                    route.path.clone(),
+                    route.path_type.as_str().into(),
+                    format!(
+                        "{}/{} (canary: {})",
+                        c.ingress.namespace.as_deref().unwrap_or(""),
+                        c.ingress.name,
+                        c.rule.summary()
+                    ),
+                    backend,
+                    eps,
+                ]);
+            }
         }
     }
     if let Some(default) = snapshot.table.default_backend() {

@@ -333,18 +333,10 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn a_canary_ingress_never_takes_the_main_ingresss_traffic() {
-    let main = RecordingPod::start(Behaviour::Ok).await;
-    let canary = RecordingPod::start(Behaviour::Ok).await;
-    let canary_slice = slice(
-        "canary",
-        "canary-1",
-        canary.addr.port(),
-        &[canary.addr.ip().to_string()],
-    );
+/// Services `web` (over `main`) and `canary` (over `canary`), and `ingresses`.
+async fn canary_world(main: &RecordingPod, canary: &RecordingPod, ingresses: &[String]) -> Wicket {
     let manifests = format!(
-        "{CLASS}{}{}{}{canary_slice}{}{}",
+        "{CLASS}{}{}{}{}{}",
         svc("web"),
         slice(
             "web",
@@ -353,20 +345,357 @@ async fn a_canary_ingress_never_takes_the_main_ingresss_traffic() {
             &[main.addr.ip().to_string()]
         ),
         svc("canary"),
-        // The canary is the older object (listed first, same age: by name "a-canary").
-        annotated(
-            "a-canary",
-            &[(&a("canary"), "true"), (&a("canary-weight"), "100")],
-            &[("a.test", "/", "Prefix", "canary")]
+        slice(
+            "canary",
+            "canary-1",
+            canary.addr.port(),
+            &[canary.addr.ip().to_string()]
         ),
-        ingress("main", &[("a.test", "/", "Prefix", "web")]),
+        ingresses.concat(),
     );
-    let w = Wicket::start(&manifests).await;
-    for _ in 0..5 {
-        assert_eq!(w.get("a.test", "/").await.status, StatusCode::OK);
+    Wicket::start(&manifests).await
+}
+
+/// Sends GET `host` `path` with `headers` and says whether the canary pod answered.
+async fn to_canary(
+    w: &Wicket,
+    pods: [&RecordingPod; 2],
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (bool, Reply) {
+    let before = pods.map(|p| p.received().len());
+    let mut req = w.request(Method::GET, host, "/");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
-    assert_eq!(main.complete().len(), 5);
+    let reply = w.send(req.body(Full::default()).unwrap()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{host} {headers:?}");
+    let after = pods.map(|p| p.received().len());
+    let main = after[0] - before[0];
+    let canary = after[1] - before[1];
+    assert_eq!(main + canary, 1, "exactly one pod answers");
+    (canary == 1, reply)
+}
+
+fn canary_of(name: &str, host: &str, extra: &[(&str, &str)]) -> String {
+    let mut annotations = vec![(a("canary"), "true".to_owned())];
+    annotations.extend(extra.iter().map(|(k, v)| (a(k), (*v).to_owned())));
+    let pairs: Vec<(&str, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    annotated(name, &pairs, &[(host, "/", "Prefix", "canary")])
+}
+
+#[tokio::test]
+async fn a_canary_takes_requests_by_header_cookie_and_weight_as_ingress_nginx() {
+    let main = RecordingPod::start(Behaviour::Ok).await;
+    let canary = RecordingPod::start(Behaviour::Ok).await;
+    let hosts = [
+        "h.test",
+        "v.test",
+        "p.test",
+        "w0.test",
+        "w100.test",
+        "w1000.test",
+        "half.test",
+    ];
+    let mut ingresses: Vec<String> = hosts
+        .iter()
+        .map(|h| ingress(&format!("main-{h}"), &[(h, "/", "Prefix", "web")]))
+        .collect();
+    ingresses.push(canary_of(
+        "c-header",
+        "h.test",
+        &[
+            ("canary-by-header", "CanaryByHeader"),
+            ("canary-by-cookie", "Canary-By-Cookie"),
+        ],
+    ));
+    ingresses.push(canary_of(
+        "c-value",
+        "v.test",
+        &[
+            ("canary-by-header", "CanaryByHeader"),
+            ("canary-by-header-value", "DoCanary"),
+            ("canary-by-header-pattern", "^Do"),
+            ("canary-by-cookie", "Canary-By-Cookie"),
+        ],
+    ));
+    ingresses.push(canary_of(
+        "c-pattern",
+        "p.test",
+        &[
+            ("canary-by-header", "CanaryByHeader"),
+            ("canary-by-header-pattern", "^Do[A-Z][a-z]+y$"),
+        ],
+    ));
+    ingresses.push(canary_of("c-w0", "w0.test", &[("canary-weight", "0")]));
+    ingresses.push(canary_of(
+        "c-w100",
+        "w100.test",
+        &[("canary-weight", "100")],
+    ));
+    ingresses.push(canary_of(
+        "c-w1000",
+        "w1000.test",
+        &[("canary-weight", "1000"), ("canary-weight-total", "1000")],
+    ));
+    ingresses.push(canary_of(
+        "c-half",
+        "half.test",
+        &[("canary-weight", "100"), ("canary-weight-total", "200")],
+    ));
+    let w = canary_world(&main, &canary, &ingresses).await;
+    let pods = [&main, &canary];
+    let go = |host: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let w = &w;
+        async move { to_canary(w, pods, host, headers).await.0 }
+    };
+    // Header only: always → canary, never → main, anything else → on to the cookie.
+    assert!(go("h.test", &[("CanaryByHeader", "always")]).await);
+    assert!(!go("h.test", &[("CanaryByHeader", "never")]).await);
+    assert!(!go("h.test", &[("CanaryByHeader", "badheadervalue")]).await);
+    assert!(!go("h.test", &[]).await, "weight 0: no request by weight");
+    assert!(go("h.test", &[("cookie", "Canary-By-Cookie=always")]).await);
+    assert!(!go("h.test", &[("cookie", "Canary-By-Cookie=never")]).await);
+    assert!(!go("h.test", &[("cookie", "Canary-By-Cookie=other")]).await);
+    assert!(
+        !go(
+            "h.test",
+            &[
+                ("CanaryByHeader", "never"),
+                ("cookie", "Canary-By-Cookie=always")
+            ]
+        )
+        .await,
+        "the header is consulted before the cookie"
+    );
+    // Header and value (the value wins over the pattern): only the value is canary.
+    assert!(go("v.test", &[("CanaryByHeader", "DoCanary")]).await);
+    assert!(!go("v.test", &[("CanaryByHeader", "DoSomething")]).await);
+    assert!(!go("v.test", &[("CanaryByHeader", "always")]).await);
+    assert!(
+        go(
+            "v.test",
+            &[
+                ("CanaryByHeader", "nope"),
+                ("cookie", "Canary-By-Cookie=always")
+            ]
+        )
+        .await,
+        "a value that does not match goes on to the cookie"
+    );
+    // Pattern.
+    assert!(go("p.test", &[("CanaryByHeader", "DoCanary")]).await);
+    assert!(!go("p.test", &[("CanaryByHeader", "Docanary")]).await);
+    // Weights.
+    for _ in 0..20 {
+        assert!(!go("w0.test", &[]).await);
+        assert!(go("w100.test", &[]).await);
+        assert!(go("w1000.test", &[]).await);
+    }
+    let mut to = 0;
+    for _ in 0..200 {
+        to += usize::from(go("half.test", &[]).await);
+    }
+    assert!(
+        (60..=140).contains(&to),
+        "100/200: {to} of 200 to the canary"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_header_pattern_keeps_requests_with_the_header_on_main() {
+    let main = RecordingPod::start(Behaviour::Ok).await;
+    let canary = RecordingPod::start(Behaviour::Ok).await;
+    let w = canary_world(
+        &main,
+        &canary,
+        &[
+            ingress("main", &[("a.test", "/", "Prefix", "web")]),
+            canary_of(
+                "broken",
+                "a.test",
+                &[
+                    ("canary-by-header", "CanaryByHeader"),
+                    ("canary-by-header-pattern", "[][**da?$&*"),
+                    ("canary-by-cookie", "Canary-By-Cookie"),
+                ],
+            ),
+        ],
+    )
+    .await;
+    let pods = [&main, &canary];
+    let headers = [
+        ("CanaryByHeader", "x"),
+        ("cookie", "Canary-By-Cookie=always"),
+    ];
+    assert!(!to_canary(&w, pods, "a.test", &headers).await.0);
+    // Without the header, the cookie decides.
+    assert!(to_canary(&w, pods, "a.test", &headers[1..]).await.0);
+    let routes = w.routes().await;
+    assert!(routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["reason"] == "InvalidAnnotation"
+            && p["message"]
+                .as_str()
+                .unwrap()
+                .contains("canary-by-header-pattern")));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_alone_serves_nothing_and_says_why() {
+    let main = RecordingPod::start(Behaviour::Ok).await;
+    let canary = RecordingPod::start(Behaviour::Ok).await;
+    let w = canary_world(
+        &main,
+        &canary,
+        &[
+            ingress("main", &[("a.test", "/", "Prefix", "web")]),
+            canary_of("lonely", "b.test", &[("canary-weight", "100")]),
+            // A second canary for the same route: the older one (by name) is used.
+            canary_of("a-first", "a.test", &[("canary-weight", "100")]),
+            canary_of("b-second", "a.test", &[("canary-weight", "0")]),
+        ],
+    )
+    .await;
+    assert_eq!(w.get("b.test", "/").await.status, StatusCode::NOT_FOUND);
     assert!(canary.received().is_empty());
+    assert!(to_canary(&w, [&main, &canary], "a.test", &[]).await.0);
+    let routes = w.routes().await;
+    let unused: Vec<String> = routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["reason"] == "CanaryUnused")
+        .map(|p| p["object"].to_string() + " " + p["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(unused.len(), 2, "{unused:?}");
+    assert!(
+        unused
+            .iter()
+            .any(|m| m.contains("lonely") && m.contains("no main Ingress")),
+        "{unused:?}"
+    );
+    assert!(
+        unused
+            .iter()
+            .any(|m| m.contains("b-second") && m.contains("a-first")),
+        "{unused:?}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_canary_follows_the_main_ingresss_annotations_and_keeps_its_sessions() {
+    let main = RecordingPod::start(Behaviour::Ok).await;
+    let canary = RecordingPod::start(Behaviour::Ok).await;
+    let w = canary_world(
+        &main,
+        &canary,
+        &[
+            annotated(
+                "main",
+                &[
+                    (&a("affinity"), "cookie"),
+                    (&a("upstream-vhost"), "internal.test"),
+                ],
+                &[
+                    ("a.test", "/", "Prefix", "web"),
+                    ("legacy.test", "/", "Prefix", "web"),
+                ],
+            ),
+            canary_of(
+                "sticky",
+                "a.test",
+                // Ignored on a canary: the main Ingress's upstream-vhost applies.
+                &[
+                    ("canary-by-header", "canary"),
+                    ("upstream-vhost", "other.test"),
+                ],
+            ),
+            annotated(
+                "legacy",
+                &[
+                    (&a("canary"), "true"),
+                    (&a("canary-by-header"), "canary"),
+                    (&a("affinity-canary-behavior"), "legacy"),
+                ],
+                &[("legacy.test", "/", "Prefix", "canary")],
+            ),
+        ],
+    )
+    .await;
+    let pods = [&main, &canary];
+    // Forced to the canary by the header: a session cookie for the canary...
+    let (to, r) = to_canary(&w, pods, "a.test", &[("canary", "always")]).await;
+    assert!(to);
+    let cookie = pair(&set_cookie(&r).expect("the canary session gets a cookie"));
+    assert!(cookie.starts_with("INGRESSCOOKIE="), "{cookie}");
+    assert_eq!(
+        canary.received().last().unwrap().header("host").as_deref(),
+        Some("internal.test")
+    );
+    // ...that keeps the client there without the header, with no new cookie.
+    for _ in 0..20 {
+        let (to, r) = to_canary(&w, pods, "a.test", &[("cookie", &cookie)]).await;
+        assert!(to, "{cookie}");
+        assert_eq!(set_cookie(&r), None);
+    }
+    // A main session stays on main even when the header asks for the canary.
+    let (to, r) = to_canary(&w, pods, "a.test", &[]).await;
+    assert!(!to);
+    let main_cookie = pair(&set_cookie(&r).unwrap());
+    assert_ne!(main_cookie, cookie);
+    let headers = [("canary", "always"), ("cookie", main_cookie.as_str())];
+    assert!(!to_canary(&w, pods, "a.test", &headers).await.0);
+    // legacy: the canary has no affinity of its own, so it sets no cookie.
+    let (to, r) = to_canary(&w, pods, "legacy.test", &[("canary", "always")]).await;
+    assert!(to);
+    assert_eq!(set_cookie(&r), None);
+
+    // Both backends and the rule, in /debug/explain and /debug/routes.
+    let explain = w
+        .admin_get("/debug/explain?host=a.test&path=/&format=text")
+        .await
+        .body;
+    assert!(
+        explain.contains("Canary (Ingress default/sticky)"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("header canary: \"always\" → canary"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("Canary backend default/canary:80"),
+        "{explain}"
+    );
+    let text = w.admin_get("/debug/routes?format=text").await.body;
+    assert!(
+        text.contains("default/sticky (canary: header canary, weight 0/100)"),
+        "{text}"
+    );
+    let routes = w.routes().await;
+    let listed = routes["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["ingress"]["name"] == "sticky")
+        .unwrap()["annotations"]
+        .clone();
+    let vhost = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == a("upstream-vhost"))
+        .unwrap();
+    assert_eq!(vhost["outcome"], "noEffectNeeded");
     w.stop().await;
 }
 

@@ -3,6 +3,7 @@
 //! reads it. A snapshot is immutable once published.
 
 mod backend;
+mod canary;
 mod path_table;
 mod policy;
 mod problem;
@@ -16,6 +17,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
+pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{

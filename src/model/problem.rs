@@ -92,6 +92,9 @@ pub enum Reason {
     /// An annotation that guards access (allow list, auth) which wicket does not support
     /// yet: the Ingress's routes answer 503 rather than serve without the guard.
     AccessAnnotationUnsupported,
+    /// A path of a canary Ingress that takes no traffic: no main Ingress routes the same
+    /// host, path and `pathType`, or the route already has an (older) canary.
+    CanaryUnused,
 }
 
 impl Reason {
@@ -122,6 +125,7 @@ impl Reason {
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
             Reason::AccessAnnotationUnsupported => "AccessAnnotationUnsupported",
+            Reason::CanaryUnused => "CanaryUnused",
         }
     }
 }

@@ -15,6 +15,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::backend::{Backend, UpstreamProtocol};
+use super::canary::Canary;
 use super::path_table::{collapse_slashes, normalize_prefix, PathKind, PathTable};
 use super::policy::Policy;
 use super::problem::{ObjectRef, Reason};
@@ -141,6 +142,9 @@ pub struct Route {
     /// Its Ingress puts the host in regex mode (`use-regex`, or a rewrite of this path).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub regex: bool,
+    /// A canary Ingress's alternative backend for this route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Arc<Canary>>,
     #[serde(skip)]
     pub owner: Arc<Owner>,
 }
@@ -419,7 +423,11 @@ impl RouteTable {
             .values()
             .chain(self.wildcard.values())
             .chain(self.catch_all.as_ref())
-            .flat_map(|v| v.routes.iter().map(|r| &r.target))
+            .flat_map(|v| {
+                v.routes.iter().flat_map(|r| {
+                    std::iter::once(&r.target).chain(r.canary.as_ref().map(|c| &c.target))
+                })
+            })
             .chain(self.default_backend.iter().map(|d| &d.target))
             .filter_map(Target::backend)
     }
@@ -558,6 +566,22 @@ impl RouteTableBuilder {
     /// or an alias has `from` as its host.
     pub fn add_www_redirect(&mut self, from: String, to: String) {
         self.www_redirects.push((from, to));
+    }
+
+    /// The route of `host` with exactly this path and `pathType`, if one was added (a
+    /// canary Ingress attaches its backend to it).
+    pub fn route_mut(
+        &mut self,
+        host: &HostMatch,
+        path: &str,
+        path_type: PathType,
+    ) -> Option<&mut Route> {
+        let pending = self.hosts.get_mut(host)?;
+        pending
+            .routes
+            .iter_mut()
+            .chain(pending.shadowed.iter_mut().map(|(route, _)| route))
+            .find(|r| r.path == path && r.path_type == path_type)
     }
 
     /// Whether a rule has this exact host.
@@ -729,6 +753,7 @@ mod tests {
             policy: None,
             rewrite: None,
             regex: false,
+            canary: None,
             owner: Arc::new(Owner::new("default".into(), ingress.into(), "".into())),
         }
     }

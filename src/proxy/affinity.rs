@@ -32,10 +32,15 @@ pub struct Session {
     tls: bool,
     /// The client's `User-Agent` (`session-cookie-conditional-samesite-none`).
     agent: Option<HeaderValue>,
+    /// The request went to a canary backend: its cookie says so.
+    canary: bool,
 }
 
 /// How the route's policy steers this request, and the session to finish if it has cookie
-/// affinity. `route_path`: the matched route's path (the cookie's default `Path`).
+/// affinity. `route_path`: the matched route's path (the cookie's default `Path`);
+/// `canary`: the request goes to the route's canary backend, whose cookies are told apart
+/// from the main backend's.
+#[allow(clippy::too_many_arguments)]
 pub fn steer(
     policy: &Policy,
     method: &Method,
@@ -44,9 +49,13 @@ pub fn steer(
     client: IpAddr,
     tls: bool,
     route_path: Option<&str>,
+    canary: bool,
 ) -> (Steer, Option<Session>) {
     if let Some(affinity) = &policy.affinity {
-        let value = cookie(headers, &affinity.name).and_then(parse_value);
+        let value = cookie(headers, &affinity.name)
+            .and_then(parse_value)
+            .filter(|&(_, side)| side == canary)
+            .map(|(value, _)| value);
         let path = match affinity.path {
             Some(_) => None,
             None => Some(route_path.unwrap_or("/").to_owned()),
@@ -61,6 +70,7 @@ pub fn steer(
                     path,
                     tls,
                     agent,
+                    canary,
                 }),
             );
         }
@@ -76,6 +86,7 @@ pub fn steer(
                 path,
                 tls,
                 agent,
+                canary,
             }),
         );
     }
@@ -138,7 +149,15 @@ pub fn finish(
         .or(session.path.as_deref())
         .unwrap_or("/");
     let agent = session.agent.as_ref().and_then(|v| v.to_str().ok());
-    set_cookie(affinity, value, path, session.tls, agent, Timestamp::now())
+    set_cookie(
+        affinity,
+        value,
+        session.canary,
+        path,
+        session.tls,
+        agent,
+        Timestamp::now(),
+    )
 }
 
 /// `NAME=VALUE; Expires=…; Max-Age=…; Domain=…; Path=…; Secure; HttpOnly; SameSite=…`, in
@@ -146,6 +165,7 @@ pub fn finish(
 pub fn set_cookie(
     affinity: &CookieAffinity,
     value: u64,
+    canary: bool,
     path: &str,
     tls: bool,
     agent: Option<&str>,
@@ -153,6 +173,9 @@ pub fn set_cookie(
 ) -> Option<HeaderValue> {
     use std::fmt::Write as _;
     let mut c = format!("{}={value:016x}", affinity.name);
+    if canary {
+        c.push_str(CANARY_SUFFIX);
+    }
     if let Some(expires) = affinity.expires {
         let at = now
             .checked_add(Duration::from_secs(expires.min(100 * 365 * 86_400)))
@@ -187,12 +210,40 @@ pub fn set_cookie(
     HeaderValue::try_from(c).ok()
 }
 
-/// A session cookie's value: 16 hex digits.
-fn parse_value(v: &str) -> Option<u64> {
+/// What a canary backend's session cookie value ends with.
+const CANARY_SUFFIX: &str = ".canary";
+
+/// A session cookie's value: 16 hex digits, then [`CANARY_SUFFIX`] for a canary's; and
+/// whether it is a canary's.
+fn parse_value(v: &str) -> Option<(u64, bool)> {
+    let (v, canary) = match v.strip_suffix(CANARY_SUFFIX) {
+        Some(v) => (v, true),
+        None => (v, false),
+    };
     if v.len() != 16 {
         return None;
     }
-    u64::from_str_radix(v, 16).ok()
+    u64::from_str_radix(v, 16).ok().map(|n| (n, canary))
+}
+
+/// Which backend of a route with a canary the request's session cookie belongs to (true:
+/// the canary), when it carries one: the main backend's cookie is looked at first, as
+/// ingress-nginx does (`route_to_alternative_balancer`).
+pub fn canary_side(
+    main: Option<&Policy>,
+    canary: Option<&Policy>,
+    headers: &HeaderMap,
+) -> Option<bool> {
+    let side = |policy: Option<&Policy>| {
+        let a = policy?.affinity.as_ref()?;
+        cookie(headers, &a.name)
+            .and_then(parse_value)
+            .map(|(_, side)| side)
+    };
+    if side(main) == Some(false) {
+        return Some(false);
+    }
+    (side(canary) == Some(true)).then_some(true)
 }
 
 /// The first value of cookie `name` in the request's `Cookie` headers.
@@ -307,7 +358,7 @@ mod tests {
 
     #[test]
     fn the_default_cookie_is_name_value_path_httponly() {
-        let c = set_cookie(&affinity(), 0xabc, "/", false, None, at()).unwrap();
+        let c = set_cookie(&affinity(), 0xabc, false, "/", false, None, at()).unwrap();
         assert_eq!(c, "INGRESSCOOKIE=0000000000000abc; Path=/; HttpOnly");
     }
 
@@ -323,7 +374,7 @@ mod tests {
             same_site: Some(SameSite::Strict),
             ..affinity()
         };
-        let c = set_cookie(&a, 1, "/app", false, None, at()).unwrap();
+        let c = set_cookie(&a, 1, false, "/app", false, None, at()).unwrap();
         assert_eq!(
             c,
             "SERVERID=0000000000000001; Expires=Wed, 02-Dec-26 10:00:00 GMT; Max-Age=259200; Domain=.example.com; Path=/app; Secure; HttpOnly; SameSite=Strict"
@@ -340,13 +391,13 @@ mod tests {
         let modern = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
         let old = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/65.0.3325.181 Safari/537.36";
         let ios12 = "Mozilla/5.0 (iPhone; CPU iPhone OS 12_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/12.0 Mobile/15E148 Safari/604.1";
-        let c = set_cookie(&a, 1, "/", true, Some(modern), at()).unwrap();
+        let c = set_cookie(&a, 1, false, "/", true, Some(modern), at()).unwrap();
         assert_eq!(
             c,
             "INGRESSCOOKIE=0000000000000001; Path=/; Secure; HttpOnly; SameSite=None"
         );
         for agent in [old, ios12] {
-            let c = set_cookie(&a, 1, "/", true, Some(agent), at()).unwrap();
+            let c = set_cookie(&a, 1, false, "/", true, Some(agent), at()).unwrap();
             assert!(!c.to_str().unwrap().contains("SameSite"), "{agent}");
         }
     }
@@ -360,7 +411,9 @@ mod tests {
         );
         assert_eq!(cookie(&h, "INGRESSCOOKIE"), Some("00000000000000ff"));
         assert_eq!(cookie(&h, "INGRESS"), None);
-        assert_eq!(parse_value("00000000000000ff"), Some(255));
+        assert_eq!(parse_value("00000000000000ff"), Some((255, false)));
+        assert_eq!(parse_value("00000000000000ff.canary"), Some((255, true)));
+        assert_eq!(parse_value("00000000000000ff.other"), None);
         assert_eq!(parse_value("10.0.0.1:8080"), None);
         assert_eq!(parse_value("zz00000000000000"), None);
     }

@@ -37,7 +37,7 @@ use super::trust::TrustedProxies;
 use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
-use crate::model::{collapse_slashes, Backend, Lookup, Policy, Target, UpstreamProtocol};
+use crate::model::{collapse_slashes, Backend, Canary, Lookup, Policy, Target, UpstreamProtocol};
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
 /// never redirected, as in ingress-nginx.
@@ -127,6 +127,8 @@ enum Decision {
         rewritten: Option<PathAndQuery>,
         /// The route's path as written, for a session cookie's default `Path`.
         route_path: Option<String>,
+        /// The route's canary backend answers.
+        canary: bool,
     },
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
@@ -344,16 +346,38 @@ impl Proxy {
                 ))));
             }
         }
-        let route_path = match &lookup {
-            Lookup::Route { route, .. } if policy.is_some_and(|p| p.affinity.is_some()) => {
-                Some(route.path.clone())
-            }
-            _ => None,
-        };
-        let (target, protocol, owner) = match lookup {
-            Lookup::Route { route, .. } => (&route.target, route.protocol, &route.owner),
-            Lookup::Default { backend, .. } => (&backend.target, backend.protocol, &backend.owner),
+        let (target, protocol, owner, policy, route, canary) = match lookup {
+            Lookup::Route { route, .. } => match route.canary.as_deref() {
+                Some(c) if to_canary(c, policy, req.headers()) => (
+                    &c.target,
+                    c.protocol,
+                    &c.owner,
+                    c.policy.as_ref(),
+                    Some(route),
+                    true,
+                ),
+                _ => (
+                    &route.target,
+                    route.protocol,
+                    &route.owner,
+                    policy,
+                    Some(route),
+                    false,
+                ),
+            },
+            Lookup::Default { backend, .. } => (
+                &backend.target,
+                backend.protocol,
+                &backend.owner,
+                policy,
+                None,
+                false,
+            ),
             Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
+        };
+        let route_path = match route {
+            Some(route) if policy.is_some_and(|p| p.affinity.is_some()) => Some(route.path.clone()),
+            _ => None,
         };
         trace.route = RouteLabels::new(Some(owner));
         let backend = match target {
@@ -373,6 +397,7 @@ impl Proxy {
             body_limit,
             rewritten,
             route_path,
+            canary,
         })
     }
 
@@ -389,7 +414,7 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let (backend, protocol, hsts, policy, body_limit, rewritten, route_path) =
+        let (backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary) =
             match self.route(&conn, &req, trace)? {
                 Decision::Forward {
                     backend,
@@ -399,8 +424,9 @@ impl Proxy {
                     body_limit,
                     rewritten,
                     route_path,
+                    canary,
                 } => (
-                    backend, protocol, hsts, policy, body_limit, rewritten, route_path,
+                    backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary,
                 ),
                 Decision::Respond(response) => return Ok(*response),
             };
@@ -429,6 +455,7 @@ impl Proxy {
                 client,
                 conn.tls,
                 route_path.as_deref(),
+                canary,
             ),
             None => (Steer::Default, None),
         };
@@ -543,6 +570,13 @@ impl Proxy {
         }
         Ok(Response::from_parts(head, ProxyBody::upstream(body)))
     }
+}
+
+/// Whether a request of a route with a canary goes to the canary (INGRESS-NGINX.md §C4):
+/// session cookies first, then the canary's header, cookie and weight.
+fn to_canary(c: &Canary, main: Option<&Arc<Policy>>, headers: &http::HeaderMap) -> bool {
+    let side = affinity::canary_side(main.map(|p| &**p), c.policy.as_deref(), headers);
+    c.rule.decide(headers, side, affinity::cookie).0
 }
 
 /// The host as the client sent it: HTTP/2's `:authority`, else the Host header.

@@ -23,9 +23,9 @@ use super::class::{Classes, Decision};
 use super::index::Index;
 use super::Settings;
 use crate::model::{
-    check_pattern, AppRoot, DefaultBackend, HostMatch, Ignored, IngressAnnotations, ObjectRef,
-    Owner, PathType, PortRef, Problem, Reason, Rejected, Rewrite, Route, RouteTableBuilder,
-    Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
+    check_pattern, AppRoot, Canary, CanaryRule, DefaultBackend, HostMatch, Ignored,
+    IngressAnnotations, ObjectRef, Owner, PathType, Policy, PortRef, Problem, Reason, Rejected,
+    Rewrite, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -41,6 +41,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         table: RouteTableBuilder::new(),
         tls: TlsTableBuilder::new(),
         annotations: Vec::new(),
+        canaries: Vec::new(),
     };
 
     let classes = Classes::new(index, settings);
@@ -60,6 +61,10 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
     ours.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
     for ingress in ours {
         t.ingress(ingress);
+    }
+    // Canaries attach to the routes of the main Ingresses, so they come after all of them.
+    for (ingress, rule, policy, source) in std::mem::take(&mut t.canaries) {
+        t.canary(ingress, rule, policy, &source);
     }
     t.global_default_backend();
     t.default_certificate();
@@ -128,7 +133,11 @@ struct Translator<'a> {
     table: RouteTableBuilder,
     tls: TlsTableBuilder,
     annotations: Vec<IngressAnnotations>,
+    /// Canary Ingresses (oldest first), their rule and traffic policy, attached last.
+    canaries: Vec<CanaryIngress<'a>>,
 }
+
+type CanaryIngress<'a> = (&'a Ingress, CanaryRule, Option<Arc<Policy>>, Arc<ObjectRef>);
 
 impl<'a> Translator<'a> {
     fn problem(&mut self, object: &ObjectRef, reason: Reason, message: String) {
@@ -149,9 +158,9 @@ impl<'a> Translator<'a> {
         if let Some(report) = options.report.clone() {
             self.annotations.push(report);
         }
-        if options.canary {
-            // Never served alone, and never in place of the main Ingress (the canary
-            // annotation's Problem says so).
+        if let Some(rule) = options.canary {
+            // Never served alone: it only adds a backend to the main Ingress's routes.
+            self.canaries.push((ingress, rule, options.policy, source));
             return;
         }
         let rules = spec.rules.as_deref().unwrap_or(&[]);
@@ -267,6 +276,7 @@ impl<'a> Translator<'a> {
                     policy: options.policy.clone(),
                     rewrite,
                     regex,
+                    canary: None,
                 };
                 let message = match self.table.add(host.clone(), route) {
                     Ok(()) => None,
@@ -293,6 +303,122 @@ impl<'a> Translator<'a> {
         }
 
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// A canary Ingress: each of its paths becomes the alternative backend of the main
+    /// Ingress's route with the same host, path and `pathType` (INGRESS-NGINX.md §C4).
+    fn canary(
+        &mut self,
+        ingress: &'a Ingress,
+        rule: CanaryRule,
+        own: Option<Arc<Policy>>,
+        source: &Arc<ObjectRef>,
+    ) {
+        let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
+        let Some(spec) = ingress.spec.as_ref() else {
+            self.problem(source, Reason::InvalidIngress, "has no spec".into());
+            return;
+        };
+        if spec.default_backend.is_some() {
+            self.problem(
+                source,
+                Reason::CanaryUnused,
+                "spec.defaultBackend of a canary Ingress is not used; only its rules take traffic from the main Ingress's routes".into(),
+            );
+        }
+        let own = own.as_deref().cloned().unwrap_or_default();
+        for (ri, r) in spec.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
+            let host = match r.host.as_deref() {
+                None | Some("") => HostMatch::Any,
+                Some(h) => match validate::host(h) {
+                    Ok(host) => host,
+                    Err(why) => {
+                        self.problem(
+                            source,
+                            Reason::InvalidHost,
+                            format!("spec.rules[{ri}].host {h:?} {why}; rule ignored"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(http) = &r.http else { continue };
+            for (pi, path) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let path_type = match path.path_type.as_str() {
+                    "Exact" => PathType::Exact,
+                    "Prefix" => PathType::Prefix,
+                    "ImplementationSpecific" => PathType::ImplementationSpecific,
+                    other => {
+                        self.problem(
+                            source,
+                            Reason::InvalidPath,
+                            format!("{field}.pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific; path ignored"),
+                        );
+                        continue;
+                    }
+                };
+                let written = match path.path.as_deref() {
+                    None | Some("") if path_type == PathType::ImplementationSpecific => "/",
+                    p => p.unwrap_or(""),
+                };
+                let target = self.target(namespace, &path.backend, source, &field);
+                let what = format!("{field}: {} {written} on host {host}", path_type.as_str());
+                let Some(route) = self.table.route_mut(&host, written, path_type) else {
+                    self.problem(
+                        source,
+                        Reason::CanaryUnused,
+                        format!("{what}: no main Ingress routes this host, path and pathType, so the canary takes no traffic there"),
+                    );
+                    continue;
+                };
+                if let Some(existing) = &route.canary {
+                    let message = format!(
+                        "{what} already has the canary of {} (older); this one takes no traffic there",
+                        existing.ingress
+                    );
+                    self.problem(source, Reason::CanaryUnused, message);
+                    continue;
+                }
+                if let Target::Unavailable(why) = &route.target {
+                    let message = format!(
+                        "{what}: the main route cannot be served ({why}), so neither can its canary"
+                    );
+                    self.problem(source, Reason::CanaryUnused, message);
+                    continue;
+                }
+                let same = matches!((&route.target, &target),
+                    (Target::Backend(a), Target::Backend(b)) if a.id == b.id);
+                if same {
+                    let message = format!(
+                        "{what}: the canary's backend is the main route's own; nothing to split"
+                    );
+                    self.problem(source, Reason::CanaryUnused, message);
+                    continue;
+                }
+                // The main route's policy, with the canary's traffic settings; in sticky
+                // mode the canary shares the main route's cookie affinity.
+                let mut policy = route.policy.as_deref().cloned().unwrap_or_default();
+                if !rule.sticky {
+                    policy.affinity = own.affinity.clone();
+                }
+                policy.hash_by = own.hash_by.clone();
+                policy.ewma = own.ewma;
+                let owner = Arc::new(Owner::new(
+                    Arc::from(namespace),
+                    Arc::from(source.name.as_str()),
+                    service_of(&target),
+                ));
+                route.canary = Some(Arc::new(Canary {
+                    ingress: source.clone(),
+                    protocol: route.protocol,
+                    target,
+                    rule: rule.clone(),
+                    policy: (!policy.is_default()).then(|| Arc::new(policy)),
+                    owner,
+                }));
+            }
+        }
     }
 
     /// `use-regex` and `rewrite-target` for one path: the rewrite (if the target differs

@@ -22,9 +22,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 pub use table::{support, Support, ANNOTATIONS};
 
 use crate::model::{
-    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
-    IngressAnnotations, NextUpstream, ObjectRef, OriginPattern, Outcome, Policy, Problem, Reason,
-    Redirect, SameSite, UpstreamProtocol,
+    AnnotationOutcome, BodyLimit, CanaryRule, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
+    HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern, Outcome, Policy,
+    Problem, Reason, Redirect, SameSite, UpstreamProtocol,
 };
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -42,9 +42,10 @@ pub struct Options {
     /// Why its routes answer 503 instead of being served (an access guard wicket does not
     /// support yet, a redirect it cannot make).
     pub blocked: Option<String>,
-    /// A canary Ingress (`canary: "true"`): not served until canaries are supported, so it
-    /// never takes the main Ingress's traffic.
-    pub canary: bool,
+    /// A canary Ingress (`canary: "true"`): which requests its backends take from the main
+    /// Ingress's routes. Its other annotations are ignored but for the traffic ones in
+    /// `policy` (INGRESS-NGINX.md §A5).
+    pub canary: Option<CanaryRule>,
     /// Its annotations and their outcomes (None: it has none of ours).
     pub report: Option<IngressAnnotations>,
     /// What it asks of its hosts as a whole.
@@ -75,7 +76,10 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         outcomes: BTreeMap::new(),
         problems,
         blocked: None,
+        canary: false,
     };
+    let canary_on = r.bool("canary") == Some(true);
+    r.canary = canary_on;
     let mut policy = Policy::default();
     let ssl_redirect = r.bool("ssl-redirect").unwrap_or(true);
     let protocol = backend_protocol(&mut r);
@@ -94,7 +98,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     // A target refused for an nginx variable still made the paths patterns in
     // ingress-nginx; they answer 503 where it would have rewritten.
     use_regex |= refused_target;
-    let canary = r.peek_bool("canary");
+    let canary = canary(&mut r, canary_on);
     let report = r.finish();
     Options {
         ssl_redirect,
@@ -121,6 +125,22 @@ struct Reader<'a> {
     outcomes: BTreeMap<String, AnnotationOutcome>,
     problems: &'a mut Vec<Problem>,
     blocked: Option<String>,
+    /// A canary Ingress: only the canary and traffic annotations are read.
+    canary: bool,
+}
+
+/// What a canary Ingress's other annotations come to (INGRESS-NGINX.md §A5).
+const CANARY_IGNORES: &str = "ignored on a canary Ingress, as in ingress-nginx: requests sent to the canary follow the main Ingress's annotations";
+
+/// The annotations a canary Ingress reads: the canary's own and the traffic ones.
+fn canary_reads(name: &str) -> bool {
+    name.starts_with("canary")
+        || name.starts_with("session-cookie-")
+        || name.starts_with("upstream-hash-by")
+        || matches!(
+            name,
+            "affinity" | "affinity-mode" | "affinity-canary-behavior" | "load-balance"
+        )
 }
 
 impl<'a> Reader<'a> {
@@ -137,6 +157,14 @@ impl<'a> Reader<'a> {
         };
         let chosen = found(&wicket).or_else(|| found(&nginx));
         let (full, value) = chosen?;
+        if self.canary && !canary_reads(name) {
+            for full in [&wicket, &nginx] {
+                if self.map.contains_key(full.as_str()) {
+                    self.record(full, Outcome::NoEffectNeeded, CANARY_IGNORES.into());
+                }
+            }
+            return None;
+        }
         if full == wicket && self.map.contains_key(&nginx) {
             self.record(
                 &nginx,
@@ -257,6 +285,10 @@ impl<'a> Reader<'a> {
                 continue;
             };
             let note = table::explain(how);
+            if self.canary && !canary_reads(name) && how != Support::Refused {
+                self.record(full, Outcome::NoEffectNeeded, CANARY_IGNORES.into());
+                continue;
+            }
             let (outcome, reason) = match how {
                 Support::Honoured | Support::Differs(_) => {
                     // A companion value its parser did not need (a redirect code without
@@ -800,6 +832,132 @@ fn traffic(r: &mut Reader<'_>, policy: &mut Policy) {
         _ => {}
     }
     policy.ewma = ewma.is_some_and(|(on, _)| on);
+}
+
+/// The `canary-*` annotations and `affinity-canary-behavior`. Without `canary: "true"`
+/// they do nothing (ingress-nginx ignores the canary settings then), which is reported.
+fn canary(r: &mut Reader<'_>, on: bool) -> Option<CanaryRule> {
+    const PARTS: [&str; 7] = [
+        "canary-by-header",
+        "canary-by-header-value",
+        "canary-by-header-pattern",
+        "canary-by-cookie",
+        "canary-weight",
+        "canary-weight-total",
+        "affinity-canary-behavior",
+    ];
+    if !on {
+        for name in PARTS {
+            if let Some(v) = r.get(name) {
+                r.invalid(&v, "is set but canary is not \"true\"", "it has no effect");
+            }
+        }
+        return None;
+    }
+    let mut rule = CanaryRule {
+        weight_total: 100,
+        sticky: true,
+        ..CanaryRule::default()
+    };
+    if let Some(v) = r.get("canary-by-header") {
+        match http::HeaderName::from_bytes(v.value.as_bytes()) {
+            Ok(name) => rule.header = Some(name),
+            Err(_) => r.invalid(
+                &v,
+                "is not a header name",
+                "no request goes to the canary by a header",
+            ),
+        }
+    }
+    let value = r.get("canary-by-header-value");
+    let pattern = r.get("canary-by-header-pattern");
+    if let Some(v) = &value {
+        rule.header_value = Some(v.value.to_owned());
+    }
+    if let Some(v) = pattern {
+        if value.is_some() {
+            r.record(
+                v.full,
+                Outcome::NoEffectNeeded,
+                "canary-by-header-value is set and wins (as ingress-nginx)".into(),
+            );
+        } else {
+            let compiled = regex::RegexBuilder::new(v.value)
+                .size_limit(1 << 20)
+                .build();
+            rule.header_pattern = Some(match compiled {
+                Ok(re) => HeaderPattern::Valid(re),
+                Err(e) => {
+                    let why = format!("is not a regular expression wicket can use ({e})");
+                    r.invalid(
+                        &v,
+                        &why,
+                        "a request with the header goes to the main backend, and no cookie or weight is consulted (as ingress-nginx)",
+                    );
+                    HeaderPattern::Invalid(v.value.to_owned())
+                }
+            });
+        }
+    }
+    if rule.header.is_none() {
+        for name in ["canary-by-header-value", "canary-by-header-pattern"] {
+            for prefix in [WICKET_PREFIX, NGINX_PREFIX] {
+                let full = format!("{prefix}{name}");
+                if r.outcomes
+                    .get(&full)
+                    .is_some_and(|o| o.outcome != Outcome::Invalid)
+                {
+                    r.record(
+                        &full,
+                        Outcome::NoEffectNeeded,
+                        "not used without canary-by-header".into(),
+                    );
+                }
+            }
+        }
+        rule.header_value = None;
+        rule.header_pattern = None;
+    }
+    if let Some(v) = r.get("canary-by-cookie") {
+        if cookie_token_ok(v.value) {
+            rule.cookie = Some(v.value.to_owned());
+        } else {
+            r.invalid(
+                &v,
+                "is not a cookie name",
+                "no request goes to the canary by a cookie",
+            );
+        }
+    }
+    if let Some(v) = r.get("canary-weight") {
+        match v.value.parse::<u32>() {
+            Ok(w) => rule.weight = w,
+            Err(_) => r.invalid(
+                &v,
+                "is not a whole number",
+                "weight 0 is used: no request goes to the canary by weight",
+            ),
+        }
+    }
+    if let Some(v) = r.get("canary-weight-total") {
+        match v.value.parse::<u32>() {
+            Ok(total) if total > 100 => rule.weight_total = total,
+            Ok(_) => r.record(
+                v.full,
+                Outcome::Honoured,
+                "a total of 100 or less is taken as 100 (as ingress-nginx)".into(),
+            ),
+            Err(_) => r.invalid(&v, "is not a whole number", "100 is used"),
+        }
+    }
+    if let Some(v) = r.get("affinity-canary-behavior") {
+        match v.value {
+            "sticky" => {}
+            "legacy" => rule.sticky = false,
+            _ => r.invalid(&v, "is not sticky or legacy", "sticky is used"),
+        }
+    }
+    Some(rule)
 }
 
 /// A cookie name: an RFC 6265 token.

@@ -257,11 +257,74 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
 }
 
 #[test]
-fn a_canary_ingress_is_marked_and_not_served() {
-    let (o, p) = with_nginx(&[("canary", "true"), ("canary-weight", "10")]);
-    assert!(o.canary);
-    assert!(p.iter().any(|p| p.message.contains("not served")), "{p:?}");
-    assert!(!with_nginx(&[("canary", "false")]).0.canary);
+fn canary_annotations_make_a_rule_only_with_canary_true() {
+    let (o, p) = with_nginx(&[
+        ("canary", "true"),
+        ("canary-weight", "10"),
+        ("canary-weight-total", "50"),
+        ("canary-by-header", "X-Canary"),
+        ("canary-by-cookie", "c"),
+        ("affinity-canary-behavior", "legacy"),
+    ]);
+    assert!(p.is_empty(), "{p:?}");
+    let rule = o.canary.unwrap();
+    assert_eq!(
+        (rule.weight, rule.weight_total),
+        (10, 100),
+        "a total of 100 or less is 100"
+    );
+    assert_eq!(rule.header.unwrap().as_str(), "x-canary");
+    assert_eq!(rule.cookie.as_deref(), Some("c"));
+    assert!(!rule.sticky);
+    // Without canary: "true" the settings do nothing, and say so.
+    let (o, p) = with_nginx(&[("canary", "false"), ("canary-weight", "10")]);
+    assert!(o.canary.is_none());
+    assert!(
+        p.iter().any(|p| p.message.contains("canary is not")),
+        "{p:?}"
+    );
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}canary-weight")),
+        Outcome::Invalid
+    );
+}
+
+#[test]
+fn a_canary_reads_only_the_canary_and_traffic_annotations() {
+    let (o, p) = with_nginx(&[
+        ("canary", "true"),
+        ("canary-by-header-value", "v"),
+        ("load-balance", "ewma"),
+        ("permanent-redirect", "https://example.com"),
+        ("whitelist-source-range", "10.0.0.0/8"),
+        ("configuration-snippet", "x"),
+    ]);
+    let rule = o.canary.clone().unwrap();
+    assert_eq!(
+        rule.header_value, None,
+        "a value without a header is not used"
+    );
+    let policy = o.policy.clone().unwrap();
+    assert!(policy.ewma);
+    assert!(policy.redirect.is_none());
+    assert!(o.blocked.is_none(), "the main Ingress guards the route");
+    let of = |n: &str| outcome(&o, &format!("{NGINX_PREFIX}{n}"));
+    assert_eq!(of("permanent-redirect"), Outcome::NoEffectNeeded);
+    assert_eq!(of("whitelist-source-range"), Outcome::NoEffectNeeded);
+    assert_eq!(of("canary-by-header-value"), Outcome::NoEffectNeeded);
+    assert_eq!(of("configuration-snippet"), Outcome::Refused);
+    assert_eq!(p.len(), 1, "only the snippet is a Problem: {p:?}");
+    // A pattern that does not compile is kept, as such.
+    let (o, p) = with_nginx(&[
+        ("canary", "true"),
+        ("canary-by-header", "h"),
+        ("canary-by-header-pattern", "[][**da?$&*"),
+    ]);
+    assert!(matches!(
+        o.canary.unwrap().header_pattern,
+        Some(crate::model::HeaderPattern::Invalid(_))
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
 }
 
 #[test]
