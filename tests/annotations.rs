@@ -1428,3 +1428,178 @@ async fn ewma_sends_traffic_away_from_a_slow_pod() {
     assert!(slow <= 2, "the slow pod got {slow} of 30");
     w.stop().await;
 }
+
+/// Services `web` (over `pod`) and `errors` (over `errors`), a Service `empty` without
+/// endpoints, and `ingresses`.
+async fn error_world(
+    pod: &RecordingPod,
+    errors: &RecordingPod,
+    ingresses: &[String],
+    config: Config,
+) -> Wicket {
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{}{}{}",
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        svc("errors"),
+        slice(
+            "errors",
+            "errors-1",
+            errors.addr.port(),
+            &[errors.addr.ip().to_string()]
+        ),
+        svc("empty"),
+        slice("empty", "empty-1", 8080, &[]),
+        ingresses.concat(),
+    );
+    Wicket::start_with(&manifests, config).await
+}
+
+#[tokio::test]
+async fn default_backend_answers_for_a_service_that_cannot_and_is_told_why() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let errors = RecordingPod::start(Behaviour::Status(418)).await;
+    let w = error_world(
+        &pod,
+        &errors,
+        &[
+            annotated(
+                "missing",
+                &[(&a("default-backend"), "errors")],
+                &[("a.test", "/", "Prefix", "invalid")],
+            ),
+            annotated(
+                "no-endpoints",
+                &[(&a("default-backend"), "errors")],
+                &[("b.test", "/", "Prefix", "empty")],
+            ),
+            ingress("plain", &[("c.test", "/", "Prefix", "invalid")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    let r = w
+        .send(
+            w.request(Method::POST, "a.test", "/alma/armud?x=1")
+                .header("x-request-id", "req-123")
+                .header("accept", "text/html")
+                .body(Full::new(Bytes::from_static(b"payload")))
+                .unwrap(),
+        )
+        .await;
+    // The error backend's status and body reach the client.
+    assert_eq!(r.status.as_u16(), 418);
+    assert_eq!(r.body, "err");
+    let got = errors.received().last().unwrap().clone();
+    assert!(got.line().starts_with("GET / "), "{}", got.line());
+    let h = |n: &str| got.header(n).unwrap_or_default();
+    assert_eq!(h("x-code"), "503");
+    assert_eq!(h("x-ingress-name"), "missing");
+    assert_eq!(h("x-namespace"), "default");
+    assert_eq!(h("x-service-name"), "invalid");
+    assert_eq!(h("x-original-uri"), "/alma/armud?x=1");
+    assert_eq!(h("x-request-id"), "req-123");
+    assert_eq!(h("x-format"), "text/html");
+    assert_eq!(h("host"), "a.test");
+    // A Service without endpoints: the same.
+    let r = w.get("b.test", "/").await;
+    assert_eq!(r.status.as_u16(), 418);
+    let got = errors.received().last().unwrap().clone();
+    assert_eq!(got.header("x-service-name").as_deref(), Some("empty"));
+    assert_eq!(got.header("x-service-port").as_deref(), Some("80"));
+    // Without the annotation: wicket's 503.
+    assert_eq!(
+        w.get("c.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(pod.received().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn custom_http_errors_replace_the_listed_answers_of_the_pod() {
+    let pod = RecordingPod::start(Behaviour::Status(404)).await;
+    let errors = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.settings.default_backend_service =
+        Some(wicket::controller::index::Key::new("default", "errors"));
+    let w = error_world(
+        &pod,
+        &errors,
+        &[
+            annotated(
+                "own",
+                &[
+                    (&a("custom-http-errors"), "404, 503"),
+                    (&a("default-backend"), "errors"),
+                ],
+                &[("own.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "unlisted",
+                &[(&a("custom-http-errors"), "500")],
+                &[("unlisted.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "global",
+                &[(&a("custom-http-errors"), "404")],
+                &[("global.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "disabled",
+                &[
+                    (&a("custom-http-errors"), "404"),
+                    (&a("disable-proxy-intercept-errors"), "true"),
+                ],
+                &[("disabled.test", "/", "Prefix", "web")],
+            ),
+        ],
+        config,
+    )
+    .await;
+    let r = w.get("own.test", "/missing").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ok"));
+    let got = errors.received().last().unwrap().clone();
+    assert_eq!(got.header("x-code").as_deref(), Some("404"));
+    assert_eq!(got.header("x-original-uri").as_deref(), Some("/missing"));
+    assert_eq!(pod.received().len(), 1, "the pod was asked first");
+    // An unlisted status is the pod's own.
+    assert_eq!(
+        w.get("unlisted.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Without default-backend, --default-backend-service gives the pages.
+    let before = errors.received().len();
+    assert_eq!(w.get("global.test", "/").await.status, StatusCode::OK);
+    assert_eq!(errors.received().len(), before + 1);
+    // disable-proxy-intercept-errors: the pod's 404 passes.
+    let r = w.get("disabled.test", "/").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::NOT_FOUND, "err"));
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn custom_http_errors_without_any_error_backend_answer_404() {
+    let pod = RecordingPod::start(Behaviour::Status(500)).await;
+    let errors = RecordingPod::start(Behaviour::Ok).await;
+    let w = error_world(
+        &pod,
+        &errors,
+        &[annotated(
+            "site",
+            &[(&a("custom-http-errors"), "500")],
+            &[("a.test", "/", "Prefix", "web")],
+        )],
+        Config::local(),
+    )
+    .await;
+    // ingress-nginx's built-in default backend answers 404 for every replaced answer.
+    assert_eq!(w.get("a.test", "/").await.status, StatusCode::NOT_FOUND);
+    assert!(errors.received().is_empty());
+    w.stop().await;
+}

@@ -54,7 +54,8 @@ async fn a_scrape_shows_requests_backends_connections_and_the_table() {
     let unrouted =
         r#"wicket_requests_total{namespace="",ingress="",service="",method="GET",status="4xx"}"#;
     assert_eq!(value(&m, unrouted), Some(50.0), "{m}");
-    let broken = r#"wicket_requests_total{namespace="default",ingress="broken",service="",method="GET",status="5xx"}"#;
+    // A Service that cannot be used is still named: the operator sees which one.
+    let broken = r#"wicket_requests_total{namespace="default",ingress="broken",service="missing",method="GET",status="5xx"}"#;
     assert_eq!(value(&m, broken), Some(1.0), "{m}");
     assert!(!m.contains("random-"), "no request text in labels");
     assert_eq!(

@@ -21,7 +21,7 @@ pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
-    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
+    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, ErrorPages, HashBy, HashPiece,
     IngressAnnotations, NextUpstream, OriginPattern, Outcome, Policy, Redirect, SameSite,
     StatusSet,
 };

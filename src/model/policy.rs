@@ -247,6 +247,41 @@ pub struct Policy {
     /// `load-balance: ewma` (round robin otherwise).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub ewma: bool,
+    /// `custom-http-errors` and `default-backend`: error pages from another backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<ErrorPages>,
+}
+
+/// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the
+/// pod are replaced by the error backend's, and which backend that is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorPages {
+    /// The pod's responses with these statuses are replaced (sorted).
+    pub codes: Vec<u16>,
+    /// The Ingress's own `default-backend` Service: it also answers when the route's
+    /// Service has no endpoint (or does not exist), with `X-Code: 503`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_backend: Option<String>,
+    /// Where the pages come from, `namespace/service:port` (None: no error backend, the
+    /// replaced answers are 404 as from ingress-nginx's built-in default backend).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip)]
+    pub target: Option<super::table::Target>,
+}
+
+impl ErrorPages {
+    /// Whether a response of the pod with `status` is replaced.
+    pub fn replaces(&self, status: u16) -> bool {
+        self.codes.binary_search(&status).is_ok()
+    }
+
+    /// Whether a route that cannot reach its Service goes to the error backend (the
+    /// Ingress names its own, or 503 is listed).
+    pub fn on_unavailable(&self) -> bool {
+        self.own_backend.is_some() || self.replaces(503)
+    }
 }
 
 /// `affinity: cookie` and `session-cookie-*`: a client is pinned to a pod by a cookie.

@@ -393,7 +393,8 @@ impl Progress {
 /// The client's request body with its size limit and idle timeout.
 #[derive(Debug)]
 pub struct ClientBody {
-    inner: Incoming,
+    /// None: a request wicket makes itself, without a body (an error page).
+    inner: Option<Incoming>,
     received: u64,
     limit: u64,
     timeout: Duration,
@@ -405,10 +406,22 @@ impl ClientBody {
     /// `limit`: most bytes accepted (None: no limit); `idle`: longest pause between data.
     pub fn new(inner: Incoming, limit: Option<u64>, timeout: Duration) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             received: 0,
             limit: limit.unwrap_or(u64::MAX),
             timeout,
+            idle: IdleTimer::default(),
+            progress: None,
+        }
+    }
+
+    /// No body at all.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            received: 0,
+            limit: 0,
+            timeout: Duration::ZERO,
             idle: IdleTimer::default(),
             progress: None,
         }
@@ -435,7 +448,10 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.progress();
                 if let Some(data) = frame.data_ref() {
@@ -447,7 +463,7 @@ impl Body for ClientBody {
                     }
                 }
                 // hyper does not ask for more once the body says it is at its end.
-                this.note(if this.inner.is_end_stream() {
+                this.note(if this.inner.as_ref().is_none_or(Body::is_end_stream) {
                     Sending::Done
                 } else {
                     Sending::Sending
@@ -474,11 +490,14 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 

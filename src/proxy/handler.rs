@@ -27,6 +27,7 @@ use super::body::ProxyBody;
 use super::conn::ConnInfo;
 use super::cors;
 use super::error::ProxyError;
+use super::error_page;
 use super::forward::{Attempts, Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_FORWARDED_PREFIX, X_REQUEST_ID};
 use super::limits;
@@ -132,6 +133,9 @@ enum Decision {
     },
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
+    /// The route's Service cannot take the request and its Ingress has an error backend
+    /// (`default-backend`, or `custom-http-errors` with 503): it answers, with `X-Code: 503`.
+    ErrorPage(Arc<Policy>),
 }
 
 impl Proxy {
@@ -382,7 +386,14 @@ impl Proxy {
         trace.route = RouteLabels::new(Some(owner));
         let backend = match target {
             Target::Backend(backend) => backend.clone(),
-            Target::Unavailable(why) => return Err(ProxyError::BackendUnavailable(why.clone())),
+            Target::Unavailable(why) => {
+                return match policy {
+                    Some(p) if p.errors.as_ref().is_some_and(|e| e.on_unavailable()) => {
+                        Ok(Decision::ErrorPage(p.clone()))
+                    }
+                    _ => Err(ProxyError::BackendUnavailable(why.clone())),
+                };
+            }
         };
         Ok(Decision::Forward {
             protocol: protocol.unwrap_or(backend.protocol),
@@ -429,6 +440,11 @@ impl Proxy {
                     backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary,
                 ),
                 Decision::Respond(response) => return Ok(*response),
+                Decision::ErrorPage(policy) => {
+                    let ctx =
+                        error_page::Context::new(req.method(), req.uri(), req.headers(), client);
+                    return Box::pin(self.error_page(&policy, 503, ctx, None, trace)).await;
+                }
             };
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
@@ -444,6 +460,11 @@ impl Proxy {
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // custom-http-errors / default-backend: what the error backend is told.
+        let mut error_ctx = policy
+            .as_ref()
+            .filter(|p| p.errors.is_some())
+            .map(|_| error_page::Context::new(req.method(), req.uri(), req.headers(), client));
         let forwarded_host = request_authority(&req);
         // Traffic annotations (cookie affinity, upstream-hash-by, ewma) steer the choice.
         let (steer, session) = match policy.as_deref() {
@@ -515,9 +536,13 @@ impl Proxy {
         }
         parts.extensions = Extensions::new();
         trace.request_id = parts.headers.get(&X_REQUEST_ID).cloned();
+        if let Some(ctx) = &mut error_ctx {
+            ctx.set_request_id(trace.request_id.clone());
+        }
+        let service_port = backend.service_port;
 
         let body = ClientBody::new(body, body_limit, self.client_body_timeout);
-        let mut response = self
+        let result = self
             .forwarder
             .forward(
                 backend,
@@ -529,7 +554,23 @@ impl Proxy {
                 steer,
                 &mut trace.upstream,
             )
-            .await?;
+            .await;
+        if let (Some(ctx), Some(p)) = (error_ctx, &policy) {
+            let code = match (&result, &p.errors) {
+                (Ok(r), Some(e)) if e.replaces(r.status().as_u16()) => Some(r.status().as_u16()),
+                (Err(ProxyError::NoEndpoints(_)), Some(e)) if e.on_unavailable() => Some(503),
+                // nginx's own error answers (502, 504, ...) are replaced as well.
+                (Err(err), Some(e)) if e.replaces(err.status().as_u16()) => {
+                    Some(err.status().as_u16())
+                }
+                _ => None,
+            };
+            if let Some(code) = code {
+                drop(result);
+                return Box::pin(self.error_page(p, code, ctx, Some(service_port), trace)).await;
+            }
+        }
+        let mut response = result?;
         if let (Some((session, backend)), Some(a)) =
             (&session, policy.as_ref().and_then(|p| p.affinity.as_ref()))
         {
@@ -568,6 +609,47 @@ impl Proxy {
                 .entry(STRICT_TRANSPORT_SECURITY)
                 .or_insert(hsts);
         }
+        Ok(Response::from_parts(head, ProxyBody::upstream(body)))
+    }
+}
+
+impl Proxy {
+    /// The error backend's answer in place of the pod's (`custom-http-errors`,
+    /// `default-backend`); without any error backend, 404 as from ingress-nginx's built-in
+    /// default backend.
+    async fn error_page(
+        &self,
+        policy: &Policy,
+        code: u16,
+        ctx: error_page::Context,
+        service_port: Option<u16>,
+        trace: &mut Trace,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let backend = match policy.errors.as_ref().and_then(|e| e.target.as_ref()) {
+            None => return Err(ProxyError::NoRoute),
+            Some(Target::Unavailable(why)) => {
+                return Err(ProxyError::BackendUnavailable(why.clone()))
+            }
+            Some(Target::Backend(backend)) => backend.clone(),
+        };
+        let parts = ctx.request(code, &trace.route, service_port);
+        let mut attempts = Attempts::default();
+        let result = self
+            .forwarder
+            .forward(
+                backend.clone(),
+                backend.protocol,
+                ctx.client(),
+                parts,
+                ClientBody::empty(),
+                None,
+                Steer::Default,
+                &mut attempts,
+            )
+            .await;
+        trace.upstream = attempts;
+        let (mut head, body) = result?.into_parts();
+        headers::prepare_response(&mut head.headers, false);
         Ok(Response::from_parts(head, ProxyBody::upstream(body)))
     }
 }

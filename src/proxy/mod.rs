@@ -12,6 +12,7 @@ pub mod body;
 pub mod conn;
 pub mod cors;
 pub mod error;
+pub mod error_page;
 pub mod forward;
 pub mod handler;
 pub mod headers;

@@ -128,11 +128,9 @@ pub fn site(pods: &[EchoServer]) -> String {
 /// An EndpointSlice of `service`, port `http` = `port`, all endpoints ready.
 pub fn slice(service: &str, name: &str, port: u16, ips: &[String]) -> String {
     let mut s = format!(
-        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports:\n- {{name: http, port: {port}}}\nendpoints:\n"
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nports:\n- {{name: http, port: {port}}}\nendpoints:"
     );
-    if ips.is_empty() {
-        s.push_str("[]\n");
-    }
+    s.push_str(if ips.is_empty() { " []\n" } else { "\n" });
     for ip in ips {
         s.push_str(&format!(
             "- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"

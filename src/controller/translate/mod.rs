@@ -153,8 +153,9 @@ impl<'a> Translator<'a> {
             return;
         };
         let mut annotation_problems = Vec::new();
-        let options = annotations::read(ingress, &source, &mut annotation_problems);
+        let mut options = annotations::read(ingress, &source, &mut annotation_problems);
         self.problems.extend(annotation_problems);
+        self.error_pages(namespace, &mut options, &source);
         if let Some(report) = options.report.clone() {
             self.annotations.push(report);
         }
@@ -175,12 +176,13 @@ impl<'a> Translator<'a> {
         // Metric and log names of this Ingress's routes.
         let owner_ns: Arc<str> = Arc::from(namespace);
         let owner_ingress: Arc<str> = Arc::from(source.name.as_str());
-        let owner = |target: &Target| {
-            Arc::new(Owner::new(
-                owner_ns.clone(),
-                owner_ingress.clone(),
-                service_of(target),
-            ))
+        // A backend that cannot be used still names the Service it asked for.
+        let owner = |target: &Target, asked: &IngressBackend| {
+            let service = match (target, &asked.service) {
+                (Target::Unavailable(_), Some(s)) => Arc::from(s.name.as_str()),
+                _ => service_of(target),
+            };
+            Arc::new(Owner::new(owner_ns.clone(), owner_ingress.clone(), service))
         };
         // An Ingress whose annotations cannot be honoured safely answers 503 on all it routes.
         let blocked = |target: Target| match &options.blocked {
@@ -191,7 +193,7 @@ impl<'a> Translator<'a> {
             let target = blocked(self.target(namespace, backend, &source, "spec.defaultBackend"));
             let candidate = DefaultBackend {
                 ingress: Some(source.clone()),
-                owner: owner(&target),
+                owner: owner(&target, backend),
                 target,
                 protocol: options.protocol,
                 policy: options.policy.clone(),
@@ -269,7 +271,7 @@ impl<'a> Translator<'a> {
                     path: path_value,
                     path_type,
                     ingress: source.clone(),
-                    owner: owner(&target),
+                    owner: owner(&target, &path.backend),
                     target,
                     ssl_redirect: options.ssl_redirect,
                     protocol: options.protocol,
@@ -303,6 +305,65 @@ impl<'a> Translator<'a> {
         }
 
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// `custom-http-errors` / `default-backend`: resolves the error backend into the
+    /// policy: the Ingress's own Service (its first port), else `--default-backend-service`.
+    /// An Ingress whose routes are blocked gets none: its 503 stays.
+    fn error_pages(
+        &mut self,
+        namespace: &'a str,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+    ) {
+        let Some(policy) = options.policy.as_mut() else {
+            return;
+        };
+        let Some(pages) = policy.errors.as_ref() else {
+            return;
+        };
+        let mut pages = pages.clone();
+        let named = match &pages.own_backend {
+            Some(name) => Some((namespace.to_owned(), name.clone(), true)),
+            None => self
+                .settings
+                .default_backend_service
+                .as_ref()
+                .map(|k| (k.namespace.clone(), k.name.clone(), false)),
+        };
+        if let Some((ns, name, own)) = named {
+            let target = match self.services.first_port(&ns, &name) {
+                Some(port) => {
+                    let shown = format!("{ns}/{name}:{port}");
+                    let resolved = self.services.resolve_owned(&ns, &name, port);
+                    if let (Some((reason, message)), true) = (resolved.problem, own) {
+                        self.problem(
+                            source,
+                            reason,
+                            format!("default-backend: {message}; its error pages are 503"),
+                        );
+                    }
+                    pages.from = Some(shown);
+                    resolved.target
+                }
+                None => {
+                    let message = format!("Service {ns}/{name} not found or has no ports");
+                    if own {
+                        self.problem(
+                            source,
+                            Reason::BackendNotFound,
+                            format!("default-backend: {message}; its error pages are 503"),
+                        );
+                    }
+                    pages.from = Some(format!("{ns}/{name}"));
+                    Target::Unavailable(Arc::from(message.as_str()))
+                }
+            };
+            pages.target = Some(target);
+        }
+        let mut changed = (**policy).clone();
+        changed.errors = options.blocked.is_none().then_some(pages);
+        *policy = Arc::new(changed);
     }
 
     /// A canary Ingress: each of its paths becomes the alternative backend of the main

@@ -111,6 +111,12 @@ impl<'a> Resolver<'a> {
         resolved
     }
 
+    /// [`Resolver::resolve`] for names that do not live as long as the index (an
+    /// annotation's value): not cached.
+    pub fn resolve_owned(&mut self, namespace: &str, service: &str, port: PortRef) -> Resolved {
+        self.resolve_uncached(namespace, service, &port)
+    }
+
     /// The Service's first port, for `--default-backend-service`.
     pub fn first_port(&self, namespace: &str, service: &str) -> Option<PortRef> {
         let svc = self.services.get(&(namespace, service))?;

@@ -22,9 +22,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 pub use table::{support, Support, ANNOTATIONS};
 
 use crate::model::{
-    AnnotationOutcome, BodyLimit, CanaryRule, CookieAffinity, Cors, CorsOrigins, HashBy, HashPiece,
-    HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern, Outcome, Policy,
-    Problem, Reason, Redirect, SameSite, UpstreamProtocol,
+    AnnotationOutcome, BodyLimit, CanaryRule, CookieAffinity, Cors, CorsOrigins, ErrorPages,
+    HashBy, HashPiece, HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern,
+    Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
 };
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
@@ -91,6 +91,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         policy.no_access_log = true;
     }
     policy.cors = cors(&mut r);
+    policy.errors = error_pages(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -794,6 +795,54 @@ fn rewrite(r: &mut Reader<'_>, policy: &mut Policy) -> (Option<String>, bool) {
         }
     }
     (target, refused)
+}
+
+/// `custom-http-errors`, `disable-proxy-intercept-errors` and `default-backend`; the
+/// translation resolves the backend.
+fn error_pages(r: &mut Reader<'_>) -> Option<ErrorPages> {
+    let mut pages = ErrorPages::default();
+    if let Some(v) = r.get("custom-http-errors") {
+        let codes: Result<Vec<u16>, _> = v
+            .value
+            .split(',')
+            .map(|c| match c.trim().parse::<u16>() {
+                Ok(code) if (100..=599).contains(&code) => Ok(code),
+                _ => Err(c.trim()),
+            })
+            .collect();
+        match codes {
+            Ok(mut codes) => {
+                codes.sort_unstable();
+                codes.dedup();
+                pages.codes = codes;
+            }
+            Err(bad) => {
+                let why = format!("has {bad:?}, which is not an HTTP status code");
+                r.invalid(&v, &why, "no response of the pod is replaced");
+            }
+        }
+    }
+    if r.bool("disable-proxy-intercept-errors") == Some(true) && !pages.codes.is_empty() {
+        pages.codes.clear();
+        for prefix in [WICKET_PREFIX, NGINX_PREFIX] {
+            let full = format!("{prefix}custom-http-errors");
+            if r.outcomes.contains_key(&full) {
+                r.record(
+                    &full,
+                    Outcome::NoEffectNeeded,
+                    "disable-proxy-intercept-errors is true: the pod's answers pass through".into(),
+                );
+            }
+        }
+    }
+    if let Some(v) = r.get("default-backend") {
+        if !v.value.contains('.') && super::validate::dns_subdomain(v.value).is_ok() {
+            pages.own_backend = Some(v.value.to_owned());
+        } else {
+            r.invalid(&v, "is not a Service name", "it is not used");
+        }
+    }
+    (!pages.codes.is_empty() || pages.own_backend.is_some()).then_some(pages)
 }
 
 /// `affinity` + `session-cookie-*`, `upstream-hash-by`, `load-balance`, in ingress-nginx's

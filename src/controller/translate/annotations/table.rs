@@ -156,9 +156,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("proxy-cookie-domain", Support::Unsupported("Set-Cookie headers from pods are passed unchanged")),
     ("proxy-cookie-path", Support::Unsupported("Set-Cookie headers from pods are passed unchanged")),
     // Errors and headers
-    ("custom-http-errors", NOT_YET),
-    ("default-backend", NOT_YET),
-    ("disable-proxy-intercept-errors", NOT_YET),
+    ("custom-http-errors", Support::Differs("the error backend gets a GET (HEAD for HEAD) of / without the request body, where nginx keeps the method")),
+    ("default-backend", Support::Honoured),
+    ("disable-proxy-intercept-errors", Support::Honoured),
     ("custom-headers", NOT_YET),
     ("enable-cors", Support::Honoured),
     ("cors-allow-origin", Support::Differs("an Origin must equal an allowed origin (ingress-nginx only anchors the end of its match)")),

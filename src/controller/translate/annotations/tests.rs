@@ -553,3 +553,33 @@ fn affinity_wins_over_the_hash_which_wins_over_load_balance() {
     assert_eq!(o.policy, None);
     assert_eq!(p[0].reason, Reason::InvalidAnnotation);
 }
+
+#[test]
+fn custom_http_errors_are_status_codes_and_default_backend_a_service_name() {
+    let errors = |pairs: &[(&str, &str)]| policy(pairs).errors.unwrap_or_default();
+    let e = errors(&[("custom-http-errors", "503, 404,404")]);
+    assert_eq!(e.codes, vec![404, 503]);
+    assert!(e.replaces(404) && !e.replaces(500));
+    assert!(
+        e.on_unavailable(),
+        "503 listed: a Service that cannot answer gets the page"
+    );
+    let e = errors(&[("default-backend", "errors")]);
+    assert_eq!(e.own_backend.as_deref(), Some("errors"));
+    assert!(e.codes.is_empty() && e.on_unavailable());
+    let (o, p) = with_nginx(&[
+        ("custom-http-errors", "404,abc"),
+        ("default-backend", "a.b"),
+    ]);
+    assert!(o.policy.is_none(), "nothing usable is left");
+    assert_eq!(p.len(), 2, "{p:?}");
+    let (o, _) = with_nginx(&[
+        ("custom-http-errors", "404"),
+        ("disable-proxy-intercept-errors", "true"),
+    ]);
+    assert!(o.policy.is_none());
+    assert_eq!(
+        outcome(&o, &format!("{NGINX_PREFIX}custom-http-errors")),
+        Outcome::NoEffectNeeded
+    );
+}
