@@ -200,6 +200,14 @@ async fn permanent_and_temporal_redirects_answer_without_the_pod() {
                 &[("rr.test", "/", "Prefix", "web")],
             ),
             annotated(
+                "kept-relative",
+                &[
+                    (&a("permanent-redirect"), "/new-location"),
+                    (&a("relative-redirects"), "true"),
+                ],
+                &[("kept.test", "/", "Prefix", "web")],
+            ),
+            annotated(
                 "both",
                 &[
                     (&a("permanent-redirect"), "https://p.example"),
@@ -220,6 +228,9 @@ async fn permanent_and_temporal_redirects_answer_without_the_pod() {
     let reply = w.get("rr.test", "/old").await;
     assert_eq!(reply.status, StatusCode::PERMANENT_REDIRECT);
     assert_eq!(reply.headers["location"], "http://rr.test/new-location");
+    let reply = w.get("kept.test", "/old").await;
+    assert_eq!(reply.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(reply.headers["location"], "/new-location");
     let reply = w.get("both.test", "/").await;
     assert_eq!(reply.status, StatusCode::FOUND, "temporal wins");
     assert_eq!(reply.headers["location"], "https://t.example/");
@@ -1601,5 +1612,72 @@ async fn custom_http_errors_without_any_error_backend_answer_404() {
     // ingress-nginx's built-in default backend answers 404 for every replaced answer.
     assert_eq!(w.get("a.test", "/").await.status, StatusCode::NOT_FOUND);
     assert!(errors.received().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn service_upstream_sends_requests_to_the_cluster_ip() {
+    // `cluster` stands in for kube-proxy behind the cluster IP; `pod` is the endpoint.
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let cluster = RecordingPod::start(Behaviour::Ok).await;
+    let service = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  clusterIP: {}\n  ports: [{{name: http, port: {}}}]\n",
+        cluster.addr.ip(),
+        cluster.addr.port()
+    );
+    let headless = "---\napiVersion: v1\nkind: Service\nmetadata: {name: headless}\nspec:\n  clusterIP: None\n  ports: [{name: http, port: 80}]\n";
+    let manifests = format!(
+        "{CLASS}{service}{}{headless}{}{}{}{}",
+        slice(
+            "web",
+            "web-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        slice(
+            "headless",
+            "headless-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        annotated(
+            "upstream",
+            &[(&a("service-upstream"), "true")],
+            &[
+                ("up.test", "/", "Prefix", "web"),
+                ("headless.test", "/", "Prefix", "headless")
+            ],
+        ),
+        annotated(
+            "off",
+            &[(&a("service-upstream"), "false")],
+            &[("off.test", "/", "Prefix", "web")],
+        ),
+        ingress("plain", &[("plain.test", "/", "Prefix", "web")]),
+    );
+    let w = Wicket::start(&manifests).await;
+    for _ in 0..3 {
+        assert_eq!(w.get("up.test", "/").await.status, StatusCode::OK);
+    }
+    assert_eq!(cluster.received().len(), 3);
+    assert!(pod.received().is_empty());
+    for host in ["off.test", "plain.test", "headless.test"] {
+        assert_eq!(w.get(host, "/").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        pod.received().len(),
+        3,
+        "endpoints, as without the annotation"
+    );
+    assert_eq!(cluster.received().len(), 3);
+    let routes = w.routes().await;
+    assert!(routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["message"]
+            .as_str()
+            .unwrap()
+            .contains("service-upstream: Service default/headless has no cluster IP")));
     w.stop().await;
 }

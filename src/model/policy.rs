@@ -114,6 +114,9 @@ pub struct Redirect {
     pub code: u16,
     #[serde(serialize_with = "header_text")]
     pub location: HeaderValue,
+    /// `relative-redirects`: a path stays a path in `Location` (else `scheme://host/path`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub relative: bool,
 }
 
 /// Cross-origin resource sharing for a route (`enable-cors` and `cors-*`), with the header

@@ -15,7 +15,7 @@ pub fn configured(redirect: &Redirect, host: &str, tls: bool) -> Response<ProxyB
     let code = StatusCode::from_u16(redirect.code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
     let value = redirect.location.as_bytes();
     let absolute = value.starts_with(b"http://") || value.starts_with(b"https://");
-    let location = if absolute {
+    let location = if absolute || redirect.relative {
         redirect.location.clone()
     } else {
         let scheme = if tls { "https" } else { "http" };
@@ -146,6 +146,7 @@ mod tests {
         let absolute = Redirect {
             code: 301,
             location: HeaderValue::from_static("https://new.example/x?y=1"),
+            relative: false,
         };
         let r = configured(&absolute, "a.test", false);
         assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
@@ -153,6 +154,7 @@ mod tests {
         let relative = Redirect {
             code: 302,
             location: HeaderValue::from_static("/new-location"),
+            relative: false,
         };
         assert_eq!(
             location(&configured(&relative, "rr.foo.com", false)),
@@ -161,6 +163,15 @@ mod tests {
         assert_eq!(
             location(&configured(&relative, "rr.foo.com", true)),
             "https://rr.foo.com/new-location"
+        );
+        // relative-redirects: "true" keeps the path (e2e relativeredirects.go).
+        let kept = Redirect {
+            relative: true,
+            ..relative
+        };
+        assert_eq!(
+            location(&configured(&kept, "rr.foo.com", false)),
+            "/new-location"
         );
     }
 }

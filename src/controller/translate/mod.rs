@@ -190,7 +190,13 @@ impl<'a> Translator<'a> {
             None => target,
         };
         if let Some(backend) = &spec.default_backend {
-            let target = blocked(self.target(namespace, backend, &source, "spec.defaultBackend"));
+            let target = blocked(self.target(
+                namespace,
+                backend,
+                &source,
+                "spec.defaultBackend",
+                options.service_upstream,
+            ));
             let candidate = DefaultBackend {
                 ingress: Some(source.clone()),
                 owner: owner(&target, backend),
@@ -266,7 +272,13 @@ impl<'a> Translator<'a> {
                 else {
                     continue;
                 };
-                let target = blocked(self.target(namespace, &path.backend, &source, &field));
+                let target = blocked(self.target(
+                    namespace,
+                    &path.backend,
+                    &source,
+                    &field,
+                    options.service_upstream,
+                ));
                 let route = Route {
                     path: path_value,
                     path_type,
@@ -423,7 +435,7 @@ impl<'a> Translator<'a> {
                     None | Some("") if path_type == PathType::ImplementationSpecific => "/",
                     p => p.unwrap_or(""),
                 };
-                let target = self.target(namespace, &path.backend, source, &field);
+                let target = self.target(namespace, &path.backend, source, &field, false);
                 let what = format!("{field}: {} {written} on host {host}", path_type.as_str());
                 let Some(route) = self.table.route_mut(&host, written, path_type) else {
                     self.problem(
@@ -722,12 +734,14 @@ impl<'a> Translator<'a> {
     }
 
     /// An Ingress backend to a route target; problems are reported against `source`.
+    /// `service_upstream`: the Service's cluster IP instead of its endpoints.
     fn target(
         &mut self,
         namespace: &'a str,
         backend: &'a IngressBackend,
         source: &ObjectRef,
         field: &str,
+        service_upstream: bool,
     ) -> Target {
         let service = match (&backend.service, &backend.resource) {
             (Some(service), None) => service,
@@ -768,7 +782,12 @@ impl<'a> Translator<'a> {
                 )
             }
         };
-        let resolved = self.services.resolve(namespace, &service.name, port);
+        let resolved = if service_upstream {
+            self.services
+                .resolve_cluster_ip(namespace, &service.name, port)
+        } else {
+            self.services.resolve(namespace, &service.name, port)
+        };
         if let Some((reason, message)) = resolved.problem {
             self.problem(source, reason, format!("{field}: {message}"));
         }

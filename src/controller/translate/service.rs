@@ -111,6 +111,74 @@ impl<'a> Resolver<'a> {
         resolved
     }
 
+    /// `service-upstream`: the Service's cluster IP and port as the one endpoint, so
+    /// kube-proxy picks the pod. A Service without a cluster IP (headless, or a manifest
+    /// that leaves it out) and an ExternalName Service resolve as usual.
+    pub fn resolve_cluster_ip(
+        &mut self,
+        namespace: &'a str,
+        service: &'a str,
+        port: PortRef,
+    ) -> Resolved {
+        let Some(&svc) = self.services.get(&(namespace, service)) else {
+            return self.resolve(namespace, service, port);
+        };
+        let spec = svc.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            return self.resolve(namespace, service, port);
+        }
+        let ip = spec
+            .and_then(|s| s.cluster_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        let Some(ip) = ip else {
+            let mut resolved = self.resolve(namespace, service, port);
+            if resolved.problem.is_none() {
+                resolved.problem = Some((
+                    Reason::InvalidAnnotation,
+                    format!("service-upstream: Service {namespace}/{service} has no cluster IP (headless, or none in the manifest); its endpoints are used"),
+                ));
+            }
+            return resolved;
+        };
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
+        let svc_port = ports.iter().find(|p| match &port {
+            PortRef::Number(n) => p.port == i32::from(*n),
+            PortRef::Name(want) => p.name.as_deref() == Some(want.as_str()),
+        });
+        let Some((svc_port, number)) =
+            svc_port.and_then(|p| u16::try_from(p.port).ok().map(|n| (p, n)))
+        else {
+            return self.resolve(namespace, service, port);
+        };
+        let mut endpoints = vec![Endpoint::new(
+            SocketAddr::new(ip, number),
+            true,
+            true,
+            false,
+        )];
+        let (usable, fallback) = select_usable(&mut endpoints);
+        let backend = Backend {
+            id: Arc::from(format!("{namespace}/{service}:{number}@{ip}")),
+            namespace: Arc::from(namespace),
+            service: Arc::from(service),
+            port,
+            service_port: number,
+            protocol: upstream_protocol(svc_port.app_protocol.as_deref()),
+            // kube-proxy applies the Service's own sessionAffinity behind the cluster IP.
+            affinity: None,
+            destination: Destination::Endpoints {
+                endpoints,
+                usable,
+                fallback,
+            },
+            derived: Default::default(),
+        };
+        Resolved {
+            target: Target::Backend(Arc::new(backend)),
+            problem: None,
+        }
+    }
+
     /// [`Resolver::resolve`] for names that do not live as long as the index (an
     /// annotation's value): not cached.
     pub fn resolve_owned(&mut self, namespace: &str, service: &str, port: PortRef) -> Resolved {

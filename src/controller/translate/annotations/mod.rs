@@ -54,6 +54,8 @@ pub struct Options {
     pub use_regex: bool,
     /// `rewrite-target`, checked for ingress-nginx's characters and nginx variables.
     pub rewrite_target: Option<String>,
+    /// `service-upstream`: its backends are their Services' cluster IPs.
+    pub service_upstream: bool,
 }
 
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
@@ -99,6 +101,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     // A target refused for an nginx variable still made the paths patterns in
     // ingress-nginx; they answer 503 where it would have rewritten.
     use_regex |= refused_target;
+    let service_upstream = r.bool("service-upstream") == Some(true);
     let canary = canary(&mut r, canary_on);
     let report = r.finish();
     Options {
@@ -111,6 +114,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         hosts,
         use_regex,
         rewrite_target,
+        service_upstream,
     }
 }
 
@@ -482,6 +486,7 @@ fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
     let temporal_code = redirect_code(r, "temporal-redirect-code", 302, 307);
     let permanent = r.get("permanent-redirect");
     let temporal = r.get("temporal-redirect");
+    let relative = r.bool("relative-redirects") == Some(true);
     // temporal wins over permanent (ingress-nginx).
     if let Some(v) = temporal {
         let absolute = v.value.starts_with("http://") || v.value.starts_with("https://");
@@ -499,6 +504,7 @@ fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
             policy.redirect = Some(Redirect {
                 code: temporal_code,
                 location,
+                relative,
             });
         }
         if let Some(p) = permanent {
@@ -519,6 +525,7 @@ fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
             policy.redirect = Some(Redirect {
                 code: permanent_code,
                 location,
+                relative,
             });
         }
     }
