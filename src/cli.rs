@@ -140,6 +140,24 @@ pub struct ControllerArgs {
     /// TLS hosts without a usable certificate (default: a self-signed one made at start-up).
     #[arg(long, env = "WICKET_DEFAULT_CERTIFICATE", value_parser = parse_key)]
     pub default_certificate: Option<Key>,
+    /// Response header names a custom-headers ConfigMap may set, comma-separated
+    /// (ingress-nginx's global-allowed-response-headers); any other makes the Ingress's
+    /// routes answer 503.
+    #[arg(
+        long,
+        env = "WICKET_ALLOWED_RESPONSE_HEADERS",
+        value_delimiter = ',',
+        value_parser = parse_header_name
+    )]
+    pub allowed_response_headers: Vec<String>,
+}
+
+/// A header name, lowercased.
+fn parse_header_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    http::HeaderName::from_bytes(v.as_bytes())
+        .map(|n| n.as_str().to_owned())
+        .map_err(|_| format!("{v:?} is not a header name"))
 }
 
 impl ControllerArgs {
@@ -151,6 +169,7 @@ impl ControllerArgs {
             allow_external_name: self.allow_external_name,
             default_backend_service: self.default_backend_service.clone(),
             default_certificate: self.default_certificate.clone(),
+            allowed_response_headers: self.allowed_response_headers.clone(),
         }
     }
 }

@@ -1681,3 +1681,90 @@ async fn service_upstream_sends_requests_to_the_cluster_ip() {
             .contains("service-upstream: Service default/headless has no cluster IP")));
     w.stop().await;
 }
+
+fn config_map(name: &str, data: &[(&str, &str)]) -> String {
+    let mut s =
+        format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata:\n");
+    for (k, v) in data {
+        s.push_str(&format!("  {k}: {}\n", serde_json::to_string(v).unwrap()));
+    }
+    s
+}
+
+#[tokio::test]
+async fn custom_headers_come_from_a_config_map_and_only_allowed_names() {
+    let pod = RecordingPod::start(Behaviour::Status(404)).await;
+    let mut config = Config::local();
+    config.settings.allowed_response_headers =
+        vec!["my-custom-header".into(), "my-custom-header-dollar".into()];
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{}{}{}{}",
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            pod.addr.port(),
+            &[pod.addr.ip().to_string()]
+        ),
+        config_map(
+            "custom-headers",
+            &[
+                ("My-Custom-Header", "42"),
+                ("My-Custom-Header-Dollar", "$remote_addr")
+            ],
+        ),
+        config_map("forbidden", &[("Set-Cookie", "admin=1")]),
+        annotated(
+            "site",
+            &[(&a("custom-headers"), "default/custom-headers")],
+            &[("a.test", "/", "Prefix", "web")],
+        ),
+        annotated(
+            "missing",
+            &[(&a("custom-headers"), "nowhere")],
+            &[("b.test", "/", "Prefix", "web")],
+        ),
+        annotated(
+            "not-allowed",
+            &[(&a("custom-headers"), "forbidden")],
+            &[("c.test", "/", "Prefix", "web")],
+        ),
+        ingress("plain", &[("d.test", "/", "Prefix", "web")]),
+    );
+    let w = Wicket::start_with(&manifests, config).await;
+    // On every status, values as written.
+    let r = w.get("a.test", "/").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.headers["my-custom-header"], "42");
+    assert_eq!(r.headers["my-custom-header-dollar"], "$remote_addr");
+    // A ConfigMap that is missing or sets a header not allowed: 503, never served without.
+    for host in ["b.test", "c.test"] {
+        let r = w.get(host, "/").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{host}");
+        assert!(r.headers.get("set-cookie").is_none());
+    }
+    assert_eq!(pod.received().len(), 1);
+    let r = w.get("d.test", "/").await;
+    assert!(r.headers.get("my-custom-header").is_none());
+    let routes = w.routes().await;
+    let messages: Vec<&str> = routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["message"].as_str())
+        .filter(|m| m.starts_with("custom-headers"))
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("ConfigMap default/nowhere not found")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Set-Cookie is not in --allowed-response-headers")),
+        "{messages:?}"
+    );
+    w.stop().await;
+}

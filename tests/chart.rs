@@ -93,6 +93,7 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                 "controller": {
                     "proxyProtocol": true,
                     "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
+                    "allowedResponseHeaders": ["X-Frame-Options", "Content-Security-Policy"],
                     "maxRequestBody": "8m",
                     "outlier": { "consecutiveFailures": 0 }
                 },
@@ -263,7 +264,7 @@ fn expected_permissions(read_scopes: &[&str]) -> BTreeSet<(String, String, Strin
         add(
             scope,
             "",
-            &["services", "secrets"],
+            &["services", "secrets", "configmaps"],
             &["get", "list", "watch"],
         );
         add(
@@ -453,6 +454,15 @@ fn edge_settings_reach_the_controller() {
     assert!(p.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
     assert!(p.trusted_proxies.contains("fd00::7".parse().unwrap()));
     assert!(!p.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        proxied.controller.settings().allowed_response_headers,
+        ["x-frame-options", "content-security-policy"]
+    );
+    assert!(defaults
+        .controller
+        .settings()
+        .allowed_response_headers
+        .is_empty());
     assert_eq!(p.max_request_body, Some(8 * 1024 * 1024));
     assert_eq!(proxied.proxy.outliers().consecutive_failures, 0);
     let svc = one(&docs, "Service");

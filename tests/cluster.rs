@@ -603,3 +603,50 @@ async fn against_a_real_cluster_it_lists_everything_and_turns_ready() {
     }
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn custom_headers_follow_their_config_map() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    let mut site = api.get("Ingress", "default", "site").unwrap();
+    site["metadata"]["annotations"] =
+        json!({ "nginx.ingress.kubernetes.io/custom-headers": "site-headers" });
+    api.apply(site);
+    let mut config = wicket::app::Config::local();
+    config.settings.allowed_response_headers = vec!["x-frame-options".into()];
+    let w = Wicket::launch_cluster_with(&api, "a", config, |_| {}).await;
+    w.ready().await;
+    // No ConfigMap yet: the routes answer 503 rather than go without the headers.
+    assert_eq!(
+        w.get("a.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "site-headers", "namespace": "default" },
+        "data": { "X-Frame-Options": "DENY" },
+    }));
+    eventually("the header", || async {
+        let r = w.get("a.test", "/").await;
+        (r.status == StatusCode::OK
+            && r.headers
+                .get("x-frame-options")
+                .is_some_and(|v| v == "DENY"))
+        .then_some(())
+    })
+    .await;
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "site-headers", "namespace": "default" },
+        "data": { "X-Frame-Options": "SAMEORIGIN" },
+    }));
+    eventually("the new value", || async {
+        let r = w.get("a.test", "/").await;
+        r.headers
+            .get("x-frame-options")
+            .is_some_and(|v| v == "SAMEORIGIN")
+            .then_some(())
+    })
+    .await;
+    w.stop().await;
+}

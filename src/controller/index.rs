@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,16 +25,19 @@ pub enum Kind {
     EndpointSlice,
     Endpoints,
     Secret,
+    /// Read for `custom-headers` only.
+    ConfigMap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Ingress,
         Kind::IngressClass,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Endpoints,
         Kind::Secret,
+        Kind::ConfigMap,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
@@ -101,6 +105,7 @@ pub enum Object {
     EndpointSlice(Arc<EndpointSlice>),
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
+    ConfigMap(Arc<ConfigMap>),
 }
 
 impl Object {
@@ -112,6 +117,7 @@ impl Object {
             Object::EndpointSlice(_) => Kind::EndpointSlice,
             Object::Endpoints(_) => Kind::Endpoints,
             Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
         }
     }
 
@@ -123,6 +129,7 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Endpoints(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         }
     }
 
@@ -140,6 +147,7 @@ pub struct Index {
     pub slices: BTreeMap<Key, Arc<EndpointSlice>>,
     pub endpoints: BTreeMap<Key, Arc<Endpoints>>,
     pub secrets: BTreeMap<Key, Arc<Secret>>,
+    pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
     /// Problems found by the source itself (a manifest that does not parse, say); carried
     /// into the snapshot next to the problems translation finds.
     pub source_problems: Vec<Problem>,
@@ -172,6 +180,9 @@ impl Index {
             Object::Secret(o) => {
                 self.secrets.insert(key, o);
             }
+            Object::ConfigMap(o) => {
+                self.config_maps.insert(key, o);
+            }
         }
     }
 
@@ -195,6 +206,9 @@ impl Index {
             }
             Kind::Secret => {
                 self.secrets.remove(key);
+            }
+            Kind::ConfigMap => {
+                self.config_maps.remove(key);
             }
         }
     }
@@ -226,6 +240,7 @@ impl Index {
             Kind::EndpointSlice => self.slices.retain(|k, _| keep(k)),
             Kind::Endpoints => self.endpoints.retain(|k, _| keep(k)),
             Kind::Secret => self.secrets.retain(|k, _| keep(k)),
+            Kind::ConfigMap => self.config_maps.retain(|k, _| keep(k)),
         }
         for object in objects {
             if object.kind() == kind && object.meta().namespace.as_deref() == Some(namespace) {
@@ -242,6 +257,7 @@ impl Index {
             Kind::EndpointSlice => self.slices.clear(),
             Kind::Endpoints => self.endpoints.clear(),
             Kind::Secret => self.secrets.clear(),
+            Kind::ConfigMap => self.config_maps.clear(),
         }
     }
 

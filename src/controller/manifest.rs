@@ -119,6 +119,7 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         "Service" => (Kind::Service, "v1"),
         "Endpoints" => (Kind::Endpoints, "v1"),
         "Secret" => (Kind::Secret, "v1"),
+        "ConfigMap" => (Kind::ConfigMap, "v1"),
         "EndpointSlice" => (Kind::EndpointSlice, "discovery.k8s.io/v1"),
         other => {
             debug!(
@@ -182,6 +183,7 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         }
         Kind::Endpoints => typed(value, kind).map(|(o, u)| (Object::Endpoints(Arc::new(o)), u)),
         Kind::Secret => typed(value, kind).map(|(o, u)| (Object::Secret(Arc::new(o)), u)),
+        Kind::ConfigMap => typed(value, kind).map(|(o, u)| (Object::ConfigMap(Arc::new(o)), u)),
     };
     match typed {
         Ok((mut object, unknown)) => {
@@ -264,6 +266,7 @@ fn set_namespace(object: &mut Object, namespace: &str) {
         Object::EndpointSlice(o) => &mut Arc::make_mut(o).metadata,
         Object::Endpoints(o) => &mut Arc::make_mut(o).metadata,
         Object::Secret(o) => &mut Arc::make_mut(o).metadata,
+        Object::ConfigMap(o) => &mut Arc::make_mut(o).metadata,
     };
     meta.namespace = Some(namespace.to_owned());
 }

@@ -27,6 +27,9 @@ pub struct Settings {
     /// The Secret served to clients without SNI and to TLS hosts without a usable
     /// certificate; `None` means the self-signed certificate made at start-up.
     pub default_certificate: Option<Key>,
+    /// The response headers a `custom-headers` ConfigMap may set, lowercase (ingress-nginx's
+    /// `global-allowed-response-headers`); any other makes the Ingress's routes answer 503.
+    pub allowed_response_headers: Vec<String>,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -41,6 +44,7 @@ impl Default for Settings {
             allow_external_name: false,
             default_backend_service: None,
             default_certificate: None,
+            allowed_response_headers: Vec::new(),
         }
     }
 }

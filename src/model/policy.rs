@@ -253,6 +253,21 @@ pub struct Policy {
     /// `custom-http-errors` and `default-backend`: error pages from another backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<ErrorPages>,
+    /// `custom-headers`: set on every response of the route, replacing the pod's.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_pairs")]
+    pub response_headers: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+fn header_pairs<S: Serializer>(
+    v: &[(http::HeaderName, HeaderValue)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(v.len()))?;
+    for (name, value) in v {
+        map.serialize_entry(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?;
+    }
+    map.end()
 }
 
 /// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the

@@ -112,6 +112,8 @@ struct Trace {
     unlogged: bool,
     /// A route with CORS, and the request's `Origin`: every response gets the headers.
     cors: Option<(Arc<Policy>, Option<HeaderValue>)>,
+    /// A route with `custom-headers`: every response gets them.
+    headers: Option<Arc<Policy>>,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -223,6 +225,12 @@ impl Proxy {
                 }
             }
         }
+        if let Some(policy) = trace.headers.take() {
+            let headers = response.headers_mut();
+            for (name, value) in &policy.response_headers {
+                headers.insert(name, value.clone());
+            }
+        }
         let request = request.filter(|_| !trace.unlogged).map(|mut r| {
             r.upstream = trace.upstream.authority;
             r.request_id = trace.request_id;
@@ -289,6 +297,9 @@ impl Proxy {
         }
         let policy = lookup.policy();
         trace.unlogged = policy.is_some_and(|p| p.no_access_log);
+        if let Some(p) = policy.filter(|p| !p.response_headers.is_empty()) {
+            trace.headers = Some(p.clone());
+        }
         let body_limit = match policy.and_then(|p| p.body_limit) {
             Some(limit) => limit.bytes(),
             None => self.max_request_body,

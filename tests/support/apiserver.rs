@@ -54,6 +54,7 @@ const RESOURCES: &[Resource] = &[
         true,
     ),
     ("secrets", "/api/v1", "Secret", true),
+    ("configmaps", "/api/v1", "ConfigMap", true),
     ("leases", "/apis/coordination.k8s.io/v1", "Lease", true),
     ("events", "/apis/events.k8s.io/v1", "Event", true),
 ];

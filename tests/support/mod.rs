@@ -242,6 +242,16 @@ impl Wicket {
         instance: &str,
         tune: impl FnOnce(&mut ClusterOptions),
     ) -> Wicket {
+        Self::launch_cluster_with(api, instance, Config::local(), tune).await
+    }
+
+    /// [`Wicket::launch_cluster`] with `config`.
+    pub async fn launch_cluster_with(
+        api: &apiserver::ApiServer,
+        instance: &str,
+        config: Config,
+        tune: impl FnOnce(&mut ClusterOptions),
+    ) -> Wicket {
         let mut options = ClusterOptions {
             client: api.client(instance),
             namespaces: Vec::new(),
@@ -255,7 +265,7 @@ impl Wicket {
             controller_name: "wicket.dev/ingress-controller".into(),
         };
         tune(&mut options);
-        let running = app::start(Config::local(), Source::Cluster(Box::new(options)))
+        let running = app::start(config, Source::Cluster(Box::new(options)))
             .await
             .expect("wicket starts");
         Wicket {

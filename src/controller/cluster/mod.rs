@@ -320,6 +320,7 @@ fn view_of(index: &Index, snapshot: &Snapshot, publish: &PublishFrom) -> View {
                     .map(|o| ("networking.k8s.io/v1", &o.metadata)),
                 "Service" => index.services.get(&key).map(|o| ("v1", &o.metadata)),
                 "Secret" => index.secrets.get(&key).map(|o| ("v1", &o.metadata)),
+                "ConfigMap" => index.config_maps.get(&key).map(|o| ("v1", &o.metadata)),
                 "EndpointSlice" => index
                     .slices
                     .get(&key)

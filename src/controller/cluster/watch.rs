@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -65,6 +65,7 @@ pub fn scopes(namespaces: &[String], extra: &[String]) -> Vec<Scope> {
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Secret,
+        Kind::ConfigMap,
     ];
     if namespaces.is_empty() {
         scopes.extend(namespaced.iter().map(|&kind| Scope {
@@ -150,6 +151,17 @@ pub async fn follow(client: Client, scope: Scope, stream: usize, tx: mpsc::Sende
             // Only TLS Secrets: wicket never sees (or keeps in memory) any other Secret.
             let config = watcher::Config::default().fields(&format!("type={TLS_SECRET_TYPE}"));
             run::<Secret>(api(client, ns), config, scope, stream, tx, secret).await
+        }
+        Kind::ConfigMap => {
+            run::<ConfigMap>(
+                api(client, ns),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                config_map,
+            )
+            .await
         }
         // Endpoints objects come from manifest files only; in a cluster the EndpointSlice
         // mirroring controller already turns them into slices.
@@ -253,6 +265,13 @@ fn slice(mut o: EndpointSlice) -> Object {
     Object::EndpointSlice(Arc::new(o))
 }
 
+/// Keeps the text data only (`custom-headers` reads nothing else).
+fn config_map(mut o: ConfigMap) -> Object {
+    strip(&mut o.metadata, |_| false);
+    o.binary_data = None;
+    Object::ConfigMap(Arc::new(o))
+}
+
 /// Keeps the certificate and key only (a TLS Secret may carry more, `ca.crt` say).
 fn secret(mut o: Secret) -> Object {
     strip(&mut o.metadata, |_| false);
@@ -274,7 +293,7 @@ mod tests {
     #[test]
     fn all_namespaces_means_one_watcher_per_kind() {
         let s = scopes(&[], &["infra".into()]);
-        assert_eq!(s.len(), 5);
+        assert_eq!(s.len(), 6);
         assert!(s.iter().all(|s| s.namespace.is_none()));
     }
 
@@ -296,10 +315,12 @@ mod tests {
                 "Service@a",
                 "EndpointSlice@a",
                 "Secret@a",
+                "ConfigMap@a",
                 "Ingress@b",
                 "Service@b",
                 "EndpointSlice@b",
                 "Secret@b",
+                "ConfigMap@b",
                 "Service@infra",
                 "EndpointSlice@infra",
                 "Secret@infra",

@@ -35,6 +35,7 @@ pub use tls::TLS_SECRET_TYPE;
 pub fn build(index: &Index, settings: &Settings) -> Snapshot {
     let mut t = Translator {
         settings,
+        index,
         problems: BTreeSet::new(),
         services: service::Resolver::new(index, settings),
         secrets: tls::SecretChecker::new(index),
@@ -127,6 +128,7 @@ fn ingress_ref(ingress: &Ingress) -> ObjectRef {
 
 struct Translator<'a> {
     settings: &'a Settings,
+    index: &'a Index,
     problems: BTreeSet<Problem>,
     services: service::Resolver<'a>,
     secrets: tls::SecretChecker<'a>,
@@ -155,6 +157,7 @@ impl<'a> Translator<'a> {
         let mut annotation_problems = Vec::new();
         let mut options = annotations::read(ingress, &source, &mut annotation_problems);
         self.problems.extend(annotation_problems);
+        self.custom_headers(namespace, &mut options, &source);
         self.error_pages(namespace, &mut options, &source);
         if let Some(report) = options.report.clone() {
             self.annotations.push(report);
@@ -317,6 +320,95 @@ impl<'a> Translator<'a> {
         }
 
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// `custom-headers`: the ConfigMap's data become the routes' response headers. As in
+    /// ingress-nginx, a ConfigMap that is missing, in another namespace, or with a header
+    /// that is malformed or not in `--allowed-response-headers` makes the Ingress's routes
+    /// answer 503 (with a Problem) rather than serve without the headers.
+    fn custom_headers(
+        &mut self,
+        namespace: &str,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+    ) {
+        let Some(value) = options.custom_headers.clone() else {
+            return;
+        };
+        let headers = match self.read_custom_headers(namespace, &value) {
+            Ok(headers) => headers,
+            Err(why) => {
+                let message =
+                    format!("custom-headers {value:?}: {why}; the Ingress's routes answer 503");
+                self.problem(source, Reason::InvalidAnnotation, message.clone());
+                if let Some(report) = options.report.as_mut() {
+                    for a in report
+                        .annotations
+                        .iter_mut()
+                        .filter(|a| a.name.ends_with("/custom-headers"))
+                    {
+                        a.outcome = crate::model::Outcome::Invalid;
+                        a.note.clone_from(&message);
+                    }
+                }
+                if options.blocked.is_none() {
+                    options.blocked = Some(message);
+                }
+                return;
+            }
+        };
+        let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
+        policy.response_headers = headers;
+        options.policy = Some(Arc::new(policy));
+    }
+
+    fn read_custom_headers(
+        &self,
+        namespace: &str,
+        value: &str,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+        let (ns, name) = value.split_once('/').unwrap_or((namespace, value));
+        if ns != namespace {
+            return Err(format!(
+                "only a ConfigMap of the Ingress's own namespace ({namespace}) can be used"
+            ));
+        }
+        let key = crate::controller::index::Key::new(ns, name);
+        let Some(map) = self.index.config_maps.get(&key) else {
+            return Err(format!("ConfigMap {ns}/{name} not found"));
+        };
+        let allowed = &self.settings.allowed_response_headers;
+        let mut headers = Vec::new();
+        for (k, v) in map.data.iter().flatten() {
+            let name_ok = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let header = http::HeaderName::from_bytes(k.as_bytes())
+                .ok()
+                .filter(|_| name_ok);
+            let Some(header) = header else {
+                return Err(format!("ConfigMap {ns}/{name}: {k:?} is not a header name"));
+            };
+            let value_ok = !v.is_empty() && v.bytes().all(|b| (0x20..0x7f).contains(&b));
+            let value = http::HeaderValue::from_str(v).ok().filter(|_| value_ok);
+            let Some(value) = value else {
+                return Err(format!(
+                    "ConfigMap {ns}/{name}: the value of {k} is not a header value"
+                ));
+            };
+            if !allowed.iter().any(|a| a == header.as_str()) {
+                return Err(format!(
+                    "ConfigMap {ns}/{name}: header {k} is not in --allowed-response-headers ({})",
+                    if allowed.is_empty() {
+                        "empty".to_owned()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ));
+            }
+            headers.push((header, value));
+        }
+        Ok(headers)
     }
 
     /// `custom-http-errors` / `default-backend`: resolves the error backend into the

@@ -56,6 +56,9 @@ pub struct Options {
     pub rewrite_target: Option<String>,
     /// `service-upstream`: its backends are their Services' cluster IPs.
     pub service_upstream: bool,
+    /// `custom-headers`: the ConfigMap (`name` or `namespace/name`) whose data are response
+    /// headers; the translation reads and checks it.
+    pub custom_headers: Option<String>,
 }
 
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
@@ -102,6 +105,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     // ingress-nginx; they answer 503 where it would have rewritten.
     use_regex |= refused_target;
     let service_upstream = r.bool("service-upstream") == Some(true);
+    let custom_headers = r.get("custom-headers").map(|v| v.value.to_owned());
     let canary = canary(&mut r, canary_on);
     let report = r.finish();
     Options {
@@ -115,6 +119,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         use_regex,
         rewrite_target,
         service_upstream,
+        custom_headers,
     }
 }
 

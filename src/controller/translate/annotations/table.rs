@@ -159,7 +159,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("custom-http-errors", Support::Differs("the error backend gets a GET (HEAD for HEAD) of / without the request body, where nginx keeps the method")),
     ("default-backend", Support::Honoured),
     ("disable-proxy-intercept-errors", Support::Honoured),
-    ("custom-headers", NOT_YET),
+    ("custom-headers", Support::Differs("header names are checked against --allowed-response-headers (ingress-nginx's global-allowed-response-headers) case-insensitively, where ingress-nginx compares them as written")),
     ("enable-cors", Support::Honoured),
     ("cors-allow-origin", Support::Differs("an Origin must equal an allowed origin (ingress-nginx only anchors the end of its match)")),
     ("cors-allow-methods", Support::Honoured),
