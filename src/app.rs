@@ -20,6 +20,7 @@ use crate::proxy::conn::{ClientTimeouts, Connections};
 use crate::proxy::listen::{ListenerSettings, Phase};
 use crate::proxy::observe::{AccessLog, AccessLogFormat, Observer};
 use crate::proxy::outlier::{OutlierSettings, Outliers};
+use crate::proxy::passthrough::Passthrough;
 use crate::proxy::tls::{self, Terminator, TlsError, TlsStats};
 use crate::proxy::{listen, Balancer, Proxy, ProxySettings};
 
@@ -184,7 +185,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let proxy = Arc::new(
         Proxy::new(
             snapshot.clone(),
-            balancer,
+            balancer.clone(),
             &proxy_settings,
             Arc::new(Observer::new(
                 metrics.clone(),
@@ -227,12 +228,22 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             let _ = stop.wait_for(|s| *s).await;
         })));
     }
+    let passthrough = config.settings.ssl_passthrough.then(|| {
+        Arc::new(Passthrough::new(
+            snapshot.clone(),
+            balancer.clone(),
+            config.proxy.upstream.connect_timeout,
+            config.proxy.upstream.read_timeout,
+            config.client_timeouts.header,
+        ))
+    });
     let traffic = |name| ListenerSettings {
         name,
         connections: clients.clone(),
         drain_timeout: config.shutdown_timeout,
         proxy_protocol: config.proxy_protocol,
         trusted: config.proxy.trusted_proxies.clone(),
+        passthrough: None,
     };
     let listeners = vec![
         tokio::spawn(listen::run(
@@ -247,7 +258,10 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             https,
             Some(terminator),
             proxy_handler,
-            traffic("https"),
+            ListenerSettings {
+                passthrough,
+                ..traffic("https")
+            },
             listeners_rx.clone(),
             metrics.clone(),
         )),

@@ -150,6 +150,11 @@ pub struct ControllerArgs {
         value_parser = parse_header_name
     )]
     pub allowed_response_headers: Vec<String>,
+    /// Honour the ssl-passthrough annotation: TLS connections whose SNI names such a host
+    /// are relayed to its pods without being terminated (every HTTPS connection's SNI is
+    /// then read before the handshake).
+    #[arg(long, env = "WICKET_ENABLE_SSL_PASSTHROUGH", default_value_t = false)]
+    pub enable_ssl_passthrough: bool,
 }
 
 /// A header name, lowercased.
@@ -170,6 +175,7 @@ impl ControllerArgs {
             default_backend_service: self.default_backend_service.clone(),
             default_certificate: self.default_certificate.clone(),
             allowed_response_headers: self.allowed_response_headers.clone(),
+            ssl_passthrough: self.enable_ssl_passthrough,
         }
     }
 }

@@ -225,6 +225,17 @@ pub fn explain(
             e.summary = "404: no rule matches and there is no default backend".into();
         }
     }
+    if let Some(p) = snapshot.table.passthrough(&normalized) {
+        let to = match &p.target {
+            Target::Backend(b) => format!("{}/{}:{}", b.namespace, b.service, b.port),
+            Target::Unavailable(why) => format!("nowhere ({why}): the connection is closed"),
+        };
+        let _ = write!(
+            e.summary,
+            "; HTTPS connections for {normalized} are relayed unterminated to {to} (ssl-passthrough of Ingress {})",
+            display_ref(&p.ingress)
+        );
+    }
     e.tls = snapshot.tls.host(&normalized).map(|t| match &t.binding {
         crate::model::TlsBinding::Secret(c) => format!(
             "HTTPS uses Secret {} ({}), not after {}",

@@ -2,6 +2,7 @@
 //! `wicket check` and `/debug/routes?format=text`. Both say where every host and path goes,
 //! which endpoints take the traffic, what is wrong, and which Ingresses are not ours.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -9,8 +10,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::{
-    Backend, Certificate, DefaultBackend, Destination, Ignored, IngressAnnotations, Problem,
-    Snapshot, Target, TlsBinding, TlsHost, VirtualHost,
+    Backend, Certificate, DefaultBackend, Destination, Ignored, IngressAnnotations,
+    PassthroughHost, Problem, Snapshot, Target, TlsBinding, TlsHost, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 
@@ -30,6 +31,9 @@ pub struct RoutesView<'a> {
     ignored_ingresses: &'a [Ignored],
     /// Every annotation of our Ingresses and what became of it.
     annotations: &'a [IngressAnnotations],
+    /// `ssl-passthrough` hosts: their TLS connections are relayed unterminated.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    ssl_passthrough: BTreeMap<&'a str, &'a PassthroughHost>,
 }
 
 /// A virtual host with the certificate its name gets over HTTPS.
@@ -81,6 +85,7 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
         problems: &snapshot.problems,
         ignored_ingresses: &snapshot.ignored,
         annotations: &snapshot.annotations,
+        ssl_passthrough: snapshot.table.passthrough_hosts().into_iter().collect(),
     }
 }
 
@@ -325,6 +330,18 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
         }
     }
 
+    let passthrough = snapshot.table.passthrough_hosts();
+    if !passthrough.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nSSL passthrough ({}): TLS relayed unterminated to the pods",
+            passthrough.len()
+        );
+        for (host, p) in passthrough {
+            let (backend, eps) = describe(&p.target, outliers);
+            let _ = writeln!(out, "  {host}  {backend}  {eps}  (Ingress {})", p.ingress);
+        }
+    }
     let tls_hosts = snapshot.tls.hosts();
     if !tls_hosts.is_empty() {
         let _ = writeln!(out, "\nTLS hosts ({}):", tls_hosts.len());

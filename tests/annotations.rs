@@ -1768,3 +1768,138 @@ async fn custom_headers_come_from_a_config_map_and_only_allowed_names() {
     );
     w.stop().await;
 }
+
+/// A pod that terminates TLS itself with `cert` and answers every request with `body`.
+async fn tls_pod(cert: &TestCert, body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let acceptor = tls_acceptor(cert, &[b"http/1.1"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Ok(n) = tls.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        head.clear();
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tls.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
+    let pod_cert = test_cert(&["pass.test"]);
+    let tls_pod = tls_pod(&pod_cert, "from the pod's own TLS").await;
+    let plain = RecordingPod::start(Behaviour::Ok).await;
+    let wicket_cert = test_cert(&["term.test"]);
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{}{}{}",
+        svc("secure"),
+        slice(
+            "secure",
+            "secure-1",
+            tls_pod.port(),
+            &[tls_pod.ip().to_string()]
+        ),
+        svc("web"),
+        slice(
+            "web",
+            "web-1",
+            plain.addr.port(),
+            &[plain.addr.ip().to_string()]
+        ),
+        tls_secret("term-tls", &wicket_cert),
+        annotated(
+            "pass",
+            &[(&a("ssl-passthrough"), "true")],
+            &[("pass.test", "/", "Prefix", "secure")],
+        ),
+        ingress("term", &[("term.test", "/", "Prefix", "web")]),
+    ) + "  tls:\n  - hosts: [term.test]\n    secretName: term-tls\n";
+    let mut config = Config::local();
+    config.settings.ssl_passthrough = true;
+    let w = Wicket::start_with(&manifests, config).await;
+
+    // The client sees the pod's certificate and talks to the pod, through wicket.
+    let tls = tls_connect(w.https(), Some("pass.test"), &[b"http/1.1"]).await;
+    assert_eq!(support::served(&tls), pod_cert.der);
+    let mut h1 = H1::over(tls).await;
+    for _ in 0..3 {
+        let r = h1.get("pass.test", "/anything").await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "from the pod's own TLS")
+        );
+    }
+    // A relay is a connection in flight, which shutdown waits for: close it first.
+    drop(h1);
+    // Any other SNI is terminated by wicket as before.
+    let tls = tls_connect(w.https(), Some("term.test"), &[b"http/1.1"]).await;
+    assert_eq!(support::served(&tls), wicket_cert.der);
+    let r = H1::over(tls).await.get("term.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(plain.received().len(), 1);
+    // Plain HTTP to the HTTPS port is no ClientHello: the handshake fails and the
+    // connection closes, with nothing relayed.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect(w.https()).await.unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\nHost: pass.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            raw.read_to_end(&mut sink),
+        )
+        .await;
+        assert!(read.is_ok(), "the connection is closed, not left hanging");
+    }
+    let routes = w.routes().await;
+    assert!(
+        routes["sslPassthrough"]["pass.test"]["backend"].is_object(),
+        "{routes}"
+    );
+    w.stop().await;
+
+    // Without --enable-ssl-passthrough the annotation is reported and TLS is terminated.
+    let w = Wicket::start(&manifests).await;
+    let tls = tls_connect(w.https(), Some("pass.test"), &[b"http/1.1"]).await;
+    assert_ne!(support::served(&tls), pod_cert.der);
+    let routes = w.routes().await;
+    assert!(routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["message"]
+            .as_str()
+            .unwrap()
+            .contains("ssl-passthrough needs --enable-ssl-passthrough")));
+    w.stop().await;
+}

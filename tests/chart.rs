@@ -94,6 +94,7 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                     "proxyProtocol": true,
                     "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
                     "allowedResponseHeaders": ["X-Frame-Options", "Content-Security-Policy"],
+                    "enableSslPassthrough": true,
                     "maxRequestBody": "8m",
                     "outlier": { "consecutiveFailures": 0 }
                 },
@@ -463,6 +464,8 @@ fn edge_settings_reach_the_controller() {
         .settings()
         .allowed_response_headers
         .is_empty());
+    assert!(proxied.controller.settings().ssl_passthrough);
+    assert!(!defaults.controller.settings().ssl_passthrough);
     assert_eq!(p.max_request_body, Some(8 * 1024 * 1024));
     assert_eq!(proxied.proxy.outliers().consecutive_failures, 0);
     let svc = one(&docs, "Service");

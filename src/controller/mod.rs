@@ -30,6 +30,8 @@ pub struct Settings {
     /// The response headers a `custom-headers` ConfigMap may set, lowercase (ingress-nginx's
     /// `global-allowed-response-headers`); any other makes the Ingress's routes answer 503.
     pub allowed_response_headers: Vec<String>,
+    /// `--enable-ssl-passthrough`: honour `ssl-passthrough` (TLS relayed by SNI).
+    pub ssl_passthrough: bool,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -45,6 +47,7 @@ impl Default for Settings {
             default_backend_service: None,
             default_certificate: None,
             allowed_response_headers: Vec::new(),
+            ssl_passthrough: false,
         }
     }
 }

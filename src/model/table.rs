@@ -341,6 +341,20 @@ pub struct RouteTable {
     default_backend: Option<DefaultBackend>,
     /// `from-to-www-redirect`: a host no rule has, redirected to one that has rules.
     www_redirects: HashMap<Box<str>, Box<str>, RandomState>,
+    /// `ssl-passthrough`: TLS connections for these hosts (by SNI) are relayed unterminated.
+    passthrough: HashMap<Box<str>, PassthroughHost, RandomState>,
+}
+
+/// A host whose TLS connections are relayed to its pods without being terminated
+/// (`ssl-passthrough`, with `--enable-ssl-passthrough`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassthroughHost {
+    /// The Ingress it comes from.
+    pub ingress: Arc<ObjectRef>,
+    /// The backend of the host's `/` rule.
+    #[serde(flatten)]
+    pub target: Target,
 }
 
 impl RouteTable {
@@ -351,6 +365,24 @@ impl RouteTable {
             return None;
         }
         self.www_redirects.get(host).map(|t| &**t)
+    }
+
+    /// The `ssl-passthrough` host for a TLS connection's SNI (lowercase), if any.
+    pub fn passthrough(&self, sni: &str) -> Option<&PassthroughHost> {
+        self.passthrough.get(sni)
+    }
+
+    /// Every `ssl-passthrough` host, by name.
+    pub fn passthrough_hosts(&self) -> Vec<(&str, &PassthroughHost)> {
+        let mut all: Vec<(&str, &PassthroughHost)> =
+            self.passthrough.iter().map(|(h, p)| (&**h, p)).collect();
+        all.sort_unstable_by_key(|(h, _)| *h);
+        all
+    }
+
+    /// Whether any host is passed through: TLS listeners read the SNI first only then.
+    pub fn has_passthrough(&self) -> bool {
+        !self.passthrough.is_empty()
     }
 
     /// Every `from-to-www-redirect` (from, to), by name.
@@ -447,6 +479,11 @@ impl Serialize for RouteTable {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("hosts", &self.virtual_hosts())?;
         map.serialize_entry("defaultBackend", &self.default_backend)?;
+        if !self.passthrough.is_empty() {
+            let hosts: BTreeMap<&str, &PassthroughHost> =
+                self.passthrough.iter().map(|(h, p)| (&**h, p)).collect();
+            map.serialize_entry("sslPassthrough", &hosts)?;
+        }
         let redirects: BTreeMap<&str, &str> = self.www_redirects().into_iter().collect();
         if !redirects.is_empty() {
             map.serialize_entry("wwwRedirects", &redirects)?;
@@ -465,6 +502,7 @@ pub struct RouteTableBuilder {
     aliases: Vec<(String, HostMatch)>,
     /// `from-to-www-redirect` (from, to), in precedence order.
     www_redirects: Vec<(String, String)>,
+    passthrough: BTreeMap<String, PassthroughHost>,
 }
 
 /// A route refused because `existing` claimed its host, path and kind first.
@@ -584,6 +622,23 @@ impl RouteTableBuilder {
             .find(|r| r.path == path && r.path_type == path_type)
     }
 
+    /// TLS connections for `host` are relayed to `to` (`ssl-passthrough`); the first claim
+    /// wins (the oldest Ingress), and the one already set is returned otherwise.
+    pub fn add_passthrough(
+        &mut self,
+        host: String,
+        to: PassthroughHost,
+    ) -> Result<(), &PassthroughHost> {
+        use std::collections::btree_map::Entry;
+        match self.passthrough.entry(host) {
+            Entry::Vacant(v) => {
+                v.insert(to);
+                Ok(())
+            }
+            Entry::Occupied(o) => Err(o.into_mut()),
+        }
+    }
+
     /// Whether a rule has this exact host.
     pub fn has_exact_host(&self, host: &str) -> bool {
         self.hosts.contains_key(&HostMatch::Exact(host.to_owned()))
@@ -614,6 +669,11 @@ impl RouteTableBuilder {
         let mut notes = Vec::new();
         let mut table = RouteTable {
             default_backend: self.default_backend,
+            passthrough: self
+                .passthrough
+                .into_iter()
+                .map(|(h, p)| (h.into_boxed_str(), p))
+                .collect(),
             ..RouteTable::default()
         };
         for (host, pending) in self.hosts {

@@ -138,6 +138,19 @@ impl ClientIo {
         }
     }
 
+    /// Puts `bytes` back in front of what is still to be read (a ClientHello read to
+    /// learn its SNI, for the handshake or the relay to read again).
+    pub fn unread(&mut self, bytes: Bytes) {
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.prefix);
+            self.prefix = joined.freeze();
+        }
+    }
+
     /// Reports writes the client leaves blocked to its connection's registry.
     pub fn watch(&mut self, tracked: Arc<Tracked>) {
         self.tracked = Some(tracked);

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use super::body::ProxyBody;
 use super::conn::ClientIo;
 use super::conn::{ConnInfo, Connections, Supervised};
+use super::passthrough::{self, Passthrough};
 use super::proxy_protocol::{self, Proxied, ProxyProtocolError};
 use super::serve::Server;
 use super::tls::Terminator;
@@ -56,6 +57,8 @@ pub struct ListenerSettings {
     pub proxy_protocol: bool,
     /// Peers whose forwarding headers are believed.
     pub trusted: Arc<TrustedProxies>,
+    /// `--enable-ssl-passthrough` (HTTPS listener): TLS for passed-through hosts is relayed.
+    pub passthrough: Option<Arc<Passthrough>>,
 }
 
 /// At most one warning per this long about connections without a PROXY header (a
@@ -167,6 +170,28 @@ pub async fn run<H, Fut>(
             match tls {
                 None => server.serve(io, conn, handler).await,
                 Some(tls) => {
+                    if let Some(pass) = settings.passthrough.as_ref().filter(|p| p.active()) {
+                        let routed =
+                            Supervised::new(tracked.clone(), pass.route(&mut io), |_, _, _| {});
+                        match routed.await {
+                            None => {
+                                open.dec();
+                                return;
+                            }
+                            Some(passthrough::Route::Relay(backend, host)) => {
+                                let active = tracked.begin(false);
+                                pass.relay(io, backend, host, peer, active).await;
+                                open.dec();
+                                return;
+                            }
+                            Some(passthrough::Route::Refuse(host, why)) => {
+                                info!(%peer, sni = %host, reason = %why, "ssl-passthrough host has no usable backend; connection closed");
+                                open.dec();
+                                return;
+                            }
+                            Some(passthrough::Route::Terminate) => {}
+                        }
+                    }
                     let handshake = Supervised::new(tracked, tls.accept(io, peer), |_, _, _| {});
                     if let Some(Some(stream)) = handshake.await {
                         server.serve(stream, conn, handler).await;

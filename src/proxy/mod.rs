@@ -20,6 +20,7 @@ pub mod limits;
 pub mod listen;
 pub mod observe;
 pub mod outlier;
+pub mod passthrough;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod redirect;

@@ -24,16 +24,32 @@ use super::conn::Active;
 /// Relays between the client's and the pod's upgraded connections.
 pub async fn run(downstream: OnUpgrade, upstream: OnUpgrade, active: Active, idle: Duration) {
     let closed = active.conn().closed();
-    let last = Arc::new(AtomicU64::new(millis_now()));
     let relay = async {
         match tokio::try_join!(downstream, upstream) {
             Ok((down, up)) => {
-                let mut down = Moving::new(TokioIo::new(down), last.clone());
-                let mut up = Moving::new(TokioIo::new(up), last.clone());
-                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                relay_idle(&mut TokioIo::new(down), &mut TokioIo::new(up), idle).await;
             }
             Err(error) => debug!(%error, "protocol upgrade failed"),
         }
+    };
+    tokio::select! {
+        () = relay => {}
+        () = closed => {}
+    }
+    drop(active);
+}
+
+/// Copies bytes both ways until either side closes or nothing has moved for `idle`.
+pub async fn relay_idle<A, B>(a: &mut A, b: &mut B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let last = Arc::new(AtomicU64::new(millis_now()));
+    let relay = async {
+        let mut a = Moving::new(a, last.clone());
+        let mut b = Moving::new(b, last.clone());
+        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
     };
     let quiet = async {
         loop {
@@ -48,9 +64,7 @@ pub async fn run(downstream: OnUpgrade, upstream: OnUpgrade, active: Active, idl
     tokio::select! {
         () = relay => {}
         () = quiet => {}
-        () = closed => {}
     }
-    drop(active);
 }
 
 /// One side of a tunnel, noting when bytes last moved.

@@ -24,8 +24,9 @@ use super::index::Index;
 use super::Settings;
 use crate::model::{
     check_pattern, AppRoot, Canary, CanaryRule, DefaultBackend, HostMatch, Ignored,
-    IngressAnnotations, ObjectRef, Owner, PathType, Policy, PortRef, Problem, Reason, Rejected,
-    Rewrite, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost, TlsTableBuilder,
+    IngressAnnotations, ObjectRef, Owner, PassthroughHost, PathType, Policy, PortRef, Problem,
+    Reason, Rejected, Rewrite, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost,
+    TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -158,6 +159,21 @@ impl<'a> Translator<'a> {
         let mut options = annotations::read(ingress, &source, &mut annotation_problems);
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
+        if options.ssl_passthrough && !self.settings.ssl_passthrough {
+            let message = "ssl-passthrough needs --enable-ssl-passthrough (as in ingress-nginx); TLS to its hosts is terminated as usual".to_owned();
+            self.problem(&source, Reason::UnsupportedAnnotation, message.clone());
+            if let Some(report) = options.report.as_mut() {
+                for a in report
+                    .annotations
+                    .iter_mut()
+                    .filter(|a| a.name.ends_with("/ssl-passthrough"))
+                {
+                    a.outcome = crate::model::Outcome::Unsupported;
+                    a.note.clone_from(&message);
+                }
+            }
+            options.ssl_passthrough = false;
+        }
         self.error_pages(namespace, &mut options, &source);
         if let Some(report) = options.report.clone() {
             self.annotations.push(report);
@@ -319,7 +335,65 @@ impl<'a> Translator<'a> {
             }
         }
 
+        if options.ssl_passthrough {
+            self.ssl_passthrough(rules, namespace, &source);
+        }
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
+    }
+
+    /// `ssl-passthrough`: each exact host's `/` rule takes the host's TLS connections,
+    /// unterminated (INGRESS-NGINX.md §C2).
+    fn ssl_passthrough(
+        &mut self,
+        rules: &'a [k8s_openapi::api::networking::v1::IngressRule],
+        namespace: &'a str,
+        source: &Arc<ObjectRef>,
+    ) {
+        for (ri, rule) in rules.iter().enumerate() {
+            let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let host = match validate::host(host) {
+                Ok(HostMatch::Exact(h)) => h,
+                Ok(_) => {
+                    self.problem(
+                        source,
+                        Reason::UnsupportedAnnotation,
+                        format!("ssl-passthrough: spec.rules[{ri}].host {host} is a wildcard; only exact hosts are passed through, this one is served as usual"),
+                    );
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let root = rule.http.as_ref().and_then(|http| {
+                http.paths.iter().enumerate().find(|(_, p)| {
+                    matches!(p.path.as_deref(), Some("/"))
+                        || (p.path.as_deref().unwrap_or("").is_empty()
+                            && p.path_type == "ImplementationSpecific")
+                })
+            });
+            let Some((pi, root)) = root else {
+                self.problem(
+                    source,
+                    Reason::UnsupportedAnnotation,
+                    format!("ssl-passthrough: host {host} has no / rule, whose backend would take its TLS connections; served as usual"),
+                );
+                continue;
+            };
+            let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+            let target = self.target(namespace, &root.backend, source, &field, false);
+            let to = PassthroughHost {
+                ingress: source.clone(),
+                target,
+            };
+            if let Err(existing) = self.table.add_passthrough(host.clone(), to) {
+                let message = format!(
+                    "ssl-passthrough: host {host} is already passed through by {} (older); ignored",
+                    existing.ingress
+                );
+                self.problem(source, Reason::PathConflict, message);
+            }
+        }
     }
 
     /// `custom-headers`: the ConfigMap's data become the routes' response headers. As in

@@ -59,6 +59,8 @@ pub struct Options {
     /// `custom-headers`: the ConfigMap (`name` or `namespace/name`) whose data are response
     /// headers; the translation reads and checks it.
     pub custom_headers: Option<String>,
+    /// `ssl-passthrough`: TLS for its hosts is relayed to the `/` rule's pods.
+    pub ssl_passthrough: bool,
 }
 
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
@@ -106,6 +108,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     use_regex |= refused_target;
     let service_upstream = r.bool("service-upstream") == Some(true);
     let custom_headers = r.get("custom-headers").map(|v| v.value.to_owned());
+    let ssl_passthrough = r.bool("ssl-passthrough") == Some(true);
     let canary = canary(&mut r, canary_on);
     let report = r.finish();
     Options {
@@ -120,6 +123,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         rewrite_target,
         service_upstream,
         custom_headers,
+        ssl_passthrough,
     }
 }
 

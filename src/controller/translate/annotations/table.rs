@@ -56,7 +56,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("upstream-vhost", Support::Differs("a plain host name; nginx variables ($service_name, ...) are not expanded and such a value is refused")),
     // TLS and backend protocol
     ("backend-protocol", Support::Differs("HTTP, HTTPS, GRPC and GRPCS; AUTO_HTTP and FCGI are not supported")),
-    ("ssl-passthrough", NOT_YET),
+    ("ssl-passthrough", Support::Differs("needs --enable-ssl-passthrough, as in ingress-nginx; exact hosts only (a wildcard host is reported and served as usual); the connection goes to the pods of the host's / rule, chosen by the balancer, rather than to the Service's cluster IP")),
     ("proxy-ssl-secret", NOT_YET),
     ("proxy-ssl-verify", NOT_YET),
     ("proxy-ssl-verify-depth", NOT_YET),
