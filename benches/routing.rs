@@ -3,6 +3,9 @@
 //! * `translate/full`: 2,000 hosts × 5 paths plus 100 wildcard hosts × 5 paths (10,500
 //!   rules), 10,000 Services, 10,000 EndpointSlices with 5 endpoints each (50,000
 //!   endpoints): one complete build of the snapshot. Target ≤ 150 ms.
+//! * `translate/annotated`: the same world where every third Ingress carries
+//!   ingress-nginx annotations (body size, timeouts, CORS, cookie affinity, and on every
+//!   ninth a rewrite-target that puts its host in regex mode). Target ≤ 150 ms.
 //! * `lookup/*`: normalise the Host and find the route: hit, miss, wildcard. Target
 //!   ≤ 300 ns median.
 //!
@@ -57,7 +60,33 @@ fn path(p: String, service: usize) -> HTTPIngressPath {
     }
 }
 
-fn ingress(i: usize, host: String) -> Object {
+/// The annotations of every third Ingress in the annotated world.
+fn annotations(i: usize) -> Option<BTreeMap<String, String>> {
+    if i % 3 != 0 {
+        return None;
+    }
+    let nginx = |k: &str, v: &str| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_owned());
+    let mut map: BTreeMap<String, String> = [
+        nginx("proxy-body-size", "8m"),
+        nginx("proxy-read-timeout", "120"),
+        nginx("enable-cors", "true"),
+        nginx(
+            "cors-allow-origin",
+            "https://app.example.com, https://*.example.org",
+        ),
+        nginx("affinity", "cookie"),
+        nginx("session-cookie-name", "route"),
+        nginx("session-cookie-path", "/"),
+    ]
+    .into_iter()
+    .collect();
+    if i % 9 == 0 {
+        map.extend([nginx("rewrite-target", "/v2"), nginx("use-regex", "true")]);
+    }
+    Some(map)
+}
+
+fn ingress(i: usize, host: String, annotated: bool) -> Object {
     let paths = (0..PATHS_PER_HOST)
         .map(|p| {
             let service = (i * PATHS_PER_HOST + p) % SERVICES;
@@ -69,8 +98,12 @@ fn ingress(i: usize, host: String) -> Object {
             path(route, service)
         })
         .collect();
+    let mut metadata = meta("bench", &format!("ing-{i}"));
+    if annotated {
+        metadata.annotations = annotations(i);
+    }
     Object::Ingress(Arc::new(Ingress {
-        metadata: meta("bench", &format!("ing-{i}")),
+        metadata,
         spec: Some(IngressSpec {
             ingress_class_name: Some("wicket".to_owned()),
             rules: Some(vec![IngressRule {
@@ -83,7 +116,7 @@ fn ingress(i: usize, host: String) -> Object {
     }))
 }
 
-fn world() -> Index {
+fn world(annotated: bool) -> Index {
     let mut objects = vec![Object::IngressClass(Arc::new(IngressClass {
         metadata: ObjectMeta {
             name: Some("wicket".to_owned()),
@@ -95,10 +128,14 @@ fn world() -> Index {
         }),
     }))];
     for i in 0..HOSTS {
-        objects.push(ingress(i, format!("host-{i}.example.com")));
+        objects.push(ingress(i, format!("host-{i}.example.com"), annotated));
     }
     for i in 0..WILDCARD_HOSTS {
-        objects.push(ingress(HOSTS + i, format!("*.tenant-{i}.example.com")));
+        objects.push(ingress(
+            HOSTS + i,
+            format!("*.tenant-{i}.example.com"),
+            annotated,
+        ));
     }
     for s in 0..SERVICES {
         objects.push(Object::Service(Arc::new(Service {
@@ -151,7 +188,8 @@ fn lookup(snapshot: &Snapshot, raw_host: &str, path: &str) -> bool {
 }
 
 fn benches(c: &mut Criterion) {
-    let index = world();
+    let index = world(false);
+    let annotated = world(true);
     let settings = Settings::default();
     let snapshot = translate::build(&index, &settings);
     assert!(
@@ -168,6 +206,16 @@ fn benches(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("full", |b| {
         b.iter(|| translate::build(black_box(&index), &settings))
+    });
+    let built = translate::build(&annotated, &settings);
+    assert!(
+        built.problems.is_empty(),
+        "{:?}",
+        &built.problems[..3.min(built.problems.len())]
+    );
+    assert!(built.annotations.len() >= (HOSTS + WILDCARD_HOSTS) / 3);
+    group.bench_function("annotated", |b| {
+        b.iter(|| translate::build(black_box(&annotated), &settings))
     });
     group.finish();
 

@@ -218,11 +218,25 @@ pub fn explain(
                 |i| format!("spec.defaultBackend of Ingress {}", display_ref(i)),
             );
             e.summary = format!("no rule matches; the default backend ({whose}) answers");
+            if let Some(f) = vhost.and_then(|v| v.fallback.as_ref()) {
+                let _ = write!(
+                    e.summary,
+                    "; the annotations of Ingress {} (the host's oldest) apply, as ingress-nginx applies them to the host's implicit location /",
+                    display_ref(&f.ingress)
+                );
+            }
             e.backend = Some(backend_check(&backend.target, outliers));
         }
         Lookup::NotFound { .. } => {
             e.outcome = "notFound".into();
             e.summary = "404: no rule matches and there is no default backend".into();
+            if let Some(f) = vhost.and_then(|v| v.fallback.as_ref()) {
+                let _ = write!(
+                    e.summary,
+                    "; the annotations of Ingress {} (the host's oldest) apply first, as ingress-nginx applies them to the host's implicit location /",
+                    display_ref(&f.ingress)
+                );
+            }
         }
     }
     if let Some(p) = snapshot.table.passthrough(&normalized) {

@@ -1903,3 +1903,49 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
             .contains("ssl-passthrough needs --enable-ssl-passthrough")));
     w.stop().await;
 }
+
+#[tokio::test]
+async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &[&pod],
+        &[
+            // Same age: by name, "a-first" is the oldest Ingress of a.test.
+            annotated(
+                "a-first",
+                &[(&a("enable-cors"), "true"), (&a("proxy-body-size"), "1k")],
+                &[("a.test", "/app", "Prefix", "web")],
+            ),
+            ingress("b-second", &[("a.test", "/api", "Prefix", "web")]),
+            ingress("plain", &[("b.test", "/app", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    // ingress-nginx's implicit location / of a.test carries a-first's annotations.
+    let r = w.get("a.test", "/other").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        post(&w, "a.test", "/other", 2048).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // b-second's own routes keep their own (no) annotations.
+    let r = w.get("a.test", "/api").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    // A host whose oldest Ingress has none: a plain 404.
+    let r = w.get("b.test", "/other").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    let explain = w
+        .admin_get("/debug/explain?host=a.test&path=/other&format=text")
+        .await
+        .body;
+    assert!(
+        explain.contains("the annotations of Ingress default/a-first (the host's oldest) apply"),
+        "{explain}"
+    );
+    assert!(pod.received().len() == 1);
+    w.stop().await;
+}

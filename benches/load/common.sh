@@ -1,10 +1,11 @@
 # Shared by the load scripts (sourced): the one-route world they all measure.
 
-# bench_manifests FILE CERT KEY PORT: bench.test routed to Service pod, whose one endpoint
-# is 127.0.0.1:PORT (the backend standing in for the pod), served over HTTP and over HTTPS
-# with the certificate CERT/KEY, without the redirect to HTTPS.
+# bench_manifests FILE CERT KEY PORT [ANNOTATIONS]: bench.test routed to Service pod, whose
+# one endpoint is 127.0.0.1:PORT (the backend standing in for the pod), served over HTTP and
+# over HTTPS with the certificate CERT/KEY, without the redirect to HTTPS. ANNOTATIONS: more
+# entries for the Ingress's annotations map, as YAML flow entries (`k: "v", k2: "v2"`).
 bench_manifests() {
-  local file=$1 cert=$2 key=$3 port=$4
+  local file=$1 cert=$2 key=$3 port=$4 extra=${5:-}
   cat > "$file" <<YAML
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
@@ -41,7 +42,7 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: bench
-  annotations: {wicket.dev/ssl-redirect: "false"}
+  annotations: {wicket.dev/ssl-redirect: "false"${extra:+, $extra}}
 spec:
   ingressClassName: wicket
   tls:

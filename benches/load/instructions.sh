@@ -8,8 +8,9 @@
 # Runs wicket (one worker thread, no access log) under valgrind twice, serving N and then
 # 2N keep-alive requests from h2load (10 connections) to one backend nginx answering "ok",
 # and prints (instructions(2N) - instructions(N)) / N: the cost of one request, without
-# start-up and shutdown. KEEP=DIR keeps the profiles for callgrind_annotate. Needs valgrind,
-# h2load (nghttp2-client), nginx, curl, openssl.
+# start-up and shutdown. KEEP=DIR keeps the profiles for callgrind_annotate. ANNOTATIONS=
+# 'k: "v", ...' puts annotations on the benchmark's Ingress (the cost of a route's policy).
+# Needs valgrind, h2load (nghttp2-client), nginx, curl, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benches/load/common.sh
@@ -37,7 +38,7 @@ CONF
 nginx -c "$work/backend.conf" -p "$work" &
 
 bench_cert "$work"
-bench_manifests "$work/manifests/bench.yaml" "$work/cert.pem" "$work/key.pem" 19100
+bench_manifests "$work/manifests/bench.yaml" "$work/cert.pem" "$work/key.pem" 19100 "${ANNOTATIONS:-}"
 
 # Total instructions of one wicket run serving $1 requests.
 run() {

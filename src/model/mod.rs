@@ -29,8 +29,8 @@ pub use problem::{ObjectRef, Problem, Reason};
 pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};
 pub use ring::{stable_hash, Ring, Subsets};
 pub use table::{
-    AppRoot, DefaultBackend, HostCandidates, HostMatch, Lookup, Owner, PassthroughHost, PathType,
-    Rejected, Route, RouteTable, RouteTableBuilder, Target, VirtualHost,
+    AppRoot, DefaultBackend, Fallback, HostCandidates, HostMatch, Lookup, Owner, PassthroughHost,
+    PathType, Rejected, Route, RouteTable, RouteTableBuilder, Target, VirtualHost,
 };
 pub use tls::{Certificate, TlsBinding, TlsHost, TlsTable, TlsTableBuilder};
 

@@ -216,6 +216,18 @@ pub struct VirtualHost {
     pub alias_of: Option<HostMatch>,
     /// Regex mode (INGRESS-NGINX.md §B2): every path is a pattern, tried in `routes` order.
     regex: Option<RegexPaths>,
+    /// The policy a request no rule matches gets: that of the host's oldest Ingress, as
+    /// ingress-nginx applies it to the host's implicit `location /` (INGRESS-NGINX.md §A4).
+    pub fallback: Option<Fallback>,
+}
+
+/// See [`VirtualHost::fallback`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fallback {
+    pub ingress: Arc<ObjectRef>,
+    /// The Ingress's policy without what belongs to its backends (affinity, hashing,
+    /// balancing), which the default backend does not share.
+    pub policy: Arc<Policy>,
 }
 
 impl PartialEq for VirtualHost {
@@ -226,6 +238,7 @@ impl PartialEq for VirtualHost {
             && self.app_root == other.app_root
             && self.alias_of == other.alias_of
             && self.regex.is_some() == other.regex.is_some()
+            && self.fallback == other.fallback
     }
 }
 
@@ -238,6 +251,7 @@ impl VirtualHost {
             app_root: None,
             alias_of: None,
             regex: None,
+            fallback: None,
         }
     }
 
@@ -277,6 +291,9 @@ impl Serialize for VirtualHost {
         }
         if let Some(root) = &self.app_root {
             map.serialize_entry("appRoot", root)?;
+        }
+        if let Some(fallback) = &self.fallback {
+            map.serialize_entry("unmatchedPathsPolicyFrom", &*fallback.ingress)?;
         }
         if self.regex.is_some() {
             map.serialize_entry(
@@ -319,8 +336,13 @@ impl<'a> Lookup<'a> {
     pub fn policy(&self) -> Option<&'a Arc<Policy>> {
         match self {
             Lookup::Route { route, .. } => route.policy.as_ref(),
-            Lookup::Default { backend, .. } => backend.policy.as_ref(),
-            Lookup::NotFound { .. } => None,
+            Lookup::Default { vhost, backend } => vhost
+                .and_then(|v| v.fallback.as_ref())
+                .map(|f| &f.policy)
+                .or(backend.policy.as_ref()),
+            Lookup::NotFound { vhost } => {
+                vhost.and_then(|v| v.fallback.as_ref()).map(|f| &f.policy)
+            }
         }
     }
 }
@@ -522,6 +544,9 @@ struct PendingHost {
     /// Routes whose normalised Prefix path an older route holds (index into `routes`).
     shadowed: Vec<(Route, usize)>,
     app_root: Option<AppRoot>,
+    /// The policy of the first route added (the host's oldest Ingress), for requests no
+    /// rule matches.
+    first: Option<(Arc<ObjectRef>, Option<Arc<Policy>>)>,
     /// A route of the host asks for regex mode.
     regex: bool,
 }
@@ -553,6 +578,9 @@ impl RouteTableBuilder {
             });
         }
         pending.regex |= route.regex;
+        if pending.first.is_none() {
+            pending.first = Some((route.ingress.clone(), route.policy.clone()));
+        }
         if kind == PathKind::Prefix {
             let normalized = (kind, normalize_prefix(&route.path));
             if let Some(&existing) = pending.normalized.get(&normalized) {
@@ -680,6 +708,18 @@ impl RouteTableBuilder {
             let mut routes = pending.routes;
             let mut vhost = VirtualHost::new(host);
             vhost.app_root = pending.app_root;
+            if vhost.host != HostMatch::Any {
+                vhost.fallback = pending.first.and_then(|(ingress, policy)| {
+                    let mut policy = (*policy?).clone();
+                    policy.affinity = None;
+                    policy.hash_by = None;
+                    policy.ewma = false;
+                    (!policy.is_default()).then(|| Fallback {
+                        ingress,
+                        policy: Arc::new(policy),
+                    })
+                });
+            }
             if !pending.regex {
                 for (route, existing) in pending.shadowed {
                     let holder = &routes[existing];

@@ -304,7 +304,9 @@ impl Proxy {
             Some(limit) => limit.bytes(),
             None => self.max_request_body,
         };
-        if !matches!(lookup, Lookup::NotFound { .. }) {
+        // Unrouted requests get their 404 whatever their size, unless the host's oldest
+        // Ingress sets a limit (INGRESS-NGINX.md §A4).
+        if !matches!(lookup, Lookup::NotFound { .. }) || policy.is_some() {
             limits::check_declared_body(req.body(), body_limit)?;
         }
         if let (Some(policy), Some(c)) = (policy, policy.and_then(|p| p.cors.as_ref())) {
