@@ -26,7 +26,30 @@ pub fn location_pattern(path: &str) -> String {
 /// Whether a path compiles as ingress-nginx would use it in regex mode; the error says why
 /// not, in the regex crate's words.
 pub fn check_pattern(path: &str) -> Result<(), String> {
-    compile(&location_pattern(path)).map(|_| ())
+    parse(&location_pattern(path)).map(|_| ())
+}
+
+/// Whether `pattern` is valid syntax for the regex crate, and its number of groups (the
+/// whole match included). Parsing only: compiling takes a thousand times longer (the
+/// engine builds its automata), and a snapshot compiles each pattern once, where it is
+/// matched.
+fn parse(pattern: &str) -> Result<usize, String> {
+    regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .map(|hir| hir.properties().explicit_captures_len() + 1)
+        .map_err(|e| syntax_error(&e.to_string()))
+}
+
+/// The regex crate's syntax error spans lines (the pattern, a caret, the error); the last
+/// line says what is wrong.
+fn syntax_error(message: &str) -> String {
+    let last = message
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_owned()
 }
 
 fn compile(pattern: &str) -> Result<Regex, String> {
@@ -34,12 +57,7 @@ fn compile(pattern: &str) -> Result<Regex, String> {
         .size_limit(PATTERN_SIZE_LIMIT)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(s) => {
-                // The crate's message spans lines (the pattern, a caret, the error); the
-                // last line says what is wrong.
-                let last = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                last.trim().trim_start_matches("error: ").to_owned()
-            }
+            regex::Error::Syntax(s) => syntax_error(&s),
             regex::Error::CompiledTooBig(_) => "the pattern is too large".to_owned(),
             other => other.to_string(),
         })
@@ -52,28 +70,35 @@ pub fn location_order(a: &str, b: &str) -> Ordering {
 }
 
 /// The matcher of one host in regex mode: pattern `i` belongs to route `i`, routes are in
-/// [`location_order`], so the lowest matching index wins.
+/// [`location_order`], so the lowest matching index wins. The patterns are checked when the
+/// table is built and compiled into one set on the first request for the host: building
+/// the automata is what costs, and most hosts of a rebuilt table see no request before the
+/// next change.
 #[derive(Clone)]
 pub struct RegexPaths {
-    set: RegexSet,
+    patterns: Vec<String>,
+    set: std::sync::OnceLock<RegexSet>,
 }
 
 impl fmt::Debug for RegexPaths {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.set.patterns()).finish()
+        f.debug_list().entries(&self.patterns).finish()
     }
 }
 
 impl RegexPaths {
-    /// Compiles the paths, in their order. A path that does not compile as a pattern
-    /// (from an Ingress that never asked for regexes: `/a(b`) is matched as literal text
-    /// instead; its index is returned with the reason, for the caller to report.
-    pub fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> (Self, Vec<(usize, String)>) {
+    /// Checks the paths, in their order. A path that does not parse as a pattern (from an
+    /// Ingress that never asked for regexes: `/a(b`) is matched as literal text instead;
+    /// its index is returned with the reason, for the caller to report.
+    /// `checked`: the path was already found to parse (its Ingress asked for regexes).
+    pub fn new<'p>(
+        paths: impl IntoIterator<Item = (&'p str, bool)>,
+    ) -> (Self, Vec<(usize, String)>) {
         let mut patterns = Vec::new();
         let mut literal = Vec::new();
-        for (i, path) in paths.into_iter().enumerate() {
+        for (i, (path, checked)) in paths.into_iter().enumerate() {
             let pattern = location_pattern(path);
-            match compile(&pattern) {
+            match if checked { Ok(0) } else { parse(&pattern) } {
                 Ok(_) => patterns.push(pattern),
                 Err(why) => {
                     literal.push((i, why));
@@ -81,32 +106,50 @@ impl RegexPaths {
                 }
             }
         }
-        let set = RegexSetBuilder::new(&patterns)
-            .size_limit(PATTERN_SIZE_LIMIT.saturating_mul(patterns.len().max(1)))
-            .build()
-            .unwrap_or_else(|_| {
-                // Every pattern compiled alone; should the set still be refused, match
-                // every path as literal text rather than lose the host.
-                let escaped: Vec<String> = patterns.iter().map(|p| regex::escape(p)).collect();
-                RegexSet::new(escaped).unwrap_or_else(|_| RegexSet::empty())
-            });
-        (Self { set }, literal)
+        let paths = Self {
+            patterns,
+            set: std::sync::OnceLock::new(),
+        };
+        (paths, literal)
+    }
+
+    fn set(&self) -> &RegexSet {
+        self.set.get_or_init(|| {
+            RegexSetBuilder::new(&self.patterns)
+                .size_limit(PATTERN_SIZE_LIMIT.saturating_mul(self.patterns.len().max(1)))
+                .build()
+                .unwrap_or_else(|_| {
+                    // Every pattern parses alone; should the set still be refused (too
+                    // large), match every path as literal text rather than lose the host.
+                    let escaped: Vec<String> = self
+                        .patterns
+                        .iter()
+                        .map(|p| {
+                            let path = p.strip_prefix(&location_pattern("")).unwrap_or(p);
+                            location_pattern(&regex::escape(path))
+                        })
+                        .collect();
+                    RegexSet::new(escaped).unwrap_or_else(|_| RegexSet::empty())
+                })
+        })
     }
 
     /// The index of the first path matching `path` (runs of `/` already collapsed).
     pub fn first(&self, path: &str) -> Option<usize> {
-        self.set.matches(path).iter().next()
+        self.set().matches(path).iter().next()
     }
 
     /// Whether each path matches `path`, in order (for `/debug/explain`).
     pub fn each(&self, path: &str) -> Vec<bool> {
-        let matches = self.set.matches(path);
-        (0..self.set.len()).map(|i| matches.matched(i)).collect()
+        let matches = self.set().matches(path);
+        (0..self.patterns.len())
+            .map(|i| matches.matched(i))
+            .collect()
     }
 
     /// The pattern of path `i`, as compiled.
     pub fn pattern(&self, i: usize) -> Option<&str> {
-        self.set.patterns().get(i).map(String::as_str)
+        self.patterns.get(i).map(String::as_str)
     }
 }
 
@@ -126,14 +169,17 @@ enum Piece {
 pub struct Rewrite {
     target: String,
     pieces: Box<[Piece]>,
-    regex: Regex,
+    /// `(?i)<path>`, compiled on the first request that needs it (None: it does not
+    /// compile after all, too large: the request goes on unchanged).
+    pattern: String,
+    regex: std::sync::OnceLock<Option<Regex>>,
     redirect: bool,
 }
 
 impl fmt::Debug for Rewrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rewrite")
-            .field("pattern", &self.regex.as_str())
+            .field("pattern", &self.pattern)
             .field("target", &self.target)
             .finish()
     }
@@ -141,7 +187,7 @@ impl fmt::Debug for Rewrite {
 
 impl PartialEq for Rewrite {
     fn eq(&self, other: &Self) -> bool {
-        self.target == other.target && self.regex.as_str() == other.regex.as_str()
+        self.target == other.target && self.pattern == other.pattern
     }
 }
 
@@ -167,7 +213,8 @@ impl Rewrite {
     /// ingress-nginx's characters). Returns the capture numbers the target uses that the
     /// pattern does not have: they are filled in empty, as nginx does.
     pub fn new(path: &str, target: &str) -> Result<(Self, Vec<usize>), RewriteError> {
-        let regex = compile(&format!("(?i){path}")).map_err(RewriteError::Pattern)?;
+        let pattern = format!("(?i){path}");
+        let groups = parse(&pattern).map_err(RewriteError::Pattern)?;
         let mut pieces = Vec::new();
         let mut text = String::new();
         let mut rest = target;
@@ -195,7 +242,6 @@ impl Rewrite {
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
-        let groups = regex.captures_len();
         let unknown = pieces
             .iter()
             .filter_map(|p| match p {
@@ -208,7 +254,8 @@ impl Rewrite {
             Self {
                 target: target.to_owned(),
                 pieces: pieces.into_boxed_slice(),
-                regex,
+                pattern,
+                regex: std::sync::OnceLock::new(),
                 redirect,
             },
             unknown,
@@ -228,7 +275,8 @@ impl Rewrite {
     /// The new path (or URL) for a request path, with `query` appended; None when the
     /// pattern does not match (the request goes on unchanged).
     pub fn apply(&self, path: &str, query: Option<&str>) -> Option<String> {
-        let caps = self.regex.captures(path)?;
+        let regex = self.regex.get_or_init(|| compile(&self.pattern).ok());
+        let caps = regex.as_ref()?.captures(path)?;
         let mut out = String::with_capacity(self.target.len() + path.len());
         for piece in self.pieces.iter() {
             match piece {
@@ -343,7 +391,8 @@ mod tests {
 
     #[test]
     fn patterns_are_start_anchored_and_case_insensitive() {
-        let (paths, literal) = RegexPaths::new(["/foo.+", "/foo", "/[A-Z]{3}"]);
+        let (paths, literal) =
+            RegexPaths::new([("/foo.+", false), ("/foo", false), ("/[A-Z]{3}", false)]);
         assert!(literal.is_empty());
         assert_eq!(paths.first("/foo/bar"), Some(0));
         assert_eq!(paths.first("/foo"), Some(1));
@@ -354,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_path_that_is_no_pattern_matches_as_text() {
-        let (paths, literal) = RegexPaths::new(["/a(b", "/"]);
+        let (paths, literal) = RegexPaths::new([("/a(b", false), ("/", false)]);
         assert_eq!(literal.len(), 1);
         assert_eq!(literal[0].0, 0);
         assert_eq!(paths.first("/a(bc"), Some(0));

@@ -710,7 +710,11 @@ impl RouteTableBuilder {
             vhost.app_root = pending.app_root;
             if vhost.host != HostMatch::Any {
                 vhost.fallback = pending.first.and_then(|(ingress, policy)| {
-                    let mut policy = (*policy?).clone();
+                    let policy = policy?;
+                    if policy.affinity.is_none() && policy.hash_by.is_none() && !policy.ewma {
+                        return Some(Fallback { ingress, policy });
+                    }
+                    let mut policy = (*policy).clone();
                     policy.affinity = None;
                     policy.hash_by = None;
                     policy.ewma = false;
@@ -748,7 +752,8 @@ impl RouteTableBuilder {
             if pending.regex {
                 // ingress-nginx's order; the first pattern that matches wins.
                 routes.sort_by(|a, b| location_order(&a.path, &b.path));
-                let (regex, literal) = RegexPaths::new(routes.iter().map(|r| r.path.as_str()));
+                let (regex, literal) =
+                    RegexPaths::new(routes.iter().map(|r| (r.path.as_str(), r.regex)));
                 for (i, why) in literal {
                     let route = &routes[i];
                     notes.push((

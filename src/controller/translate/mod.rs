@@ -25,8 +25,8 @@ use super::Settings;
 use crate::model::{
     check_pattern, AppRoot, Canary, CanaryRule, DefaultBackend, HostMatch, Ignored,
     IngressAnnotations, ObjectRef, Owner, PassthroughHost, PathType, Policy, PortRef, Problem,
-    Reason, Rejected, Rewrite, Route, RouteTableBuilder, Snapshot, Target, TlsBinding, TlsHost,
-    TlsTableBuilder,
+    Reason, Rejected, Rewrite, RewriteError, Route, RouteTableBuilder, Snapshot, Target,
+    TlsBinding, TlsHost, TlsTableBuilder,
 };
 
 pub use service::SERVICE_NAME_LABEL;
@@ -677,17 +677,17 @@ impl<'a> Translator<'a> {
         if !options.use_regex && target.is_none() {
             return Some((None, false));
         }
-        if let Err(why) = check_pattern(path) {
-            self.problem(
-                source,
-                Reason::InvalidPath,
-                format!("{field}: path {path:?} is not a regular expression wicket can use ({why}); path ignored"),
-            );
-            return None;
-        }
+        let not_a_pattern = |why: &str| {
+            format!("{field}: path {path:?} is not a regular expression wicket can use ({why}); path ignored")
+        };
         let Some(target) = target else {
+            if let Err(why) = check_pattern(path) {
+                self.problem(source, Reason::InvalidPath, not_a_pattern(&why));
+                return None;
+            }
             return Some((None, true));
         };
+        // Rewrite::new checks the pattern too (parsing it once is what costs).
         match Rewrite::new(path, target) {
             Ok((rewrite, unknown)) => {
                 if !unknown.is_empty() {
@@ -703,8 +703,12 @@ impl<'a> Translator<'a> {
                 }
                 Some((Some(Arc::new(rewrite)), true))
             }
-            // The target's variables were refused with the annotation and the pattern
-            // checked above; should either still fail, the path is left out, loudly.
+            Err(RewriteError::Pattern(why)) => {
+                self.problem(source, Reason::InvalidPath, not_a_pattern(&why));
+                None
+            }
+            // The target's variables were refused with the annotation; should it still
+            // fail, the path is left out, loudly.
             Err(why) => {
                 self.problem(
                     source,

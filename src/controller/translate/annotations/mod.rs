@@ -77,8 +77,17 @@ pub struct HostOptions {
 pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) -> Options {
     let empty = BTreeMap::new();
     let map = ingress.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut ours: BTreeMap<&str, Pairs<'_>> = BTreeMap::new();
+    for (k, v) in map {
+        if let Some(name) = k.strip_prefix(WICKET_PREFIX) {
+            ours.entry(name).or_default().0 = Some((k.as_str(), v.as_str()));
+        } else if let Some(name) = k.strip_prefix(NGINX_PREFIX) {
+            ours.entry(name).or_default().1 = Some((k.as_str(), v.as_str()));
+        }
+    }
     let mut r = Reader {
         map,
+        ours,
         source,
         outcomes: BTreeMap::new(),
         problems,
@@ -127,6 +136,9 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     }
 }
 
+/// An annotation under its `wicket.dev/` and its ingress-nginx name: (full name, value).
+type Pairs<'a> = (Option<(&'a str, &'a str)>, Option<(&'a str, &'a str)>);
+
 /// One annotation value, with the name it was found under.
 struct Value<'a> {
     full: &'a str,
@@ -135,6 +147,9 @@ struct Value<'a> {
 
 struct Reader<'a> {
     map: &'a BTreeMap<String, String>,
+    /// Our annotations by name without prefix: (the `wicket.dev/` one, the ingress-nginx
+    /// one), each as (full name, value).
+    ours: BTreeMap<&'a str, Pairs<'a>>,
     source: &'a ObjectRef,
     outcomes: BTreeMap<String, AnnotationOutcome>,
     problems: &'a mut Vec<Problem>,
@@ -161,30 +176,22 @@ impl<'a> Reader<'a> {
     /// The value of `name`: `wicket.dev/<name>` if set, else the ingress-nginx one. A
     /// whitespace-only value counts as not set (ingress-nginx). Marks both names as read.
     fn get(&mut self, name: &'static str) -> Option<Value<'a>> {
-        let wicket = format!("{WICKET_PREFIX}{name}");
-        let nginx = format!("{NGINX_PREFIX}{name}");
-        let found = |full: &str| {
-            self.map
-                .get_key_value(full)
-                .map(|(k, v)| (k.as_str(), v.trim()))
-                .filter(|(_, v)| !v.is_empty())
+        // Most Ingresses carry few annotations: a lookup by name, nothing formatted.
+        let &(wicket, nginx) = self.ours.get(name)?;
+        let found = |e: Option<(&'a str, &'a str)>| {
+            e.map(|(k, v)| (k, v.trim())).filter(|(_, v)| !v.is_empty())
         };
-        let chosen = found(&wicket).or_else(|| found(&nginx));
-        let (full, value) = chosen?;
+        let (full, value) = found(wicket).or_else(|| found(nginx))?;
         if self.canary && !canary_reads(name) {
-            for full in [&wicket, &nginx] {
-                if self.map.contains_key(full.as_str()) {
-                    self.record(full, Outcome::NoEffectNeeded, CANARY_IGNORES.into());
-                }
+            for (full, _) in [wicket, nginx].into_iter().flatten() {
+                self.record(full, Outcome::NoEffectNeeded, CANARY_IGNORES.into());
             }
             return None;
         }
-        if full == wicket && self.map.contains_key(&nginx) {
-            self.record(
-                &nginx,
-                Outcome::NoEffectNeeded,
-                format!("{wicket} is set and wins"),
-            );
+        if let (Some((w, _)), Some((n, _))) = (wicket, nginx) {
+            if full == w {
+                self.record(n, Outcome::NoEffectNeeded, format!("{w} is set and wins"));
+            }
         }
         // Honoured unless a parser says otherwise.
         let (outcome, note) = match support(name) {
