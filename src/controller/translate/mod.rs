@@ -160,18 +160,14 @@ impl<'a> Translator<'a> {
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
         if options.ssl_passthrough && !self.settings.ssl_passthrough {
-            let message = "ssl-passthrough needs --enable-ssl-passthrough (as in ingress-nginx); TLS to its hosts is terminated as usual".to_owned();
-            self.problem(&source, Reason::UnsupportedAnnotation, message.clone());
-            if let Some(report) = options.report.as_mut() {
-                for a in report
-                    .annotations
-                    .iter_mut()
-                    .filter(|a| a.name.ends_with("/ssl-passthrough"))
-                {
-                    a.outcome = crate::model::Outcome::Unsupported;
-                    a.note.clone_from(&message);
-                }
-            }
+            self.overrule(
+                &mut options,
+                &source,
+                "ssl-passthrough",
+                crate::model::Outcome::Unsupported,
+                Reason::UnsupportedAnnotation,
+                "ssl-passthrough needs --enable-ssl-passthrough (as in ingress-nginx); TLS to its hosts is terminated as usual".to_owned(),
+            );
             options.ssl_passthrough = false;
         }
         self.error_pages(namespace, &mut options, &source);
@@ -341,6 +337,31 @@ impl<'a> Translator<'a> {
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
     }
 
+    /// An annotation found unusable only here, where other objects are known: a Problem,
+    /// and its outcome in the Ingress's report.
+    fn overrule(
+        &mut self,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+        name: &str,
+        outcome: crate::model::Outcome,
+        reason: Reason,
+        message: String,
+    ) {
+        if let Some(report) = options.report.as_mut() {
+            let suffix = format!("/{name}");
+            for a in report
+                .annotations
+                .iter_mut()
+                .filter(|a| a.name.ends_with(&suffix))
+            {
+                a.outcome = outcome;
+                a.note.clone_from(&message);
+            }
+        }
+        self.problem(source, reason, message);
+    }
+
     /// `ssl-passthrough`: each exact host's `/` rule takes the host's TLS connections,
     /// unterminated (INGRESS-NGINX.md §C2).
     fn ssl_passthrough(
@@ -414,17 +435,14 @@ impl<'a> Translator<'a> {
             Err(why) => {
                 let message =
                     format!("custom-headers {value:?}: {why}; the Ingress's routes answer 503");
-                self.problem(source, Reason::InvalidAnnotation, message.clone());
-                if let Some(report) = options.report.as_mut() {
-                    for a in report
-                        .annotations
-                        .iter_mut()
-                        .filter(|a| a.name.ends_with("/custom-headers"))
-                    {
-                        a.outcome = crate::model::Outcome::Invalid;
-                        a.note.clone_from(&message);
-                    }
-                }
+                self.overrule(
+                    options,
+                    source,
+                    "custom-headers",
+                    crate::model::Outcome::Invalid,
+                    Reason::InvalidAnnotation,
+                    message.clone(),
+                );
                 if options.blocked.is_none() {
                     options.blocked = Some(message);
                 }

@@ -202,6 +202,15 @@ impl<'a> Reader<'a> {
         Some(Value { full, value })
     }
 
+    /// Settings of a feature that is off: each one set has no effect, for this reason.
+    fn unused(&mut self, names: &[&'static str], why: &str) {
+        for &name in names {
+            if let Some(v) = self.get(name) {
+                self.record(v.full, Outcome::NoEffectNeeded, why.into());
+            }
+        }
+    }
+
     fn record(&mut self, full: &str, outcome: Outcome, note: String) {
         self.outcomes.insert(
             full.to_owned(),
@@ -589,15 +598,7 @@ fn cors(r: &mut Reader<'_>) -> Option<Cors> {
         "cors-max-age",
     ];
     if !enabled {
-        for name in names {
-            if let Some(v) = r.get(name) {
-                r.record(
-                    v.full,
-                    Outcome::NoEffectNeeded,
-                    "only used with enable-cors".into(),
-                );
-            }
-        }
+        r.unused(&names, "only used with enable-cors");
         return None;
     }
     let origins = match r.get("cors-allow-origin") {
@@ -1084,15 +1085,7 @@ fn affinity(r: &mut Reader<'_>) -> Option<CookieAffinity> {
         None => false,
     };
     if !enabled {
-        for name in SESSION_COOKIE {
-            if let Some(v) = r.get(name) {
-                r.record(
-                    v.full,
-                    Outcome::NoEffectNeeded,
-                    "only used with affinity: cookie".into(),
-                );
-            }
-        }
+        r.unused(&SESSION_COOKIE, "only used with affinity: cookie");
         return None;
     }
     let persistent = match r.get("affinity-mode") {
