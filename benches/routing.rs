@@ -7,7 +7,8 @@
 //!   ingress-nginx annotations (body size, timeouts, CORS, cookie affinity, and on every
 //!   ninth a rewrite-target that puts its host in regex mode). Target ≤ 150 ms.
 //! * `lookup/*`: normalise the Host and find the route: hit, miss, wildcard. Target
-//!   ≤ 300 ns median.
+//!   ≤ 300 ns median. `lookup/allowlist_1000_ranges`: one client address checked against an
+//!   allow list of 1,000 CIDR ranges.
 //!
 //! Run: `cargo bench --bench routing`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -257,6 +258,19 @@ fn benches(c: &mut Criterion) {
                 black_box("/api/v2/items"),
             )
         })
+    });
+    // An allow list of 1,000 ranges (allowlist-source-range): one check per request.
+    let ranges: String = (0..1000u32)
+        // Every other /24, so that no two ranges merge.
+        .map(|i| format!("10.{}.{}.0/24", (2 * i) / 256, (2 * i) % 256))
+        .collect::<Vec<_>>()
+        .join(",");
+    let allow: wicket::model::IpSet = ranges.parse().unwrap();
+    let inside: std::net::IpAddr = "10.3.230.7".parse().unwrap();
+    let outside: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    assert!(allow.contains(inside) && !allow.contains(outside));
+    group.bench_function("allowlist_1000_ranges", |b| {
+        b.iter(|| black_box(&allow).contains(black_box(inside)))
     });
     group.bench_function("miss", |b| {
         b.iter(|| {

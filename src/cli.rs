@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::controller::cluster::status::{Address, PublishFrom};
 use crate::controller::index::Key;
 use crate::controller::{Settings, DEFAULT_CONTROLLER_NAME, DEFAULT_INGRESS_CLASS};
+use crate::model::{IpSet, SourceRanges};
 use crate::proxy::conn::ClientTimeouts;
 use crate::proxy::observe::AccessLogFormat;
 use crate::proxy::outlier::OutlierSettings;
@@ -208,6 +209,15 @@ pub struct ProxyArgs {
     /// From anyone else those headers are replaced by wicket's own.
     #[arg(long, env = "WICKET_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
+    /// Client addresses (CIDRs, comma-separated) allowed on every route; others get 403.
+    /// A route's allowlist-source-range annotation replaces it (ingress-nginx's
+    /// whitelist-source-range ConfigMap key). Empty: everyone.
+    #[arg(long, env = "WICKET_ALLOWLIST_SOURCE_RANGE", default_value = "")]
+    pub allowlist_source_range: IpSet,
+    /// Client addresses (CIDRs, comma-separated) refused (403) on every route, checked
+    /// before the allow list. A route's denylist-source-range annotation replaces it.
+    #[arg(long, env = "WICKET_DENYLIST_SOURCE_RANGE", default_value = "")]
+    pub denylist_source_range: IpSet,
     /// The secret that persistent session cookies (`affinity-mode: persistent`) name pods
     /// with, so a cookie never reveals a pod's address. Give every replica the same one
     /// (the chart does); unset, each process makes its own and clients are re-pinned
@@ -320,6 +330,13 @@ impl ProxyArgs {
             client_body_timeout: self.client_body_timeout,
             allow_underscores_in_headers: self.allow_underscores_in_headers,
             trusted_proxies: Arc::new(self.trusted_proxies.clone()),
+            source: {
+                let deny = (!self.denylist_source_range.is_empty())
+                    .then(|| self.denylist_source_range.clone());
+                let allow = (!self.allowlist_source_range.is_empty())
+                    .then(|| self.allowlist_source_range.clone());
+                (deny.is_some() || allow.is_some()).then(|| Arc::new(SourceRanges { deny, allow }))
+            },
             session_cookie_key: self
                 .session_cookie_key
                 .as_deref()

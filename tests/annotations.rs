@@ -305,7 +305,7 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
         &[
             annotated(
                 "admin",
-                &[(&a("whitelist-source-range"), "10.0.0.0/8")],
+                &[(&a("auth-url"), "https://auth.example/check")],
                 &[("admin.test", "/", "Prefix", "web")],
             ),
             annotated(
@@ -337,10 +337,7 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
     assert!(problems
         .iter()
         .any(|p| p["reason"] == "AccessAnnotationUnsupported"
-            && p["message"]
-                .as_str()
-                .unwrap()
-                .contains("whitelist-source-range")));
+            && p["message"].as_str().unwrap().contains("auth-url")));
     w.stop().await;
 }
 
@@ -1947,5 +1944,165 @@ async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress
         "{explain}"
     );
     assert!(pod.received().len() == 1);
+    w.stop().await;
+}
+
+/// GET `host` `/` as `client` (through a trusted proxy: `X-Forwarded-For`).
+async fn from(w: &Wicket, host: &str, client: &str) -> StatusCode {
+    w.send(
+        w.request(Method::GET, host, "/")
+            .header("x-forwarded-for", client)
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .status
+}
+
+/// GET `host` `/` over a connection made from `source` (a loopback address).
+async fn from_source(w: &Wicket, host: &str, source: &str) -> StatusCode {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(w.http).await.unwrap();
+    H1::over(tcp).await.get(host, "/").await.status
+}
+
+#[tokio::test]
+async fn allow_and_deny_lists_check_the_client_address_as_ingress_nginx() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.proxy.trusted_proxies = std::sync::Arc::new("127.0.0.1/32".parse().unwrap());
+    let w = world(
+        &[&pod],
+        &[
+            annotated(
+                "deny-only",
+                &[(&a("denylist-source-range"), "18.0.0.0/8, 56.0.0.1")],
+                &[("deny.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "both",
+                &[
+                    (&a("denylist-source-range"), "18.1.0.0/16, 56.0.0.0/8"),
+                    (&a("whitelist-source-range"), "18.0.0.0/8, 55.0.0.0/8"),
+                ],
+                &[("both.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "allowlist-wins",
+                &[
+                    (&a("whitelist-source-range"), "0.0.0.0/0"),
+                    (&a("allowlist-source-range"), "192.0.2.0/24, 2001:db8::/32"),
+                ],
+                &[("allow.test", "/", "Prefix", "web")],
+            ),
+            annotated(
+                "broken",
+                &[(&a("allowlist-source-range"), "10.0.0.0/8, not-an-address")],
+                &[("broken.test", "/", "Prefix", "web")],
+            ),
+        ],
+        config,
+    )
+    .await;
+    // e2e ipdenylist.go, "only deny explicitly denied IPs, allow all others".
+    assert_eq!(
+        from(&w, "deny.test", "18.0.0.1").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        from(&w, "deny.test", "56.0.0.1").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(from(&w, "deny.test", "56.0.0.2").await, StatusCode::OK);
+    // "only allow explicitly allowed IPs, deny all others".
+    assert_eq!(
+        from(&w, "both.test", "18.1.0.1").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        from(&w, "both.test", "10.10.10.10").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(from(&w, "both.test", "18.4.0.1").await, StatusCode::OK);
+    assert_eq!(from(&w, "both.test", "55.55.55.55").await, StatusCode::OK);
+    // allowlist-source-range wins over whitelist-source-range; IPv6 too.
+    assert_eq!(
+        from(&w, "allow.test", "198.51.100.1").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(from(&w, "allow.test", "192.0.2.77").await, StatusCode::OK);
+    assert_eq!(from(&w, "allow.test", "2001:db8::5").await, StatusCode::OK);
+    // A list that cannot be read: 503 for everyone, never open.
+    assert_eq!(
+        from(&w, "broken.test", "10.0.0.1").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Only a trusted peer's X-Forwarded-For is believed: 127.0.0.2 is the client itself.
+    assert_eq!(
+        from_source(&w, "allow.test", "127.0.0.2").await,
+        StatusCode::FORBIDDEN
+    );
+    let spoofed = w
+        .send(
+            w.request(Method::GET, "deny.test", "/")
+                .header("x-forwarded-for", "203.0.113.1, 18.0.0.1")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .status;
+    assert_eq!(
+        spoofed,
+        StatusCode::FORBIDDEN,
+        "the right-most untrusted hop is the client"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn the_proxys_own_lists_apply_where_an_ingress_sets_none() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let mut config = Config::local();
+    config.proxy.source = Some(std::sync::Arc::new(wicket::model::SourceRanges {
+        deny: Some("127.0.0.3".parse().unwrap()),
+        allow: Some("127.0.0.0/29".parse().unwrap()),
+    }));
+    let w = world(
+        &[&pod],
+        &[
+            ingress("plain", &[("a.test", "/", "Prefix", "web")]),
+            annotated(
+                "own",
+                &[(&a("allowlist-source-range"), "127.0.0.9")],
+                &[("own.test", "/", "Prefix", "web")],
+            ),
+        ],
+        config,
+    )
+    .await;
+    assert_eq!(from_source(&w, "a.test", "127.0.0.2").await, StatusCode::OK);
+    assert_eq!(
+        from_source(&w, "a.test", "127.0.0.3").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        from_source(&w, "a.test", "127.0.0.9").await,
+        StatusCode::FORBIDDEN
+    );
+    // Unrouted requests from refused clients get 403 too, not a 404 that says more.
+    assert_eq!(
+        from_source(&w, "nowhere.test", "127.0.0.9").await,
+        StatusCode::FORBIDDEN
+    );
+    // The Ingress's allow list replaces the proxy's; the proxy's deny list still applies.
+    assert_eq!(
+        from_source(&w, "own.test", "127.0.0.9").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        from_source(&w, "own.test", "127.0.0.2").await,
+        StatusCode::FORBIDDEN
+    );
     w.stop().await;
 }

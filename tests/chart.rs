@@ -95,6 +95,8 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                     "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
                     "allowedResponseHeaders": ["X-Frame-Options", "Content-Security-Policy"],
                     "enableSslPassthrough": true,
+                    "allowlistSourceRange": ["10.0.0.0/8"],
+                    "denylistSourceRange": ["10.6.6.0/24", "fd00::/8"],
                     "maxRequestBody": "8m",
                     "outlier": { "consecutiveFailures": 0 }
                 },
@@ -465,6 +467,12 @@ fn edge_settings_reach_the_controller() {
         .allowed_response_headers
         .is_empty());
     assert!(proxied.controller.settings().ssl_passthrough);
+    let source = p.source.clone().expect("the chart's allow and deny lists");
+    let (allow, deny) = (source.allow.clone().unwrap(), source.deny.clone().unwrap());
+    assert!(allow.contains("10.1.2.3".parse().unwrap()));
+    assert!(deny.contains("10.6.6.6".parse().unwrap()));
+    assert!(deny.contains("fd00::1".parse().unwrap()));
+    assert!(defaults.proxy.settings().source.is_none());
     assert!(!defaults.controller.settings().ssl_passthrough);
     assert_eq!(p.max_request_body, Some(8 * 1024 * 1024));
     assert_eq!(proxied.proxy.outliers().consecutive_failures, 0);

@@ -4,6 +4,7 @@
 
 mod backend;
 mod canary;
+mod ip_set;
 mod path_table;
 mod policy;
 mod problem;
@@ -18,12 +19,13 @@ use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
+pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
     AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, ErrorPages, HashBy, HashPiece,
     IngressAnnotations, NextUpstream, OriginPattern, Outcome, Policy, Redirect, SameSite,
-    StatusSet,
+    SourceRanges, StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
 pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};

@@ -253,6 +253,10 @@ pub struct Policy {
     /// `custom-http-errors` and `default-backend`: error pages from another backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<ErrorPages>,
+    /// `denylist-source-range` and `allowlist-source-range` (or `whitelist-source-range`):
+    /// they replace the `--denylist-source-range`/`--allowlist-source-range` of the proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceRanges>,
     /// `custom-headers`: set on every response of the route, replacing the pod's.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_pairs")]
     pub response_headers: Vec<(http::HeaderName, HeaderValue)>,
@@ -268,6 +272,16 @@ fn header_pairs<S: Serializer>(
         map.serialize_entry(name.as_str(), &String::from_utf8_lossy(value.as_bytes()))?;
     }
     map.end()
+}
+
+/// Which client addresses may use a route (INGRESS-NGINX.md §C3): the deny list first,
+/// then, if there is one, the allow list. None: that list is the proxy's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SourceRanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny: Option<super::ip_set::IpSet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<super::ip_set::IpSet>,
 }
 
 /// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the

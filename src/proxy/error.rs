@@ -37,6 +37,9 @@ pub enum ProxyError {
     /// `CONNECT`: wicket is a reverse proxy, not a forward proxy.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client's address is not allowed on this route (allow and deny lists).
+    #[error("client address refused")]
+    Forbidden,
     /// No routing table has been published yet.
     #[error("no routing table yet")]
     NotReady,
@@ -82,6 +85,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::NotReady
             | ProxyError::BackendUnavailable(_)
             | ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +107,7 @@ impl ProxyError {
             ProxyError::BodyTimeout => "408 request timeout: the request body stopped arriving\n",
             ProxyError::MethodNotAllowed => "405 method not allowed\n",
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
+            ProxyError::Forbidden => "403 forbidden\n",
             ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",
             ProxyError::BackendUnavailable(_) => "503 service unavailable: backend unavailable\n",
             ProxyError::NoEndpoints(_) => "503 service unavailable: no ready endpoint\n",

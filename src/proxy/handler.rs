@@ -38,7 +38,9 @@ use super::trust::TrustedProxies;
 use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
-use crate::model::{collapse_slashes, Backend, Canary, Lookup, Policy, Target, UpstreamProtocol};
+use crate::model::{
+    collapse_slashes, Backend, Canary, Lookup, Policy, SourceRanges, Target, UpstreamProtocol,
+};
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
 /// never redirected, as in ingress-nginx.
@@ -69,6 +71,9 @@ pub struct ProxySettings {
     pub trusted_proxies: Arc<TrustedProxies>,
     /// The secret persistent session cookies are keyed with (None: random per process).
     pub session_cookie_key: Option<Arc<[u8]>>,
+    /// `--denylist-source-range` / `--allowlist-source-range`: which clients may use any
+    /// route whose Ingress sets no list of its own.
+    pub source: Option<Arc<SourceRanges>>,
 }
 
 impl Default for ProxySettings {
@@ -83,6 +88,7 @@ impl Default for ProxySettings {
             allow_underscores_in_headers: false,
             trusted_proxies: Arc::default(),
             session_cookie_key: None,
+            source: None,
         }
     }
 }
@@ -98,6 +104,8 @@ pub struct Proxy {
     client_body_timeout: Duration,
     allow_underscores: bool,
     trusted: Arc<TrustedProxies>,
+    /// The proxy's own allow and deny lists.
+    source: Option<Arc<SourceRanges>>,
     /// A WebSocket tunnel in which nothing moves this long is closed.
     tunnel_idle: Duration,
 }
@@ -171,6 +179,7 @@ impl Proxy {
             client_body_timeout: settings.client_body_timeout,
             allow_underscores: settings.allow_underscores_in_headers,
             trusted: settings.trusted_proxies.clone(),
+            source: settings.source.clone(),
             tunnel_idle: settings.upstream.read_timeout,
         })
     }
@@ -255,6 +264,7 @@ impl Proxy {
     fn route<B: http_body::Body>(
         &self,
         conn: &ConnInfo,
+        client: IpAddr,
         req: &Request<B>,
         trace: &mut Trace,
     ) -> Result<Decision, ProxyError> {
@@ -363,6 +373,11 @@ impl Proxy {
                 ))));
             }
         }
+        // Access phase (INGRESS-NGINX.md §A6 step 6): after the redirects, before the pod.
+        let source = policy.and_then(|p| p.source.as_ref());
+        if source.is_some() || self.source.is_some() {
+            admit(source, self.source.as_deref(), client)?;
+        }
         let (target, protocol, owner, policy, route, canary) = match lookup {
             Lookup::Route { route, .. } => match route.canary.as_deref() {
                 Some(c) if to_canary(c, policy, req.headers()) => (
@@ -439,7 +454,7 @@ impl Proxy {
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
         let (backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary) =
-            match self.route(&conn, &req, trace)? {
+            match self.route(&conn, client, &req, trace)? {
                 Decision::Forward {
                     backend,
                     protocol,
@@ -664,6 +679,28 @@ impl Proxy {
         let (mut head, body) = result?.into_parts();
         headers::prepare_response(&mut head.headers, false);
         Ok(Response::from_parts(head, ProxyBody::upstream(body)))
+    }
+}
+
+/// The allow and deny lists: the route's own, each replacing the proxy's. Deny first; with
+/// an allow list, only the addresses it lists.
+fn admit(
+    route: Option<&SourceRanges>,
+    proxy: Option<&SourceRanges>,
+    client: IpAddr,
+) -> Result<(), ProxyError> {
+    let deny = route
+        .and_then(|r| r.deny.as_ref())
+        .or_else(|| proxy.and_then(|p| p.deny.as_ref()));
+    if deny.is_some_and(|d| d.contains(client)) {
+        return Err(ProxyError::Forbidden);
+    }
+    let allow = route
+        .and_then(|r| r.allow.as_ref())
+        .or_else(|| proxy.and_then(|p| p.allow.as_ref()));
+    match allow {
+        Some(a) if !a.contains(client) => Err(ProxyError::Forbidden),
+        _ => Ok(()),
     }
 }
 

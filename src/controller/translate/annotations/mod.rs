@@ -26,6 +26,7 @@ use crate::model::{
     HashBy, HashPiece, HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern,
     Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
 };
+use crate::model::{IpSet, SourceRanges};
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const WICKET_PREFIX: &str = "wicket.dev/";
@@ -108,6 +109,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     }
     policy.cors = cors(&mut r);
     policy.errors = error_pages(&mut r);
+    policy.source = source_ranges(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -819,6 +821,48 @@ fn rewrite(r: &mut Reader<'_>, policy: &mut Policy) -> (Option<String>, bool) {
         }
     }
     (target, refused)
+}
+
+/// `denylist-source-range` and `allowlist-source-range` (or, when that is not set, the
+/// older `whitelist-source-range`). A list wicket cannot read makes the routes answer 503:
+/// an access guard never fails open (INGRESS-NGINX.md §C3).
+fn source_ranges(r: &mut Reader<'_>) -> Option<SourceRanges> {
+    fn list(r: &mut Reader<'_>, v: Option<Value<'_>>) -> Option<IpSet> {
+        let v = v?;
+        let why = match v.value.parse::<IpSet>() {
+            Ok(set) if !set.is_empty() => return Some(set),
+            Ok(_) => "lists no address".to_owned(),
+            Err(why) => why,
+        };
+        r.invalid(
+            &v,
+            &why,
+            "the routes answer 503 rather than serve without the list",
+        );
+        r.block(format!(
+            "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without it",
+            v.full, v.value
+        ));
+        None
+    }
+    let deny = r.get("denylist-source-range");
+    let deny = list(r, deny);
+    let allow = match (
+        r.get("allowlist-source-range"),
+        r.get("whitelist-source-range"),
+    ) {
+        (Some(a), Some(w)) => {
+            r.record(
+                w.full,
+                Outcome::NoEffectNeeded,
+                "allowlist-source-range is set and wins (as ingress-nginx)".into(),
+            );
+            Some(a)
+        }
+        (a, w) => a.or(w),
+    };
+    let allow = list(r, allow);
+    (deny.is_some() || allow.is_some()).then_some(SourceRanges { deny, allow })
 }
 
 /// `custom-http-errors`, `disable-proxy-intercept-errors` and `default-backend`; the

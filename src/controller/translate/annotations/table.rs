@@ -26,7 +26,7 @@ pub enum Support {
 /// The access guards of issue 11 (allow/deny lists, basic, external and client-certificate
 /// auth): until then, an Ingress using one answers 503 on its routes.
 const ACCESS: &str =
-    "access control is the second migration step (allow/deny lists, basic and external auth)";
+    "access control is the second migration step (basic, external and client-certificate auth)";
 /// Part of an access guard's settings: without the guard it does nothing.
 const ACCESS_PART: Support = Support::Unsupported(
     "a setting of an access guard wicket does not support yet; the guard itself blocks the routes",
@@ -67,9 +67,9 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("ssl-ciphers", Support::Unsupported("wicket serves one modern cipher list for every host")),
     ("ssl-prefer-server-ciphers", Support::NoEffectNeeded("wicket always prefers its own cipher order")),
     // Access control
-    ("whitelist-source-range", Support::Blocked),
-    ("allowlist-source-range", Support::Blocked),
-    ("denylist-source-range", Support::Blocked),
+    ("whitelist-source-range", Support::Honoured),
+    ("allowlist-source-range", Support::Honoured),
+    ("denylist-source-range", Support::Honoured),
     ("auth-type", Support::Blocked),
     ("auth-url", Support::Blocked),
     ("auth-tls-secret", Support::Blocked),
@@ -260,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn every_snippet_is_refused_and_every_access_guard_blocks() {
+    fn every_snippet_is_refused_and_every_access_guard_is_honoured_or_blocks() {
         for (name, support) in ANNOTATIONS {
             if name.ends_with("snippet") {
                 assert_eq!(*support, Support::Refused, "{name}");
@@ -270,10 +270,10 @@ mod tests {
             "whitelist-source-range",
             "allowlist-source-range",
             "denylist-source-range",
-            "auth-type",
-            "auth-url",
-            "auth-tls-secret",
         ] {
+            assert_eq!(support(guard), Some(Support::Honoured), "{guard}");
+        }
+        for guard in ["auth-type", "auth-url", "auth-tls-secret"] {
             assert_eq!(support(guard), Some(Support::Blocked), "{guard}");
         }
         assert_eq!(support("no-such-annotation"), None);

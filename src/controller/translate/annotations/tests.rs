@@ -205,8 +205,8 @@ fn upstream_vhost_takes_a_host_name_only() {
 fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
     let (o, p) = with(&[
         (
-            "nginx.ingress.kubernetes.io/whitelist-source-range",
-            "10.0.0.0/8",
+            "nginx.ingress.kubernetes.io/auth-url",
+            "https://auth.example/check",
         ),
         (
             "nginx.ingress.kubernetes.io/configuration-snippet",
@@ -221,7 +221,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
         ("wicket.dev/ssl-redirekt", "false"),
         ("example.com/unrelated", "x"),
     ]);
-    assert!(o.blocked.unwrap().contains("whitelist-source-range"));
+    assert!(o.blocked.unwrap().contains("auth-url"));
     let reasons: Vec<Reason> = p.iter().map(|p| p.reason).collect();
     assert!(reasons.contains(&Reason::AccessAnnotationUnsupported));
     assert_eq!(
@@ -245,7 +245,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
             .unwrap()
             .outcome
     };
-    assert_eq!(of("whitelist-source-range"), Outcome::Blocked);
+    assert_eq!(of("auth-url"), Outcome::Blocked);
     assert_eq!(of("configuration-snippet"), Outcome::Refused);
     assert_eq!(of("mirror-target"), Outcome::Unsupported);
     assert_eq!(of("proxy-buffering"), Outcome::NoEffectNeeded);
@@ -582,4 +582,23 @@ fn custom_http_errors_are_status_codes_and_default_backend_a_service_name() {
         outcome(&o, &format!("{NGINX_PREFIX}custom-http-errors")),
         Outcome::NoEffectNeeded
     );
+}
+
+#[test]
+fn source_ranges_parse_or_block_the_routes() {
+    let p = policy(&[
+        ("denylist-source-range", "18.1.0.0/16"),
+        ("whitelist-source-range", "18.0.0.0/8, 2001:db8::/32"),
+    ]);
+    let source = p.source.unwrap();
+    assert!(source.deny.unwrap().contains("18.1.2.3".parse().unwrap()));
+    assert!(source
+        .allow
+        .unwrap()
+        .contains("2001:db8::1".parse().unwrap()));
+    for bad in ["10.0.0.0/8, nope", "10.0.0.0/40", " , "] {
+        let (o, p) = with_nginx(&[("allowlist-source-range", bad)]);
+        assert!(o.blocked.is_some(), "{bad:?} must fail closed");
+        assert_eq!(p.len(), 1, "{p:?}");
+    }
 }
