@@ -156,6 +156,10 @@ pub struct ControllerArgs {
     /// then read before the handshake).
     #[arg(long, env = "WICKET_ENABLE_SSL_PASSTHROUGH", default_value_t = false)]
     pub enable_ssl_passthrough: bool,
+    /// Serve Ingresses that carry snippet annotations (configuration-snippet, ...), without
+    /// the snippet; by default they are not served, as ingress-nginx does.
+    #[arg(long, env = "WICKET_IGNORE_SNIPPETS", default_value_t = false)]
+    pub ignore_snippets: bool,
 }
 
 /// A header name, lowercased.
@@ -177,6 +181,7 @@ impl ControllerArgs {
             default_certificate: self.default_certificate.clone(),
             allowed_response_headers: self.allowed_response_headers.clone(),
             ssl_passthrough: self.enable_ssl_passthrough,
+            ignore_snippets: self.ignore_snippets,
         }
     }
 }

@@ -710,6 +710,9 @@ async fn a_canary_follows_the_main_ingresss_annotations_and_keeps_its_sessions()
 #[tokio::test]
 async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
+    // Served despite its snippet (--ignore-snippets), to list every outcome.
+    let mut config = Config::local();
+    config.settings.ignore_snippets = true;
     let w = world(
         &[&pod],
         &[annotated(
@@ -723,7 +726,7 @@ async fn every_annotation_has_its_outcome_in_debug_routes_and_check() {
             ],
             &[("a.test", "/", "Prefix", "web")],
         )],
-        Config::local(),
+        config,
     )
     .await;
     let routes = w.routes().await;
@@ -2104,5 +2107,56 @@ async fn the_proxys_own_lists_apply_where_an_ingress_sets_none() {
         from_source(&w, "own.test", "127.0.0.2").await,
         StatusCode::FORBIDDEN
     );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_ingress_with_a_snippet_is_not_served_unless_snippets_are_ignored() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let ingresses = [
+        annotated(
+            "snippety",
+            &[(
+                &a("configuration-snippet"),
+                "more_set_headers \"X-Owned: yes\";",
+            )],
+            &[("a.test", "/", "Prefix", "web")],
+        ),
+        ingress("plain", &[("b.test", "/", "Prefix", "web")]),
+    ];
+    let w = world(&[&pod], &ingresses, Config::local()).await;
+    assert_eq!(w.get("a.test", "/").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(w.get("b.test", "/").await.status, StatusCode::OK);
+    let routes = w.routes().await;
+    let refused: Vec<&str> = routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["reason"] == "SnippetRefused")
+        .filter_map(|p| p["message"].as_str())
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("configuration-snippet") && refused[0].contains("--ignore-snippets")
+    );
+    w.stop().await;
+
+    // --ignore-snippets: served, without the snippet.
+    let mut config = Config::local();
+    config.settings.ignore_snippets = true;
+    let w = world(&[&pod], &ingresses, config).await;
+    let r = w.get("a.test", "/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers.get("x-owned").is_none());
+    let routes = w.routes().await;
+    assert!(routes["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["reason"] == "UnsupportedAnnotation"
+            && p["message"]
+                .as_str()
+                .unwrap()
+                .contains("configuration-snippet")));
     w.stop().await;
 }

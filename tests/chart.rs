@@ -95,6 +95,7 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                     "trustedProxies": ["10.0.0.0/8", "fd00::/8"],
                     "allowedResponseHeaders": ["X-Frame-Options", "Content-Security-Policy"],
                     "enableSslPassthrough": true,
+                    "ignoreSnippets": true,
                     "allowlistSourceRange": ["10.0.0.0/8"],
                     "denylistSourceRange": ["10.6.6.0/24", "fd00::/8"],
                     "maxRequestBody": "8m",
@@ -467,6 +468,8 @@ fn edge_settings_reach_the_controller() {
         .allowed_response_headers
         .is_empty());
     assert!(proxied.controller.settings().ssl_passthrough);
+    assert!(proxied.controller.settings().ignore_snippets);
+    assert!(!defaults.controller.settings().ignore_snippets);
     let source = p.source.clone().expect("the chart's allow and deny lists");
     let (allow, deny) = (source.allow.clone().unwrap(), source.deny.clone().unwrap());
     assert!(allow.contains("10.1.2.3".parse().unwrap()));

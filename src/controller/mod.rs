@@ -32,6 +32,9 @@ pub struct Settings {
     pub allowed_response_headers: Vec<String>,
     /// `--enable-ssl-passthrough`: honour `ssl-passthrough` (TLS relayed by SNI).
     pub ssl_passthrough: bool,
+    /// `--ignore-snippets`: serve Ingresses with snippet annotations, without the snippet
+    /// (by default they are not served, as ingress-nginx does).
+    pub ignore_snippets: bool,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -48,6 +51,7 @@ impl Default for Settings {
             default_certificate: None,
             allowed_response_headers: Vec::new(),
             ssl_passthrough: false,
+            ignore_snippets: false,
         }
     }
 }

@@ -95,6 +95,9 @@ pub enum Reason {
     /// A path of a canary Ingress that takes no traffic: no main Ingress routes the same
     /// host, path and `pathType`, or the route already has an (older) canary.
     CanaryUnused,
+    /// The Ingress carries a `*-snippet` annotation: it is not served (`--ignore-snippets`
+    /// serves it without the snippet).
+    SnippetRefused,
 }
 
 impl Reason {
@@ -126,6 +129,7 @@ impl Reason {
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
             Reason::AccessAnnotationUnsupported => "AccessAnnotationUnsupported",
             Reason::CanaryUnused => "CanaryUnused",
+            Reason::SnippetRefused => "SnippetRefused",
         }
     }
 }

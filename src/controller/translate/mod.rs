@@ -174,6 +174,17 @@ impl<'a> Translator<'a> {
         if let Some(report) = options.report.clone() {
             self.annotations.push(report);
         }
+        if !options.snippets.is_empty() && !self.settings.ignore_snippets {
+            self.problem(
+                &source,
+                Reason::SnippetRefused,
+                format!(
+                    "carries {}: snippets are never supported (raw configuration text is how ingress-nginx became an injection target); the Ingress is not served, as ingress-nginx does by default. Express what the snippet did with annotations wicket honours, or run with --ignore-snippets to serve the Ingress without it",
+                    options.snippets.join(", ")
+                ),
+            );
+            return;
+        }
         if let Some(rule) = options.canary {
             // Never served alone: it only adds a backend to the main Ingress's routes.
             self.canaries.push((ingress, rule, options.policy, source));

@@ -62,6 +62,8 @@ pub struct Options {
     pub custom_headers: Option<String>,
     /// `ssl-passthrough`: TLS for its hosts is relayed to the `/` rule's pods.
     pub ssl_passthrough: bool,
+    /// The snippet annotations it carries (full names): never supported.
+    pub snippets: Vec<String>,
 }
 
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
@@ -121,6 +123,16 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     let custom_headers = r.get("custom-headers").map(|v| v.value.to_owned());
     let ssl_passthrough = r.bool("ssl-passthrough") == Some(true);
     let canary = canary(&mut r, canary_on);
+    let snippets = map
+        .keys()
+        .filter(|k| {
+            let name = k
+                .strip_prefix(WICKET_PREFIX)
+                .or_else(|| k.strip_prefix(NGINX_PREFIX));
+            name.is_some_and(|n| support(n) == Some(Support::Refused))
+        })
+        .cloned()
+        .collect();
     let report = r.finish();
     Options {
         ssl_redirect,
@@ -135,6 +147,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         service_upstream,
         custom_headers,
         ssl_passthrough,
+        snippets,
     }
 }
 

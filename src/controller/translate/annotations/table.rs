@@ -205,7 +205,7 @@ pub fn explain(support: Support) -> String {
         Support::Differs(why) => why.to_owned(),
         Support::NoEffectNeeded(why) => why.to_owned(),
         Support::Unsupported(why) => format!("{why}; it has no effect"),
-        Support::Refused => "never supported: wicket's configuration is typed, with no snippets or templates; it has no effect".to_owned(),
+        Support::Refused => "never supported: wicket's configuration is typed, with no snippets or templates; the Ingress is not served (as ingress-nginx by default), or with --ignore-snippets served without the snippet".to_owned(),
         Support::Blocked => format!("not supported yet ({ACCESS}); the Ingress's routes answer 503 rather than serve without it"),
     }
 }
