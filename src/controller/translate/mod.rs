@@ -245,19 +245,8 @@ impl<'a> Translator<'a> {
         }
 
         for (ri, rule) in rules.iter().enumerate() {
-            let host = match rule.host.as_deref() {
-                None | Some("") => HostMatch::Any,
-                Some(h) => match validate::host(h) {
-                    Ok(host) => host,
-                    Err(why) => {
-                        self.problem(
-                            &source,
-                            Reason::InvalidHost,
-                            format!("spec.rules[{ri}].host {h:?} {why}; rule ignored"),
-                        );
-                        continue;
-                    }
-                },
+            let Some(host) = self.rule_host(rule.host.as_deref(), &source, ri) else {
+                continue;
             };
             self.host_options(&host, &options.hosts, &source, ri);
             let Some(http) = &rule.http else {
@@ -268,18 +257,8 @@ impl<'a> Translator<'a> {
             };
             for (pi, path) in http.paths.iter().enumerate() {
                 let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let path_type = match path.path_type.as_str() {
-                    "Exact" => PathType::Exact,
-                    "Prefix" => PathType::Prefix,
-                    "ImplementationSpecific" => PathType::ImplementationSpecific,
-                    other => {
-                        self.problem(
-                            &source,
-                            Reason::InvalidPath,
-                            format!("{field}.pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific; path ignored"),
-                        );
-                        continue;
-                    }
+                let Some(path_type) = self.path_type(&path.path_type, &source, &field) else {
+                    continue;
                 };
                 let regex_paths = options.use_regex || options.rewrite_target.is_some();
                 let path_value = match validate::path(path.path.as_deref(), path_type, regex_paths)
@@ -596,35 +575,14 @@ impl<'a> Translator<'a> {
         }
         let own = own.as_deref().cloned().unwrap_or_default();
         for (ri, r) in spec.rules.as_deref().unwrap_or(&[]).iter().enumerate() {
-            let host = match r.host.as_deref() {
-                None | Some("") => HostMatch::Any,
-                Some(h) => match validate::host(h) {
-                    Ok(host) => host,
-                    Err(why) => {
-                        self.problem(
-                            source,
-                            Reason::InvalidHost,
-                            format!("spec.rules[{ri}].host {h:?} {why}; rule ignored"),
-                        );
-                        continue;
-                    }
-                },
+            let Some(host) = self.rule_host(r.host.as_deref(), source, ri) else {
+                continue;
             };
             let Some(http) = &r.http else { continue };
             for (pi, path) in http.paths.iter().enumerate() {
                 let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-                let path_type = match path.path_type.as_str() {
-                    "Exact" => PathType::Exact,
-                    "Prefix" => PathType::Prefix,
-                    "ImplementationSpecific" => PathType::ImplementationSpecific,
-                    other => {
-                        self.problem(
-                            source,
-                            Reason::InvalidPath,
-                            format!("{field}.pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific; path ignored"),
-                        );
-                        continue;
-                    }
+                let Some(path_type) = self.path_type(&path.path_type, source, &field) else {
+                    continue;
                 };
                 let written = match path.path.as_deref() {
                     None | Some("") if path_type == PathType::ImplementationSpecific => "/",
@@ -685,6 +643,46 @@ impl<'a> Translator<'a> {
                     policy: (!policy.is_default()).then(|| Arc::new(policy)),
                     owner,
                 }));
+            }
+        }
+    }
+
+    /// A rule's host (none: the rules without a host), or None (reported) when invalid.
+    fn rule_host(
+        &mut self,
+        host: Option<&str>,
+        source: &ObjectRef,
+        ri: usize,
+    ) -> Option<HostMatch> {
+        match host {
+            None | Some("") => Some(HostMatch::Any),
+            Some(h) => match validate::host(h) {
+                Ok(host) => Some(host),
+                Err(why) => {
+                    self.problem(
+                        source,
+                        Reason::InvalidHost,
+                        format!("spec.rules[{ri}].host {h:?} {why}; rule ignored"),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// A path's `pathType`, or None (reported) when it is none of the three.
+    fn path_type(&mut self, written: &str, source: &ObjectRef, field: &str) -> Option<PathType> {
+        match written {
+            "Exact" => Some(PathType::Exact),
+            "Prefix" => Some(PathType::Prefix),
+            "ImplementationSpecific" => Some(PathType::ImplementationSpecific),
+            other => {
+                self.problem(
+                    source,
+                    Reason::InvalidPath,
+                    format!("{field}.pathType {other:?} is not one of Exact, Prefix, ImplementationSpecific; path ignored"),
+                );
+                None
             }
         }
     }

@@ -529,45 +529,12 @@ fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
     let relative = r.bool("relative-redirects") == Some(true);
     // temporal wins over permanent (ingress-nginx).
     if let Some(v) = temporal {
-        let absolute = v.value.starts_with("http://") || v.value.starts_with("https://");
-        if !absolute || !redirect_chars_ok(v.value) {
-            r.invalid(
-                &v,
-                "is not an http(s) URL of the characters ingress-nginx allows",
-                "the redirect is not made and the routes answer 503",
-            );
-            r.block(format!(
-                "{} {:?} is not a URL wicket can redirect to",
-                v.full, v.value
-            ));
-        } else if let Ok(location) = HeaderValue::from_str(v.value) {
-            policy.redirect = Some(Redirect {
-                code: temporal_code,
-                location,
-                relative,
-            });
-        }
+        policy.redirect = redirect_to(r, &v, temporal_code, relative, true);
         if let Some(p) = permanent {
             r.record(p.full, Outcome::NoEffectNeeded, format!("{} wins", v.full));
         }
     } else if let Some(v) = permanent {
-        if !redirect_chars_ok(v.value) {
-            r.invalid(
-                &v,
-                "has characters ingress-nginx refuses in a redirect URL",
-                "the redirect is not made and the routes answer 503",
-            );
-            r.block(format!(
-                "{} {:?} is not a URL wicket can redirect to",
-                v.full, v.value
-            ));
-        } else if let Ok(location) = HeaderValue::from_str(v.value) {
-            policy.redirect = Some(Redirect {
-                code: permanent_code,
-                location,
-                relative,
-            });
-        }
+        policy.redirect = redirect_to(r, &v, permanent_code, relative, false);
     }
     if let Some(true) = r.bool("force-ssl-redirect") {
         policy.force_ssl_redirect = true;
@@ -575,6 +542,38 @@ fn redirects(r: &mut Reader<'_>, policy: &mut Policy) {
     if let Some(true) = r.bool("preserve-trailing-slash") {
         policy.preserve_trailing_slash = true;
     }
+}
+
+/// The redirect `v` asks for; a URL wicket cannot redirect to blocks the routes (503)
+/// rather than serve what should have been redirected. `absolute`: only http(s) URLs.
+fn redirect_to(
+    r: &mut Reader<'_>,
+    v: &Value<'_>,
+    code: u16,
+    relative: bool,
+    absolute: bool,
+) -> Option<Redirect> {
+    let is_url = v.value.starts_with("http://") || v.value.starts_with("https://");
+    if (absolute && !is_url) || !redirect_chars_ok(v.value) {
+        let why = if absolute {
+            "is not an http(s) URL of the characters ingress-nginx allows"
+        } else {
+            "has characters ingress-nginx refuses in a redirect URL"
+        };
+        r.invalid(v, why, "the redirect is not made and the routes answer 503");
+        r.block(format!(
+            "{} {:?} is not a URL wicket can redirect to",
+            v.full, v.value
+        ));
+        return None;
+    }
+    HeaderValue::from_str(v.value)
+        .ok()
+        .map(|location| Redirect {
+            code,
+            location,
+            relative,
+        })
 }
 
 /// A redirect status between 300 and `max`, else `default` (ingress-nginx).
