@@ -66,6 +66,27 @@ pub struct Options {
     pub snippets: Vec<String>,
 }
 
+impl Default for Options {
+    /// An Ingress without annotations of ours.
+    fn default() -> Self {
+        Self {
+            ssl_redirect: true,
+            protocol: None,
+            policy: None,
+            blocked: None,
+            canary: None,
+            report: None,
+            hosts: HostOptions::default(),
+            use_regex: false,
+            rewrite_target: None,
+            service_upstream: false,
+            custom_headers: None,
+            ssl_passthrough: false,
+            snippets: Vec::new(),
+        }
+    }
+}
+
 /// Host-wide settings of an Ingress: they apply to every rule host it has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostOptions {
@@ -87,6 +108,10 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         } else if let Some(name) = k.strip_prefix(NGINX_PREFIX) {
             ours.entry(name).or_default().1 = Some((k.as_str(), v.as_str()));
         }
+    }
+    if ours.is_empty() {
+        // Most Ingresses: none of ours, nothing to read.
+        return Options::default();
     }
     let mut r = Reader {
         map,

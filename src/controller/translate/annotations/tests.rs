@@ -602,3 +602,16 @@ fn source_ranges_parse_or_block_the_routes() {
         assert_eq!(p.len(), 1, "{p:?}");
     }
 }
+
+#[test]
+fn an_ingress_without_our_annotations_gets_what_reading_them_all_gives() {
+    // The shortcut for Ingresses without annotations must agree with the full read.
+    let (read, problems) = with_nginx(&[("ssl-redirect", "true")]);
+    assert!(problems.is_empty());
+    let shortcut = Options {
+        report: read.report.clone(),
+        ..Options::default()
+    };
+    assert_eq!(read, shortcut);
+    assert_eq!(with(&[("example.com/other", "x")]).0, Options::default());
+}
