@@ -235,6 +235,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
             config.proxy.upstream.connect_timeout,
             config.proxy.upstream.read_timeout,
             config.client_timeouts.header,
+            config.proxy.source.clone(),
         ))
     });
     let traffic = |name| ListenerSettings {

@@ -1819,7 +1819,7 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
     let plain = RecordingPod::start(Behaviour::Ok).await;
     let wicket_cert = test_cert(&["term.test"]);
     let manifests = format!(
-        "{CLASS}{}{}{}{}{}{}{}",
+        "{CLASS}{}{}{}{}{}{}{}{}{}",
         svc("secure"),
         slice(
             "secure",
@@ -1840,6 +1840,24 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
             &[(&a("ssl-passthrough"), "true")],
             &[("pass.test", "/", "Prefix", "secure")],
         ),
+        // Access guards hold for relayed connections: an allow list that leaves out
+        // 127.0.0.1, and a guard wicket cannot honour yet (fail closed).
+        annotated(
+            "guarded",
+            &[
+                (&a("ssl-passthrough"), "true"),
+                (&a("allowlist-source-range"), "192.0.2.0/24"),
+            ],
+            &[("guarded.test", "/", "Prefix", "secure")],
+        ),
+        annotated(
+            "locked",
+            &[
+                (&a("ssl-passthrough"), "true"),
+                (&a("auth-url"), "https://auth.example/check"),
+            ],
+            &[("locked.test", "/", "Prefix", "secure")],
+        ),
         ingress("term", &[("term.test", "/", "Prefix", "web")]),
     ) + "  tls:\n  - hosts: [term.test]\n    secretName: term-tls\n";
     let mut config = Config::local();
@@ -1859,6 +1877,16 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
     }
     // A relay is a connection in flight, which shutdown waits for: close it first.
     drop(h1);
+    for refused in ["guarded.test", "locked.test"] {
+        // The connection is closed before any handshake: tls_connect panics, in its task.
+        let https = w.https();
+        let handshake =
+            tokio::spawn(async move { tls_connect(https, Some(refused), &[b"http/1.1"]).await });
+        assert!(
+            handshake.await.is_err(),
+            "{refused}: relayed around its guard"
+        );
+    }
     // Any other SNI is terminated by wicket as before.
     let tls = tls_connect(w.https(), Some("term.test"), &[b"http/1.1"]).await;
     assert_eq!(support::served(&tls), wicket_cert.der);

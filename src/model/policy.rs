@@ -284,6 +284,27 @@ pub struct SourceRanges {
     pub allow: Option<super::ip_set::IpSet>,
 }
 
+impl SourceRanges {
+    /// Whether `client` may pass: `route`'s lists (an Ingress's), each replacing the one of
+    /// `proxy` (the flags'). Deny first; with an allow list, only the addresses it lists.
+    pub fn admits(
+        route: Option<&SourceRanges>,
+        proxy: Option<&SourceRanges>,
+        client: std::net::IpAddr,
+    ) -> bool {
+        let deny = route
+            .and_then(|r| r.deny.as_ref())
+            .or_else(|| proxy.and_then(|p| p.deny.as_ref()));
+        if deny.is_some_and(|d| d.contains(client)) {
+            return false;
+        }
+        let allow = route
+            .and_then(|r| r.allow.as_ref())
+            .or_else(|| proxy.and_then(|p| p.allow.as_ref()));
+        allow.is_none_or(|a| a.contains(client))
+    }
+}
+
 /// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the
 /// pod are replaced by the error backend's, and which backend that is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

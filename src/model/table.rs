@@ -377,6 +377,9 @@ pub struct PassthroughHost {
     /// The backend of the host's `/` rule.
     #[serde(flatten)]
     pub target: Target,
+    /// The Ingress's allow and deny lists: they hold for the relayed connections too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<super::policy::SourceRanges>,
 }
 
 impl RouteTable {

@@ -375,8 +375,10 @@ impl Proxy {
         }
         // Access phase (INGRESS-NGINX.md §A6 step 6): after the redirects, before the pod.
         let source = policy.and_then(|p| p.source.as_ref());
-        if source.is_some() || self.source.is_some() {
-            admit(source, self.source.as_deref(), client)?;
+        if (source.is_some() || self.source.is_some())
+            && !SourceRanges::admits(source, self.source.as_deref(), client)
+        {
+            return Err(ProxyError::Forbidden);
         }
         let (target, protocol, owner, policy, route, canary) = match lookup {
             Lookup::Route { route, .. } => match route.canary.as_deref() {
@@ -679,28 +681,6 @@ impl Proxy {
         let (mut head, body) = result?.into_parts();
         headers::prepare_response(&mut head.headers, false);
         Ok(Response::from_parts(head, ProxyBody::upstream(body)))
-    }
-}
-
-/// The allow and deny lists: the route's own, each replacing the proxy's. Deny first; with
-/// an allow list, only the addresses it lists.
-fn admit(
-    route: Option<&SourceRanges>,
-    proxy: Option<&SourceRanges>,
-    client: IpAddr,
-) -> Result<(), ProxyError> {
-    let deny = route
-        .and_then(|r| r.deny.as_ref())
-        .or_else(|| proxy.and_then(|p| p.deny.as_ref()));
-    if deny.is_some_and(|d| d.contains(client)) {
-        return Err(ProxyError::Forbidden);
-    }
-    let allow = route
-        .and_then(|r| r.allow.as_ref())
-        .or_else(|| proxy.and_then(|p| p.allow.as_ref()));
-    match allow {
-        Some(a) if !a.contains(client) => Err(ProxyError::Forbidden),
-        _ => Ok(()),
     }
 }
 

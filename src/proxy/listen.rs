@@ -171,8 +171,11 @@ pub async fn run<H, Fut>(
                 None => server.serve(io, conn, handler).await,
                 Some(tls) => {
                     if let Some(pass) = settings.passthrough.as_ref().filter(|p| p.active()) {
-                        let routed =
-                            Supervised::new(tracked.clone(), pass.route(&mut io), |_, _, _| {});
+                        let routed = Supervised::new(
+                            tracked.clone(),
+                            pass.route(&mut io, peer.ip()),
+                            |_, _, _| {},
+                        );
                         match routed.await {
                             None => {
                                 open.dec();

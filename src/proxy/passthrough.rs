@@ -7,7 +7,7 @@
 //! bytes, which are then put back in front of the stream for the relay or the handshake.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use super::conn::{Active, ClientIo};
 use super::outlier::Failure;
 use super::route::normalize_host;
 use crate::controller::publish::SharedSnapshot;
-use crate::model::{Backend, Target};
+use crate::model::{Backend, SourceRanges, Target};
 
 /// The most a ClientHello may take before the SNI is known (TLS allows 16 KiB records; a
 /// hello larger than this is handed to the normal handshake, which refuses it).
@@ -35,6 +35,8 @@ pub struct Passthrough {
     idle: Duration,
     /// The longest wait for the ClientHello.
     hello_timeout: Duration,
+    /// `--denylist-source-range` / `--allowlist-source-range`.
+    source: Option<Arc<SourceRanges>>,
 }
 
 impl std::fmt::Debug for Passthrough {
@@ -63,6 +65,7 @@ impl Passthrough {
         connect_timeout: Duration,
         idle: Duration,
         hello_timeout: Duration,
+        source: Option<Arc<SourceRanges>>,
     ) -> Self {
         Self {
             snapshot,
@@ -70,6 +73,7 @@ impl Passthrough {
             connect_timeout,
             idle,
             hello_timeout,
+            source,
         }
     }
 
@@ -78,8 +82,10 @@ impl Passthrough {
         self.snapshot.load().table.has_passthrough()
     }
 
-    /// Reads the ClientHello, puts it back, and says where the connection goes.
-    pub async fn route(&self, io: &mut ClientIo) -> Route {
+    /// Reads the ClientHello, puts it back, and says where the connection from `client`
+    /// goes. The allow and deny lists (the Ingress's, else the proxy's) hold for relayed
+    /// connections as for requests: a refused client's connection is closed.
+    pub async fn route(&self, io: &mut ClientIo, client: IpAddr) -> Route {
         let sni = match tokio::time::timeout(self.hello_timeout, read_sni(io)).await {
             Ok(Ok(sni)) => sni,
             // The handshake that follows fails and says why.
@@ -93,10 +99,15 @@ impl Passthrough {
             Err(_) => return Route::Terminate,
         };
         let snapshot = self.snapshot.load();
-        match snapshot.table.passthrough(&host).map(|p| &p.target) {
-            None => Route::Terminate,
-            Some(Target::Backend(b)) => Route::Relay(b.clone(), host),
-            Some(Target::Unavailable(why)) => Route::Refuse(host, why.clone()),
+        let Some(pass) = snapshot.table.passthrough(&host) else {
+            return Route::Terminate;
+        };
+        if !SourceRanges::admits(pass.source.as_ref(), self.source.as_deref(), client) {
+            return Route::Refuse(host, Arc::from("the client's address is refused"));
+        }
+        match &pass.target {
+            Target::Backend(b) => Route::Relay(b.clone(), host),
+            Target::Unavailable(why) => Route::Refuse(host, why.clone()),
         }
     }
 

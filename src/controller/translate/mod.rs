@@ -322,7 +322,7 @@ impl<'a> Translator<'a> {
         }
 
         if options.ssl_passthrough {
-            self.ssl_passthrough(rules, namespace, &source);
+            self.ssl_passthrough(rules, namespace, &options, &source);
         }
         self.tls_sections(ingress, namespace, &source, options.ssl_redirect);
     }
@@ -354,10 +354,13 @@ impl<'a> Translator<'a> {
 
     /// `ssl-passthrough`: each exact host's `/` rule takes the host's TLS connections,
     /// unterminated (INGRESS-NGINX.md §C2).
+    /// An Ingress whose routes are blocked (an access guard wicket cannot honour) has its
+    /// connections refused too, never relayed around the guard.
     fn ssl_passthrough(
         &mut self,
         rules: &'a [k8s_openapi::api::networking::v1::IngressRule],
         namespace: &'a str,
+        options: &annotations::Options,
         source: &Arc<ObjectRef>,
     ) {
         for (ri, rule) in rules.iter().enumerate() {
@@ -392,10 +395,14 @@ impl<'a> Translator<'a> {
                 continue;
             };
             let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-            let target = self.target(namespace, &root.backend, source, &field, false);
+            let target = match &options.blocked {
+                Some(why) => Target::Unavailable(Arc::from(why.as_str())),
+                None => self.target(namespace, &root.backend, source, &field, false),
+            };
             let to = PassthroughHost {
                 ingress: source.clone(),
                 target,
+                source: options.policy.as_ref().and_then(|p| p.source.clone()),
             };
             if let Err(existing) = self.table.add_passthrough(host.clone(), to) {
                 let message = format!(
