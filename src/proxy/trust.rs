@@ -11,26 +11,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use http::header::HeaderMap;
-use ipnet::IpNet;
 
 use super::headers::X_FORWARDED_FOR;
+use crate::model::IpSet;
 
 /// `--trusted-proxies`: CIDR ranges (or single addresses) of proxies in front of wicket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies(IpSet);
 
 impl TrustedProxies {
-    pub fn new(nets: Vec<IpNet>) -> Self {
-        Self(nets)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// IPv4-mapped IPv6 peers match IPv4 ranges.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.0.contains(ip)
     }
 
     /// The client behind a trusted `peer`: walk `X-Forwarded-For` from the right, skipping
@@ -59,18 +55,7 @@ impl FromStr for TrustedProxies {
 
     /// `10.0.0.0/8, 192.0.2.7, fd00::/8`: CIDRs or single addresses, comma-separated.
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut nets = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let net = match part.parse::<IpNet>() {
-                Ok(net) => net.trunc(),
-                Err(_) => match part.parse::<IpAddr>() {
-                    Ok(ip) => IpNet::from(ip),
-                    Err(_) => return Err(format!("{part:?} is not a CIDR range or an IP address")),
-                },
-            };
-            nets.push(net);
-        }
-        Ok(Self(nets))
+        s.parse().map(Self)
     }
 }
 
