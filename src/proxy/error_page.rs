@@ -35,11 +35,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(method: &Method, uri: &Uri, headers: &HeaderMap, client: IpAddr) -> Self {
-        let host = match uri.authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => headers.get(HOST).cloned(),
-        };
+    /// `host`: the host as the client sent it.
+    pub fn new(
+        method: &Method,
+        uri: &Uri,
+        host: Option<HeaderValue>,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Self {
         Self {
             head: method == Method::HEAD,
             host,
@@ -113,7 +116,14 @@ mod tests {
         headers.insert(HOST, HeaderValue::from_static("a.test"));
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let uri: Uri = "/app/x?y=1".parse().unwrap();
-        let mut ctx = Context::new(&Method::POST, &uri, &headers, "10.1.2.3".parse().unwrap());
+        let host = headers.get(HOST).cloned();
+        let mut ctx = Context::new(
+            &Method::POST,
+            &uri,
+            host,
+            &headers,
+            "10.1.2.3".parse().unwrap(),
+        );
         ctx.set_request_id(Some(HeaderValue::from_static("abc")));
         let owner = Arc::new(Owner::new("ns".into(), "site".into(), "web".into()));
         let parts = ctx.request(404, &RouteLabels::new(Some(&owner)), Some(8080));
@@ -130,7 +140,13 @@ mod tests {
         assert_eq!(h("x-request-id"), "abc");
         assert_eq!(h("x-forwarded-for"), "10.1.2.3");
         assert_eq!(h("host"), "a.test");
-        let head = Context::new(&Method::HEAD, &uri, &headers, "10.1.2.3".parse().unwrap());
+        let head = Context::new(
+            &Method::HEAD,
+            &uri,
+            None,
+            &headers,
+            "10.1.2.3".parse().unwrap(),
+        );
         assert_eq!(
             head.request(503, &RouteLabels::new(None), None).method,
             Method::HEAD

@@ -124,23 +124,26 @@ struct Trace {
     headers: Option<Arc<Policy>>,
 }
 
+/// A request to send on, with what the routing step decided for it.
+struct Forward {
+    backend: Arc<Backend>,
+    protocol: UpstreamProtocol,
+    hsts: Option<HeaderValue>,
+    /// The route's policy (annotations), if it has one.
+    policy: Option<Arc<Policy>>,
+    /// The largest request body the route accepts (None: no limit).
+    body_limit: Option<u64>,
+    /// The path and query the pod gets instead of the client's (`rewrite-target`).
+    rewritten: Option<PathAndQuery>,
+    /// The route's path as written, for a session cookie's default `Path`.
+    route_path: Option<String>,
+    /// The route's canary backend answers.
+    canary: bool,
+}
+
 /// What the routing step decided, taken out of the snapshot before any `.await`.
 enum Decision {
-    Forward {
-        backend: Arc<Backend>,
-        protocol: UpstreamProtocol,
-        hsts: Option<HeaderValue>,
-        /// The route's policy (annotations), if it has one.
-        policy: Option<Arc<Policy>>,
-        /// The largest request body the route accepts (None: no limit).
-        body_limit: Option<u64>,
-        /// The path and query the pod gets instead of the client's (`rewrite-target`).
-        rewritten: Option<PathAndQuery>,
-        /// The route's path as written, for a session cookie's default `Path`.
-        route_path: Option<String>,
-        /// The route's canary backend answers.
-        canary: bool,
-    },
+    Forward(Forward),
     /// Answer without forwarding (the redirect to HTTPS).
     Respond(Box<Response<ProxyBody>>),
     /// The route's Service cannot take the request and its Ingress has an error backend
@@ -425,7 +428,7 @@ impl Proxy {
                 };
             }
         };
-        Ok(Decision::Forward {
+        Ok(Decision::Forward(Forward {
             protocol: protocol.unwrap_or(backend.protocol),
             backend,
             // HSTS is for HTTPS responses only, never plain ones (RFC 6797 §7.2).
@@ -439,7 +442,7 @@ impl Proxy {
             rewritten,
             route_path,
             canary,
-        })
+        }))
     }
 
     async fn proxy(
@@ -455,27 +458,29 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let (backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary) =
-            match self.route(&conn, client, &req, trace)? {
-                Decision::Forward {
-                    backend,
-                    protocol,
-                    hsts,
-                    policy,
-                    body_limit,
-                    rewritten,
-                    route_path,
-                    canary,
-                } => (
-                    backend, protocol, hsts, policy, body_limit, rewritten, route_path, canary,
-                ),
-                Decision::Respond(response) => return Ok(*response),
-                Decision::ErrorPage(policy) => {
-                    let ctx =
-                        error_page::Context::new(req.method(), req.uri(), req.headers(), client);
-                    return Box::pin(self.error_page(&policy, 503, ctx, None, trace)).await;
-                }
-            };
+        let Forward {
+            backend,
+            protocol,
+            hsts,
+            policy,
+            body_limit,
+            rewritten,
+            route_path,
+            canary,
+        } = match self.route(&conn, client, &req, trace)? {
+            Decision::Forward(forward) => forward,
+            Decision::Respond(response) => return Ok(*response),
+            Decision::ErrorPage(policy) => {
+                let ctx = error_page::Context::new(
+                    req.method(),
+                    req.uri(),
+                    request_authority(&req),
+                    req.headers(),
+                    client,
+                );
+                return Box::pin(self.error_page(&policy, 503, ctx, None, trace)).await;
+            }
+        };
         let h2_upstream = matches!(protocol, UpstreamProtocol::H2c | UpstreamProtocol::H2);
 
         let upgrade = req.version() == Version::HTTP_11
@@ -490,12 +495,12 @@ impl Proxy {
                 .iter()
                 .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        // custom-http-errors / default-backend: what the error backend is told.
-        let mut error_ctx = policy
-            .as_ref()
-            .filter(|p| p.errors.is_some())
-            .map(|_| error_page::Context::new(req.method(), req.uri(), req.headers(), client));
         let forwarded_host = request_authority(&req);
+        // custom-http-errors / default-backend: what the error backend is told.
+        let mut error_ctx = policy.as_ref().filter(|p| p.errors.is_some()).map(|_| {
+            let host = forwarded_host.clone();
+            error_page::Context::new(req.method(), req.uri(), host, req.headers(), client)
+        });
         // Traffic annotations (cookie affinity, upstream-hash-by, ewma) steer the choice.
         let (steer, session) = match policy.as_deref() {
             Some(p) => affinity::steer(

@@ -141,10 +141,7 @@ impl<'a> Resolver<'a> {
             return resolved;
         };
         let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
-        let svc_port = ports.iter().find(|p| match &port {
-            PortRef::Number(n) => p.port == i32::from(*n),
-            PortRef::Name(want) => p.name.as_deref() == Some(want.as_str()),
-        });
+        let svc_port = service_port(ports, &port);
         let Some((svc_port, number)) =
             svc_port.and_then(|p| u16::try_from(p.port).ok().map(|n| (p, n)))
         else {
@@ -201,10 +198,7 @@ impl<'a> Resolver<'a> {
         };
         let spec = svc.spec.as_ref();
         let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
-        let svc_port = ports.iter().find(|p| match port {
-            PortRef::Number(n) => p.port == i32::from(*n),
-            PortRef::Name(want) => p.name.as_deref() == Some(want.as_str()),
-        });
+        let svc_port = service_port(ports, port);
 
         if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             return self.external_name(namespace, name, svc, port, svc_port);
@@ -541,6 +535,14 @@ fn client_ip_affinity(svc: &Service) -> Option<Duration> {
     Some(match seconds {
         Some(s) if s > 0 => Duration::from_secs((s as u64).min(MAX_AFFINITY_SECONDS)),
         _ => DEFAULT_AFFINITY_TIMEOUT,
+    })
+}
+
+/// The Service port an Ingress names, by number or by name.
+fn service_port<'s>(ports: &'s [ServicePort], port: &PortRef) -> Option<&'s ServicePort> {
+    ports.iter().find(|p| match port {
+        PortRef::Number(n) => p.port == i32::from(*n),
+        PortRef::Name(want) => p.name.as_deref() == Some(want.as_str()),
     })
 }
 
