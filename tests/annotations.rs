@@ -1946,10 +1946,27 @@ async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress
             ),
             ingress("b-second", &[("a.test", "/api", "Prefix", "web")]),
             ingress("plain", &[("b.test", "/app", "Prefix", "web")]),
+            // An access guard wicket cannot honour yet on the host's oldest Ingress: the
+            // paths no rule matches answer 503 as its routes do, never the default answer.
+            annotated(
+                "a-guarded",
+                &[(&a("auth-url"), "https://auth.example/check")],
+                &[("c.test", "/admin", "Prefix", "web")],
+            ),
+            ingress("c-open", &[("c.test", "/public", "Prefix", "web")]),
         ],
         Config::local(),
     )
     .await;
+    assert_eq!(
+        w.get("c.test", "/other").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        w.get("c.test", "/admin").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(w.get("c.test", "/public").await.status, StatusCode::OK);
     // ingress-nginx's implicit location / of a.test carries a-first's annotations.
     let r = w.get("a.test", "/other").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -1974,7 +1991,7 @@ async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress
         explain.contains("the annotations of Ingress default/a-first (the host's oldest) apply"),
         "{explain}"
     );
-    assert!(pod.received().len() == 1);
+    assert_eq!(pod.received().len(), 2);
     w.stop().await;
 }
 

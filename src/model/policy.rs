@@ -6,6 +6,7 @@
 //! one pointer check. The routes of one Ingress share one `Policy`.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -257,6 +258,11 @@ pub struct Policy {
     /// they replace the `--denylist-source-range`/`--allowlist-source-range` of the proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRanges>,
+    /// Why requests under this policy answer 503: an access guard wicket cannot honour
+    /// (its routes' targets are unavailable too; this covers the paths of its hosts that no
+    /// rule matches, INGRESS-NGINX.md §A4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Arc<str>>,
     /// `custom-headers`: set on every response of the route, replacing the pod's.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_pairs")]
     pub response_headers: Vec<(http::HeaderName, HeaderValue)>,

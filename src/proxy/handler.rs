@@ -383,6 +383,9 @@ impl Proxy {
         {
             return Err(ProxyError::Forbidden);
         }
+        if let Some(why) = policy.and_then(|p| p.blocked.as_ref()) {
+            return Err(ProxyError::BackendUnavailable(why.clone()));
+        }
         let (target, protocol, owner, policy, route, canary) = match lookup {
             Lookup::Route { route, .. } => match route.canary.as_deref() {
                 Some(c) if to_canary(c, policy, req.headers()) => (

@@ -210,7 +210,13 @@ impl<'a> Translator<'a> {
             };
             Arc::new(Owner::new(owner_ns.clone(), owner_ingress.clone(), service))
         };
-        // An Ingress whose annotations cannot be honoured safely answers 503 on all it routes.
+        // An Ingress whose annotations cannot be honoured safely answers 503 on all it routes,
+        // and on the paths of its hosts no rule matches, which get its policy (§A4).
+        if let Some(why) = &options.blocked {
+            let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
+            policy.blocked = Some(Arc::from(why.as_str()));
+            options.policy = Some(Arc::new(policy));
+        }
         let blocked = |target: Target| match &options.blocked {
             Some(why) => Target::Unavailable(Arc::from(why.as_str())),
             None => target,
