@@ -303,6 +303,18 @@ const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 impl Running {
     /// The current snapshot, as the proxy sees it.
+    /// Waits until the first routing table is in (at most `limit`); true once it is.
+    pub async fn ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.snapshot.load().is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     pub fn snapshot(&self) -> SharedSnapshot {
         self.snapshot.clone()
     }

@@ -240,6 +240,10 @@ pub async fn run(args: &DemoArgs) -> Result<(), DemoError> {
     // Redirects point at the demo's own HTTPS port.
     config.proxy.https_redirect_port = 0;
     let running = app::start(config, Source::Manifests(dir.path().to_owned())).await?;
+    // The commands printed next must work at once: wait for the first routing table.
+    if !running.ready(std::time::Duration::from_secs(10)).await {
+        tracing::warn!("the routing table is not loaded yet; the commands answer 503 until it is");
+    }
     print!("{}", instructions(&running, &pods, &file));
     app::shutdown_signal().await;
     info!("shutting the demo down");
