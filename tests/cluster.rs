@@ -650,3 +650,65 @@ async fn custom_headers_follow_their_config_map() {
     .await;
     w.stop().await;
 }
+
+#[tokio::test]
+async fn basic_auth_follows_the_one_secret_its_ingress_names() {
+    let pods = pods("web", 1).await;
+    let api = api_with_site(&pods).await;
+    let htpasswd = |line: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": { "name": "htpasswd", "namespace": "default" },
+            "data": { "auth": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, line) },
+        })
+    };
+    api.apply(htpasswd("foo:{PLAIN}bar"));
+    let mut site = api.get("Ingress", "default", "site").unwrap();
+    site["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/auth-type": "basic",
+        "nginx.ingress.kubernetes.io/auth-secret": "htpasswd",
+    });
+    api.apply(site);
+    let w = Wicket::launch_cluster(&api, "a", |_| {}).await;
+    w.ready().await;
+    let with = |user: &'static str, password: &'static str| {
+        let w = &w;
+        async move {
+            let value = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{user}:{password}"),
+            );
+            w.send(
+                w.request(http::Method::GET, "a.test", "/")
+                    .header("authorization", format!("Basic {value}"))
+                    .body(http_body_util::Full::default())
+                    .unwrap(),
+            )
+            .await
+            .status
+        }
+    };
+    // The first table already has the users: no 503 while the Secret was being read.
+    assert_eq!(w.get("a.test", "/").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(with("foo", "bar").await, StatusCode::OK);
+    // A new password is used from the next table on.
+    api.apply(htpasswd("foo:{PLAIN}changed"));
+    eventually("the new password", || async {
+        (with("foo", "changed").await == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(with("foo", "bar").await, StatusCode::UNAUTHORIZED);
+    // Deleted: the route answers 503, never opens.
+    assert!(api.delete("Secret", "default", "htpasswd"));
+    eventually("the 503", || async {
+        (with("foo", "changed").await == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    assert_eq!(
+        w.get("a.test", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let routes = w.routes().await;
+    assert!(routes.to_string().contains("AuthSecretInvalid"), "{routes}");
+    w.stop().await;
+}

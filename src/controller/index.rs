@@ -147,6 +147,10 @@ pub struct Index {
     pub slices: BTreeMap<Key, Arc<EndpointSlice>>,
     pub endpoints: BTreeMap<Key, Arc<Endpoints>>,
     pub secrets: BTreeMap<Key, Arc<Secret>>,
+    /// Cluster mode: the Secrets an Ingress names for an access guard (`auth-secret`),
+    /// each watched by name (the Secret watch above sees TLS Secrets only). Manifests mode
+    /// keeps every Secret in `secrets`.
+    pub named_secrets: BTreeMap<Key, Arc<Secret>>,
     pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
     /// Problems found by the source itself (a manifest that does not parse, say); carried
     /// into the snapshot next to the problems translation finds.
@@ -259,6 +263,13 @@ impl Index {
             Kind::Secret => self.secrets.clear(),
             Kind::ConfigMap => self.config_maps.clear(),
         }
+    }
+
+    /// The Secret `key`, from either map.
+    pub fn secret(&self, key: &Key) -> Option<&Arc<Secret>> {
+        self.named_secrets
+            .get(key)
+            .or_else(|| self.secrets.get(key))
     }
 
     /// Builds an index holding exactly `objects`.

@@ -3,6 +3,7 @@
 //! reads it. A snapshot is immutable once published.
 
 mod backend;
+mod basic_auth;
 mod canary;
 mod ip_set;
 mod path_table;
@@ -18,14 +19,15 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
+pub use basic_auth::{md5_crypt, PasswordHash, Users, UsersError};
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
 pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};
 pub use policy::{
-    AnnotationOutcome, BodyLimit, CookieAffinity, Cors, CorsOrigins, ErrorPages, HashBy, HashPiece,
-    IngressAnnotations, NextUpstream, OriginPattern, Outcome, Policy, Redirect, SameSite,
-    SourceRanges, StatusSet,
+    AnnotationOutcome, BasicAuth, BodyLimit, CookieAffinity, Cors, CorsOrigins, ErrorPages, HashBy,
+    HashPiece, IngressAnnotations, NextUpstream, OriginPattern, Outcome, Policy, Redirect,
+    SameSite, SourceRanges, StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
 pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};

@@ -258,6 +258,9 @@ pub struct Policy {
     /// they replace the `--denylist-source-range`/`--allowlist-source-range` of the proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRanges>,
+    /// `auth-type: basic`: who may use the routes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
     /// Why requests under this policy answer 503: an access guard wicket cannot honour
     /// (its routes' targets are unavailable too; this covers the paths of its hosts that no
     /// rule matches, INGRESS-NGINX.md §A4).
@@ -309,6 +312,24 @@ impl SourceRanges {
             .or_else(|| proxy.and_then(|p| p.allow.as_ref()));
         allow.is_none_or(|a| a.contains(client))
     }
+}
+
+/// `auth-type: basic` (INGRESS-NGINX.md §C3): the users of the `auth-secret`, and the
+/// challenge a client without valid credentials gets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    /// `namespace/name` of the Secret.
+    pub secret: String,
+    /// `auth-realm`.
+    pub realm: String,
+    /// How many users the Secret holds.
+    pub users: usize,
+    /// `WWW-Authenticate: Basic realm="..."`.
+    #[serde(skip)]
+    pub challenge: HeaderValue,
+    #[serde(skip)]
+    pub table: Arc<super::basic_auth::Users>,
 }
 
 /// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the

@@ -98,6 +98,9 @@ pub enum Reason {
     /// The Ingress carries a `*-snippet` annotation: it is not served (`--ignore-snippets`
     /// serves it without the snippet).
     SnippetRefused,
+    /// The Secret an access guard names (`auth-secret`) is missing, in another namespace,
+    /// or unreadable: the Ingress's routes answer 503.
+    AuthSecretInvalid,
 }
 
 impl Reason {
@@ -130,6 +133,7 @@ impl Reason {
             Reason::AccessAnnotationUnsupported => "AccessAnnotationUnsupported",
             Reason::CanaryUnused => "CanaryUnused",
             Reason::SnippetRefused => "SnippetRefused",
+            Reason::AuthSecretInvalid => "AuthSecretInvalid",
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, SERVER};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, SERVER, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use super::body::ProxyBody;
@@ -40,6 +42,16 @@ pub enum ProxyError {
     /// The client's address is not allowed on this route (allow and deny lists).
     #[error("client address refused")]
     Forbidden,
+    /// Basic auth: no or wrong credentials; the challenge is the route's
+    /// `WWW-Authenticate` value.
+    #[error("authentication required")]
+    Unauthorized(HeaderValue),
+    /// The client address has used up its budget of password checks.
+    #[error("too many password attempts from this client")]
+    TooManyAttempts,
+    /// Password checks are queued beyond what wicket waits for.
+    #[error("password checks overloaded")]
+    AuthOverloaded,
     /// No routing table has been published yet.
     #[error("no routing table yet")]
     NotReady,
@@ -86,7 +98,10 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
-            ProxyError::NotReady
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::AuthOverloaded
+            | ProxyError::NotReady
             | ProxyError::BackendUnavailable(_)
             | ProxyError::NoEndpoints(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect { .. }
@@ -108,6 +123,9 @@ impl ProxyError {
             ProxyError::MethodNotAllowed => "405 method not allowed\n",
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
             ProxyError::Forbidden => "403 forbidden\n",
+            ProxyError::Unauthorized(_) => "401 authorization required\n",
+            ProxyError::TooManyAttempts => "429 too many requests: too many password attempts\n",
+            ProxyError::AuthOverloaded => "503 service unavailable: try again shortly\n",
             ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",
             ProxyError::BackendUnavailable(_) => "503 service unavailable: backend unavailable\n",
             ProxyError::NoEndpoints(_) => "503 service unavailable: no ready endpoint\n",
@@ -137,6 +155,15 @@ impl ProxyError {
             "x-content-type-options",
             HeaderValue::from_static("nosniff"),
         );
+        match &self {
+            ProxyError::Unauthorized(challenge) => {
+                headers.insert(WWW_AUTHENTICATE, challenge.clone());
+            }
+            ProxyError::TooManyAttempts | ProxyError::AuthOverloaded => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
         if closes_connection(status) {
             // A client that sent garbage once does not get to keep the connection; and after
             // a refused or broken body, the connection is in no state to carry another request.

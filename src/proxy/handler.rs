@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{
-    HeaderValue, CONTENT_LENGTH, HOST, ORIGIN, SET_COOKIE, STRICT_TRANSPORT_SECURITY, TE,
+    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST, ORIGIN, SET_COOKIE,
+    STRICT_TRANSPORT_SECURITY, TE,
 };
 use http::uri::PathAndQuery;
 use http::{Extensions, Method, Request, Response, StatusCode, Uri, Version};
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::affinity;
+use super::auth::{self, Authenticator};
 use super::balance::{Balancer, Steer};
 use super::body::ClientBody;
 use super::body::ProxyBody;
@@ -108,6 +110,8 @@ pub struct Proxy {
     source: Option<Arc<SourceRanges>>,
     /// A WebSocket tunnel in which nothing moves this long is closed.
     tunnel_idle: Duration,
+    /// Basic auth: remembered checks and each client's budget of password checks.
+    auth: Authenticator,
 }
 
 /// What the request path learnt for the access log and metrics.
@@ -139,6 +143,8 @@ struct Forward {
     route_path: Option<String>,
     /// The route's canary backend answers.
     canary: bool,
+    /// Basic auth let the request in: its `Authorization` stays here.
+    strip_authorization: bool,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -184,6 +190,7 @@ impl Proxy {
             trusted: settings.trusted_proxies.clone(),
             source: settings.source.clone(),
             tunnel_idle: settings.upstream.read_timeout,
+            auth: Authenticator::new(),
         })
     }
 
@@ -263,13 +270,16 @@ impl Proxy {
 
     /// Looks the request up in the current snapshot and runs the phases before forwarding,
     /// in ingress-nginx's order (INGRESS-NGINX.md §A6): the body limit (413), the
-    /// Ingress's own redirect, the redirect to HTTPS; then the route's backend, or an error.
+    /// Ingress's own redirect, the redirect to HTTPS, the access checks; then the route's
+    /// backend, or an error. A password check that needs time is left in `verify`: it
+    /// decides before whatever this returns.
     fn route<B: http_body::Body>(
         &self,
         conn: &ConnInfo,
         client: IpAddr,
         req: &Request<B>,
         trace: &mut Trace,
+        verify: &mut Option<auth::Pending>,
     ) -> Result<Decision, ProxyError> {
         let snapshot = self.snapshot.load();
         if !snapshot.is_ready() {
@@ -386,6 +396,10 @@ impl Proxy {
         if let Some(why) = policy.and_then(|p| p.blocked.as_ref()) {
             return Err(ProxyError::BackendUnavailable(why.clone()));
         }
+        let basic_auth = policy.and_then(|p| p.basic_auth.as_ref());
+        if let Some(auth) = basic_auth {
+            *verify = self.auth.check(auth, req.headers(), client)?;
+        }
         let (target, protocol, owner, policy, route, canary) = match lookup {
             Lookup::Route { route, .. } => match route.canary.as_deref() {
                 Some(c) if to_canary(c, policy, req.headers()) => (
@@ -445,6 +459,7 @@ impl Proxy {
             rewritten,
             route_path,
             canary,
+            strip_authorization: basic_auth.is_some(),
         }))
     }
 
@@ -461,6 +476,12 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
+        let mut verify = None;
+        let decided = self.route(&conn, client, &req, trace, &mut verify);
+        // A password check decides first: a client that fails it learns nothing more.
+        if let Some(pending) = verify {
+            self.auth.verify(pending).await?;
+        }
         let Forward {
             backend,
             protocol,
@@ -470,7 +491,8 @@ impl Proxy {
             rewritten,
             route_path,
             canary,
-        } = match self.route(&conn, client, &req, trace)? {
+            strip_authorization,
+        } = match decided? {
             Decision::Forward(forward) => forward,
             Decision::Respond(response) => return Ok(*response),
             Decision::ErrorPage(policy) => {
@@ -523,6 +545,10 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
         headers::remove_request_hop_by_hop(&mut parts.headers, &scan, upgrade);
+        if strip_authorization {
+            // The password is for wicket, not the pod (ingress-nginx clears it too).
+            parts.headers.remove(AUTHORIZATION);
+        }
         if scan.underscore && !self.allow_underscores {
             headers::remove_underscored(&mut parts.headers);
         }

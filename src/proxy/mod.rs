@@ -7,8 +7,10 @@
 //! current snapshot and nothing else of the control plane.
 
 pub mod affinity;
+pub mod auth;
 pub mod balance;
 pub mod body;
+pub mod bounded;
 pub mod conn;
 pub mod cors;
 pub mod error;

@@ -567,11 +567,15 @@ impl H1 {
     }
 
     pub async fn get(&mut self, host: &str, path: &str) -> Reply {
-        self.sender.ready().await.unwrap();
         let req = Request::get(path)
             .header("host", host)
             .body(Full::default())
             .unwrap();
+        self.send(req).await
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Reply {
+        self.sender.ready().await.unwrap();
         let response = self.sender.send_request(req).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();

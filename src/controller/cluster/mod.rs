@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info};
 
-use super::index::{Index, Key};
+use super::index::{Index, Key, Object};
 use super::publish::Publisher;
 use super::{translate, Settings};
 use crate::model::Snapshot;
@@ -36,6 +36,10 @@ use crate::telemetry::error_chain;
 use lease::ElectionSettings;
 use status::{Address, PublishFrom};
 use watch::Change;
+
+/// How long a build waits for the Secrets an Ingress has just named to be listed (their
+/// routes would answer 503 meanwhile), at most.
+pub const NAMED_WAIT: Duration = Duration::from_secs(2);
 
 /// A change is built this long after the last change of a burst...
 pub const QUIET: Duration = Duration::from_millis(10);
@@ -123,7 +127,12 @@ pub fn start(
             tx.clone(),
         )));
     }
-    drop(tx);
+    let named = Named {
+        client: options.client.clone(),
+        tx,
+        running: std::collections::BTreeMap::new(),
+        unlisted: std::collections::BTreeSet::new(),
+    };
     let watchers: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
 
     let (views_tx, views) = tokio_watch::channel(Arc::new(View::default()));
@@ -145,6 +154,7 @@ pub fn start(
         async move {
             run_index(
                 rx,
+                named,
                 scopes.len(),
                 settings,
                 publish,
@@ -181,9 +191,56 @@ pub fn start(
     tasks
 }
 
+/// The watchers of the Secrets Ingresses name (one per Secret), started and stopped as
+/// Ingresses come and go.
+struct Named {
+    client: Client,
+    tx: mpsc::Sender<Change>,
+    running: std::collections::BTreeMap<Key, tokio::task::AbortHandle>,
+    /// Started, not listed yet.
+    unlisted: std::collections::BTreeSet<Key>,
+}
+
+impl Named {
+    /// Watches exactly the Secrets the Ingresses of `index` name; forgets the others.
+    fn follow(&mut self, index: &mut Index) {
+        let wanted = watch::named_secrets(&index.ingresses);
+        self.running.retain(|key, task| {
+            let keep = wanted.contains(key);
+            if !keep {
+                task.abort();
+                index.named_secrets.remove(key);
+            }
+            keep
+        });
+        self.unlisted.retain(|k| wanted.contains(k));
+        for key in wanted {
+            if !self.running.contains_key(&key) {
+                let task = tokio::spawn(watch::follow_named(
+                    self.client.clone(),
+                    key.clone(),
+                    self.tx.clone(),
+                ));
+                self.running.insert(key.clone(), task.abort_handle());
+                self.unlisted.insert(key);
+            }
+        }
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        for task in self.running.values() {
+            task.abort();
+        }
+    }
+}
+
 /// Applies changes, builds and publishes (debounced), and hands the writers their view.
+#[allow(clippy::too_many_arguments)]
 async fn run_index(
     mut rx: mpsc::Receiver<Change>,
+    mut named: Named,
     streams: usize,
     settings: Settings,
     publish: PublishFrom,
@@ -197,9 +254,15 @@ async fn run_index(
     // First and last unbuilt change.
     let mut pending: Option<(Instant, Instant)> = None;
     loop {
-        let build_at = pending
-            .filter(|_| all_synced)
-            .map(|(first, last)| (last + QUIET).min(first + MAX_DELAY));
+        let build_at = pending.filter(|_| all_synced).map(|(first, last)| {
+            let at = (last + QUIET).min(first + MAX_DELAY);
+            if named.unlisted.is_empty() {
+                at
+            } else {
+                // A Secret just named: wait for it (its listing is a change too).
+                at.max(first + NAMED_WAIT)
+            }
+        });
         let due = async {
             match build_at {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -210,11 +273,12 @@ async fn run_index(
             change = rx.recv() => {
                 let Some(change) = change else { return };
                 let now = Instant::now();
-                apply(&mut index, change, &mut synced);
+                apply(&mut index, change, &mut synced, &mut named);
                 // Take whatever else is already queued in the same step.
                 while let Ok(change) = rx.try_recv() {
-                    apply(&mut index, change, &mut synced);
+                    apply(&mut index, change, &mut synced, &mut named);
                 }
+                named.follow(&mut index);
                 pending = Some(pending.map_or((now, now), |(first, _)| (first, now)));
                 if !all_synced && synced.iter().all(|s| *s) {
                     all_synced = true;
@@ -255,8 +319,22 @@ async fn run_index(
     }
 }
 
-fn apply(index: &mut Index, change: Change, synced: &mut [bool]) {
+fn apply(index: &mut Index, change: Change, synced: &mut [bool], named: &mut Named) {
     match change {
+        Change::Named(key, object) => {
+            // A late message from a watcher stopped since is dropped.
+            if named.running.contains_key(&key) {
+                named.unlisted.remove(&key);
+                match object {
+                    Some(Object::Secret(secret)) => {
+                        index.named_secrets.insert(key, secret);
+                    }
+                    _ => {
+                        index.named_secrets.remove(&key);
+                    }
+                }
+            }
+        }
         Change::Apply(object) => index.apply(object),
         Change::Delete(kind, key) => index.delete(kind, &key),
         Change::Reset {

@@ -43,6 +43,85 @@ pub enum Change {
         namespace: Option<String>,
         objects: Vec<Object>,
     },
+    /// A Secret watched by name because an Ingress names it for an access guard: what it
+    /// is now (None: it does not exist). The first one after a watcher starts also says it
+    /// has listed.
+    Named(Key, Option<Object>),
+}
+
+/// The Secrets the Ingresses name for access guards (`auth-secret`), in their own
+/// namespace only: the ones [`follow_named`] watches.
+pub fn named_secrets(ingresses: &BTreeMap<Key, Arc<Ingress>>) -> std::collections::BTreeSet<Key> {
+    let mut wanted = std::collections::BTreeSet::new();
+    for (key, ingress) in ingresses {
+        let Some(annotations) = ingress.metadata.annotations.as_ref() else {
+            continue;
+        };
+        let get = |name: &str| {
+            INGRESS_ANNOTATION_PREFIXES
+                .iter()
+                .find_map(|p| annotations.get(&format!("{p}{name}")))
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+        if get("auth-type").is_none() {
+            continue;
+        }
+        let Some(value) = get("auth-secret") else {
+            continue;
+        };
+        let (ns, name) = value.split_once('/').unwrap_or((&key.namespace, value));
+        // Another namespace's Secret is refused by translation: never read.
+        if ns == key.namespace && !name.is_empty() {
+            wanted.insert(Key::new(ns, name));
+        }
+    }
+    wanted
+}
+
+/// Watches one Secret by name (a field selector: no other Secret of the namespace is
+/// listed) until aborted.
+pub async fn follow_named(client: Client, key: Key, tx: mpsc::Sender<Change>) {
+    let api: Api<Secret> = Api::namespaced(client, &key.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut listed = None;
+    let mut failing = false;
+    while let Some(event) = events.next().await {
+        let change = match event {
+            Err(e) => {
+                if !failing {
+                    warn!(secret = %key, error = %e, "watching a Secret an Ingress names failed; retrying with backoff");
+                }
+                failing = true;
+                continue;
+            }
+            Ok(Event::Init) => {
+                listed = None;
+                None
+            }
+            Ok(Event::InitApply(o)) => {
+                listed = Some(named_secret(o));
+                None
+            }
+            Ok(Event::InitDone) => Some(Change::Named(key.clone(), listed.take())),
+            Ok(Event::Apply(o)) => Some(Change::Named(key.clone(), Some(named_secret(o)))),
+            Ok(Event::Delete(_)) => Some(Change::Named(key.clone(), None)),
+        };
+        failing = false;
+        if let Some(change) = change {
+            if tx.send(change).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A Secret an access guard reads: its data (every key: `auth-map` has one per user).
+fn named_secret(mut o: Secret) -> Object {
+    strip(&mut o.metadata, |_| false);
+    o.string_data = None;
+    Object::Secret(Arc::new(o))
 }
 
 /// One watcher to run: a kind, in one namespace or all.

@@ -159,6 +159,7 @@ impl<'a> Translator<'a> {
         let mut options = annotations::read(ingress, &source, &mut annotation_problems);
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
+        self.basic_auth(namespace, &mut options, &source);
         if options.ssl_passthrough && !self.settings.ssl_passthrough {
             self.overrule(
                 &mut options,
@@ -455,6 +456,102 @@ impl<'a> Translator<'a> {
         let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
         policy.response_headers = headers;
         options.policy = Some(Arc::new(policy));
+    }
+
+    /// `auth-type: basic`: the users of the `auth-secret` go into the policy. A Secret that
+    /// is missing, in another namespace, without the `auth` key, or with a line wicket
+    /// cannot check makes the routes answer 503 (INGRESS-NGINX.md §A2), never open.
+    fn basic_auth(
+        &mut self,
+        namespace: &str,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+    ) {
+        let Some(spec) = options.basic_auth.clone() else {
+            return;
+        };
+        let (table, secret) = match self.read_users(namespace, &spec) {
+            Ok(found) => found,
+            Err(why) => {
+                let message = format!(
+                    "auth-secret {:?}: {why}; the Ingress's routes answer 503 rather than serve without the password check",
+                    spec.secret
+                );
+                self.overrule(
+                    options,
+                    source,
+                    "auth-secret",
+                    crate::model::Outcome::Invalid,
+                    Reason::AuthSecretInvalid,
+                    message.clone(),
+                );
+                if options.blocked.is_none() {
+                    options.blocked = Some(message);
+                }
+                return;
+            }
+        };
+        let challenge = http::HeaderValue::try_from(format!("Basic realm=\"{}\"", spec.realm))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("Basic realm=\"\""));
+        let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
+        policy.basic_auth = Some(crate::model::BasicAuth {
+            secret,
+            realm: spec.realm,
+            users: table.len(),
+            challenge,
+            table: Arc::new(table),
+        });
+        options.policy = Some(Arc::new(policy));
+    }
+
+    fn read_users(
+        &self,
+        namespace: &str,
+        spec: &annotations::BasicAuthSpec,
+    ) -> Result<(crate::model::Users, String), String> {
+        let (ns, name) = spec
+            .secret
+            .split_once('/')
+            .unwrap_or((namespace, &spec.secret));
+        if ns != namespace {
+            return Err(format!(
+                "only a Secret of the Ingress's own namespace ({namespace}) can be used"
+            ));
+        }
+        let key = crate::controller::index::Key::new(ns, name);
+        let Some(secret) = self.index.secret(&key) else {
+            return Err(format!("Secret {ns}/{name} not found"));
+        };
+        let users = if spec.map {
+            let mut entries: Vec<(String, String)> = Vec::new();
+            let keys: BTreeSet<&String> = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .chain(secret.string_data.iter().flatten().map(|(k, _)| k))
+                .collect();
+            for k in keys {
+                let value = tls::secret_data(secret, k).unwrap_or_default();
+                let Ok(value) = std::str::from_utf8(value) else {
+                    return Err(format!(
+                        "Secret {ns}/{name}: the value of {k:?} is not text"
+                    ));
+                };
+                entries.push((k.clone(), value.to_owned()));
+            }
+            crate::model::Users::from_map(entries.iter().map(|(u, h)| (u.as_str(), h.as_str())))
+        } else {
+            let Some(data) = tls::secret_data(secret, "auth") else {
+                return Err(format!("Secret {ns}/{name} has no key \"auth\""));
+            };
+            let Ok(text) = std::str::from_utf8(data) else {
+                return Err(format!("Secret {ns}/{name}: \"auth\" is not text"));
+            };
+            crate::model::Users::from_htpasswd(text)
+        };
+        let users = users.map_err(|e| format!("Secret {ns}/{name}: {}", e.0))?;
+        Ok((users, format!("{ns}/{name}")))
     }
 
     fn read_custom_headers(

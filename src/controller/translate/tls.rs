@@ -68,7 +68,7 @@ impl<'a> SecretChecker<'a> {
     }
 }
 
-fn secret_data<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
+pub(super) fn secret_data<'s>(secret: &'s Secret, key: &str) -> Option<&'s [u8]> {
     // `stringData` is write-only in a cluster but common in manifest files; it wins, as
     // the API server would merge it over `data`.
     if let Some(s) = secret.string_data.as_ref().and_then(|d| d.get(key)) {

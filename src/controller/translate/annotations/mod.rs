@@ -64,6 +64,20 @@ pub struct Options {
     pub ssl_passthrough: bool,
     /// The snippet annotations it carries (full names): never supported.
     pub snippets: Vec<String>,
+    /// `auth-type: basic`: the Secret the translation reads the users from.
+    pub basic_auth: Option<BasicAuthSpec>,
+}
+
+/// `auth-type: basic` as annotated; the translation reads the Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasicAuthSpec {
+    /// `auth-secret`: `name` or `namespace/name`.
+    pub secret: String,
+    /// `auth-secret-type: auth-map`: one key per user (else the `auth` key holds htpasswd
+    /// lines).
+    pub map: bool,
+    /// `auth-realm`.
+    pub realm: String,
 }
 
 impl Default for Options {
@@ -83,6 +97,7 @@ impl Default for Options {
             custom_headers: None,
             ssl_passthrough: false,
             snippets: Vec::new(),
+            basic_auth: None,
         }
     }
 }
@@ -137,6 +152,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     policy.cors = cors(&mut r);
     policy.errors = error_pages(&mut r);
     policy.source = source_ranges(&mut r);
+    let basic_auth = basic_auth(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -173,6 +189,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         custom_headers,
         ssl_passthrough,
         snippets,
+        basic_auth,
     }
 }
 
@@ -900,6 +917,83 @@ fn source_ranges(r: &mut Reader<'_>) -> Option<SourceRanges> {
     };
     let allow = list(r, allow);
     (deny.is_some() || allow.is_some()).then_some(SourceRanges { deny, allow })
+}
+
+/// `auth-type`, `auth-secret`, `auth-secret-type`, `auth-realm` (INGRESS-NGINX.md §C3).
+/// Anything wicket cannot honour blocks the routes: never served without the password.
+fn basic_auth(r: &mut Reader<'_>) -> Option<BasicAuthSpec> {
+    const BLOCKS: &str = "the routes answer 503 rather than serve without the password check";
+    let Some(kind) = r.get("auth-type") else {
+        r.unused(
+            &["auth-secret", "auth-secret-type", "auth-realm"],
+            "not used without auth-type",
+        );
+        return None;
+    };
+    let mut ok = true;
+    match kind.value {
+        "basic" => {}
+        "digest" => {
+            r.invalid(&kind, "is not supported (basic only)", BLOCKS);
+            r.block(format!(
+                "{}: digest is not supported; the route answers 503 rather than serve without the password check",
+                kind.full
+            ));
+            ok = false;
+        }
+        _ => {
+            r.invalid(&kind, "is not basic or digest", BLOCKS);
+            r.block(format!(
+                "{} {:?} is not basic; the route answers 503 rather than serve without the password check",
+                kind.full, kind.value
+            ));
+            ok = false;
+        }
+    }
+    let secret = r.get("auth-secret");
+    let map = match r.get("auth-secret-type") {
+        None => false,
+        Some(v) if v.value == "auth-file" => false,
+        Some(v) if v.value == "auth-map" => true,
+        Some(v) => {
+            r.invalid(&v, "is not auth-file or auth-map", BLOCKS);
+            r.block(format!(
+                "{} {:?} is not auth-file or auth-map; the route answers 503",
+                v.full, v.value
+            ));
+            ok = false;
+            false
+        }
+    };
+    let realm = match r.get("auth-realm") {
+        None => String::new(),
+        Some(v)
+            if v.value
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') =>
+        {
+            v.value.to_owned()
+        }
+        Some(v) => {
+            r.invalid(&v, "has characters a realm cannot carry", BLOCKS);
+            r.block(format!("{} cannot be used; the route answers 503", v.full));
+            ok = false;
+            String::new()
+        }
+    };
+    let Some(secret) = secret else {
+        r.invalid(&kind, "is set without auth-secret", BLOCKS);
+        r.block(format!(
+            "{} is set without auth-secret; the route answers 503 rather than serve without the password check",
+            kind.full
+        ));
+        return None;
+    };
+    ok.then(|| BasicAuthSpec {
+        secret: secret.value.to_owned(),
+        map,
+        realm,
+    })
 }
 
 /// `custom-http-errors`, `disable-proxy-intercept-errors` and `default-backend`; the

@@ -26,7 +26,7 @@ pub enum Support {
 /// The access guards of issue 11 (allow/deny lists, basic, external and client-certificate
 /// auth): until then, an Ingress using one answers 503 on its routes.
 const ACCESS: &str =
-    "access control is the second migration step (basic, external and client-certificate auth)";
+    "access control is the second migration step (external and client-certificate auth)";
 /// Part of an access guard's settings: without the guard it does nothing.
 const ACCESS_PART: Support = Support::Unsupported(
     "a setting of an access guard wicket does not support yet; the guard itself blocks the routes",
@@ -70,12 +70,12 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("whitelist-source-range", Support::Honoured),
     ("allowlist-source-range", Support::Honoured),
     ("denylist-source-range", Support::Honoured),
-    ("auth-type", Support::Blocked),
+    ("auth-type", Support::Differs("basic only: digest is not supported and makes the routes answer 503; successful checks are cached (a client does not pay a bcrypt per request) and each client address gets a budget of password checks")),
     ("auth-url", Support::Blocked),
     ("auth-tls-secret", Support::Blocked),
-    ("auth-secret", ACCESS_PART),
-    ("auth-secret-type", ACCESS_PART),
-    ("auth-realm", ACCESS_PART),
+    ("auth-secret", Support::Differs("a Secret of the Ingress's own namespace; hashes bcrypt, apr1/MD5-crypt, {SHA}, {SSHA} and {PLAIN}: a line in another format (DES crypt, $5$, $6$) makes the routes answer 503 with a Problem")),
+    ("auth-secret-type", Support::Honoured),
+    ("auth-realm", Support::Honoured),
     ("auth-signin", ACCESS_PART),
     ("auth-signin-redirect-param", ACCESS_PART),
     ("auth-response-headers", ACCESS_PART),
@@ -273,7 +273,7 @@ mod tests {
         ] {
             assert_eq!(support(guard), Some(Support::Honoured), "{guard}");
         }
-        for guard in ["auth-type", "auth-url", "auth-tls-secret"] {
+        for guard in ["auth-url", "auth-tls-secret"] {
             assert_eq!(support(guard), Some(Support::Blocked), "{guard}");
         }
         assert_eq!(support("no-such-annotation"), None);
