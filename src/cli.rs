@@ -162,6 +162,13 @@ pub struct ControllerArgs {
     pub ignore_snippets: bool,
 }
 
+fn parse_limit_status(v: &str) -> Result<u16, String> {
+    match v.trim().parse::<u16>() {
+        Ok(code) if (400..=599).contains(&code) => Ok(code),
+        _ => Err(format!("{v:?} is not a 4xx or 5xx status (503 or 429)")),
+    }
+}
+
 /// A header name, lowercased.
 fn parse_header_name(v: &str) -> Result<String, String> {
     let v = v.trim();
@@ -182,6 +189,7 @@ impl ControllerArgs {
             allowed_response_headers: self.allowed_response_headers.clone(),
             ssl_passthrough: self.enable_ssl_passthrough,
             ignore_snippets: self.ignore_snippets,
+            limit_zones: crate::model::Zones::default(),
         }
     }
 }
@@ -223,6 +231,10 @@ pub struct ProxyArgs {
     /// before the allow list. A route's denylist-source-range annotation replaces it.
     #[arg(long, env = "WICKET_DENYLIST_SOURCE_RANGE", default_value = "")]
     pub denylist_source_range: IpSet,
+    /// The status of a request refused by a limit-rps, limit-rpm or limit-connections
+    /// annotation: 503 as ingress-nginx (limit-req-status-code), or 429.
+    #[arg(long, env = "WICKET_LIMIT_STATUS_CODE", default_value_t = 503, value_parser = parse_limit_status)]
+    pub limit_status_code: u16,
     /// The secret that persistent session cookies (`affinity-mode: persistent`) name pods
     /// with, so a cookie never reveals a pod's address. Give every replica the same one
     /// (the chart does); unset, each process makes its own and clients are re-pinned
@@ -342,6 +354,7 @@ impl ProxyArgs {
                     .then(|| self.allowlist_source_range.clone());
                 (deny.is_some() || allow.is_some()).then(|| Arc::new(SourceRanges { deny, allow }))
             },
+            limit_status: self.limit_status_code,
             session_cookie_key: self
                 .session_cookie_key
                 .as_deref()

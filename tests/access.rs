@@ -352,3 +352,158 @@ async fn guessing_passwords_runs_out_of_checks_and_others_keep_their_access() {
     );
     w.stop().await;
 }
+
+fn limited(name: &str, host: &str, limits: &[(&str, &str)]) -> String {
+    let pairs: Vec<(String, &str)> = limits.iter().map(|(k, v)| (a(k), *v)).collect();
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    annotated(name, &pairs, &[(host, "/", "Prefix", "web")])
+}
+
+/// GET `host` `/` from `source` (a loopback address), on a new connection.
+async fn get_from(w: &Wicket, host: &str, source: &str) -> StatusCode {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(w.http).await.unwrap();
+    H1::over(tcp).await.get(host, "/").await.status
+}
+
+#[tokio::test]
+async fn limit_rps_lets_the_burst_through_then_refuses_per_client() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &pod,
+        &[
+            limited("one-rps", "rps.test", &[("limit-rps", "1")]),
+            limited(
+                "exempt",
+                "exempt.test",
+                &[("limit-rps", "1"), ("limit-whitelist", "127.0.0.3/32")],
+            ),
+            limited(
+                "small-burst",
+                "burst.test",
+                &[("limit-rpm", "2"), ("limit-burst-multiplier", "1")],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get_from(&w, "rps.test", "127.0.0.2").await);
+    }
+    // nginx limit_req burst=5 nodelay: the first and 5 more, then 503 (one more may have
+    // dripped in at 1 a second while this ran).
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!((6..=7).contains(&ok), "{statuses:?}");
+    assert!(
+        statuses[ok..]
+            .iter()
+            .all(|s| *s == StatusCode::SERVICE_UNAVAILABLE),
+        "{statuses:?}"
+    );
+    // Another client has its own budget.
+    assert_eq!(get_from(&w, "rps.test", "127.0.0.4").await, StatusCode::OK);
+    // limit-whitelist: exempt from the limit.
+    for _ in 0..20 {
+        assert_eq!(
+            get_from(&w, "exempt.test", "127.0.0.3").await,
+            StatusCode::OK
+        );
+    }
+    // limit-rpm 2 × 1: three back to back, then refused.
+    let burst: Vec<StatusCode> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(get_from(&w, "burst.test", "127.0.0.5").await);
+        }
+        v
+    };
+    assert_eq!(
+        burst,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
+    // A rebuilt table keeps counting: the client is still refused after an edit.
+    w.apply(
+        "more.yaml",
+        &ingress("other", &[("other.test", "/", "Prefix", "web")]),
+    )
+    .await;
+    assert_eq!(
+        get_from(&w, "burst.test", "127.0.0.5").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn limit_connections_refuses_what_is_over_the_limit_in_flight() {
+    let pod = RecordingPod::start(Behaviour::Slow(1_500)).await;
+    let mut config = Config::local();
+    config.proxy.limit_status = 429;
+    let w = world(
+        &pod,
+        &[limited(
+            "conns",
+            "conns.test",
+            &[("limit-connections", "8")],
+        )],
+        config,
+    )
+    .await;
+    // e2e limitconnections.go: limit 8, 20 at once → 8 served, 12 refused, nothing else.
+    let requests = (0..20).map(|_| get_from(&w, "conns.test", "127.0.0.2"));
+    let statuses = futures::future::join_all(requests).await;
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((ok, refused), (8, 12), "{statuses:?}");
+    // Done: the connections are free again.
+    assert_eq!(
+        get_from(&w, "conns.test", "127.0.0.2").await,
+        StatusCode::OK
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_wicket_cannot_read_answers_503_not_unlimited() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &pod,
+        &[
+            limited("words", "words.test", &[("limit-rps", "ten")]),
+            limited(
+                "bad-cidr",
+                "cidr.test",
+                &[("limit-rpm", "100"), ("limit-whitelist", "10.0.0.0/33")],
+            ),
+            ingress("open", &[("open.test", "/", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    for host in ["words.test", "cidr.test"] {
+        assert_eq!(
+            w.get(host, "/").await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host}"
+        );
+    }
+    assert_eq!(w.get("open.test", "/").await.status, StatusCode::OK);
+    let problems = w.routes().await["problems"].to_string();
+    assert!(
+        problems.contains("limit-rps") && problems.contains("not a whole number"),
+        "{problems}"
+    );
+    assert!(problems.contains("limit-whitelist"), "{problems}");
+    w.stop().await;
+}

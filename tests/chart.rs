@@ -96,6 +96,7 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                     "allowedResponseHeaders": ["X-Frame-Options", "Content-Security-Policy"],
                     "enableSslPassthrough": true,
                     "ignoreSnippets": true,
+                    "limitStatusCode": 429,
                     "allowlistSourceRange": ["10.0.0.0/8"],
                     "denylistSourceRange": ["10.6.6.0/24", "fd00::/8"],
                     "maxRequestBody": "8m",
@@ -478,6 +479,8 @@ fn edge_settings_reach_the_controller() {
     assert!(defaults.proxy.settings().source.is_none());
     assert!(!defaults.controller.settings().ssl_passthrough);
     assert_eq!(p.max_request_body, Some(8 * 1024 * 1024));
+    assert_eq!(p.limit_status, 429);
+    assert_eq!(defaults.proxy.settings().limit_status, 503);
     assert_eq!(proxied.proxy.outliers().consecutive_failures, 0);
     let svc = one(&docs, "Service");
     assert_eq!(

@@ -35,6 +35,9 @@ pub struct Settings {
     /// `--ignore-snippets`: serve Ingresses with snippet annotations, without the snippet
     /// (by default they are not served, as ingress-nginx does).
     pub ignore_snippets: bool,
+    /// The rate-limit zones of the tables built so far: a rebuilt table keeps counting
+    /// where the last one was (compares equal always).
+    pub limit_zones: crate::model::Zones,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -52,6 +55,7 @@ impl Default for Settings {
             allowed_response_headers: Vec::new(),
             ssl_passthrough: false,
             ignore_snippets: false,
+            limit_zones: crate::model::Zones::default(),
         }
     }
 }

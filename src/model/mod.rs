@@ -4,11 +4,13 @@
 
 mod backend;
 mod basic_auth;
+mod bounded;
 mod canary;
 mod ip_set;
 mod path_table;
 mod policy;
 mod problem;
+mod rate_limit;
 mod regex_paths;
 mod ring;
 mod table;
@@ -20,6 +22,7 @@ use serde::Serialize;
 
 pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, UpstreamProtocol};
 pub use basic_auth::{md5_crypt, PasswordHash, Users, UsersError};
+pub use bounded::BoundedMap;
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
 pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;
@@ -30,6 +33,7 @@ pub use policy::{
     SameSite, SourceRanges, StatusSet,
 };
 pub use problem::{ObjectRef, Problem, Reason};
+pub use rate_limit::{InFlight, Limits, RateLimit, Refused, Zone, Zones};
 pub use regex_paths::{check_pattern, location_pattern, Rewrite, RewriteError};
 pub use ring::{stable_hash, Ring, Subsets};
 pub use table::{

@@ -258,6 +258,9 @@ pub struct Policy {
     /// they replace the `--denylist-source-range`/`--allowlist-source-range` of the proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceRanges>,
+    /// `limit-rps`, `limit-rpm`, `limit-connections`: per client address, per replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<super::rate_limit::RateLimit>,
     /// `auth-type: basic`: who may use the routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,

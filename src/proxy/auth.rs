@@ -26,9 +26,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 use tokio::sync::Semaphore;
 
-use super::bounded::BoundedMap;
 use super::error::ProxyError;
-use crate::model::{BasicAuth, Users};
+use crate::model::{BasicAuth, BoundedMap, Users};
 
 /// How long a successful check is remembered.
 pub const VERIFIED_FOR: Duration = Duration::from_secs(300);

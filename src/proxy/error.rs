@@ -52,6 +52,9 @@ pub enum ProxyError {
     /// Password checks are queued beyond what wicket waits for.
     #[error("password checks overloaded")]
     AuthOverloaded,
+    /// A limit annotation refused the request; the status is `--limit-status-code`.
+    #[error("{1:?} limit reached")]
+    Limited(StatusCode, crate::model::Refused),
     /// No routing table has been published yet.
     #[error("no routing table yet")]
     NotReady,
@@ -99,6 +102,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Limited(status, _) => *status,
             ProxyError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::AuthOverloaded
             | ProxyError::NotReady
@@ -124,6 +128,10 @@ impl ProxyError {
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
             ProxyError::Forbidden => "403 forbidden\n",
             ProxyError::Unauthorized(_) => "401 authorization required\n",
+            ProxyError::Limited(status, _) if *status == StatusCode::TOO_MANY_REQUESTS => {
+                "429 too many requests\n"
+            }
+            ProxyError::Limited(..) => "503 service unavailable: request limit reached\n",
             ProxyError::TooManyAttempts => "429 too many requests: too many password attempts\n",
             ProxyError::AuthOverloaded => "503 service unavailable: try again shortly\n",
             ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",

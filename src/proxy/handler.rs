@@ -41,7 +41,8 @@ use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
 use crate::model::{
-    collapse_slashes, Backend, Canary, Lookup, Policy, SourceRanges, Target, UpstreamProtocol,
+    collapse_slashes, Backend, Canary, InFlight, Lookup, Policy, SourceRanges, Target,
+    UpstreamProtocol,
 };
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
@@ -76,6 +77,8 @@ pub struct ProxySettings {
     /// `--denylist-source-range` / `--allowlist-source-range`: which clients may use any
     /// route whose Ingress sets no list of its own.
     pub source: Option<Arc<SourceRanges>>,
+    /// The status of a request a limit annotation refuses (503, or 429).
+    pub limit_status: u16,
 }
 
 impl Default for ProxySettings {
@@ -91,6 +94,7 @@ impl Default for ProxySettings {
             trusted_proxies: Arc::default(),
             session_cookie_key: None,
             source: None,
+            limit_status: 503,
         }
     }
 }
@@ -112,6 +116,7 @@ pub struct Proxy {
     tunnel_idle: Duration,
     /// Basic auth: remembered checks and each client's budget of password checks.
     auth: Authenticator,
+    limit_status: StatusCode,
 }
 
 /// What the request path learnt for the access log and metrics.
@@ -126,6 +131,8 @@ struct Trace {
     cors: Option<(Arc<Policy>, Option<HeaderValue>)>,
     /// A route with `custom-headers`: every response gets them.
     headers: Option<Arc<Policy>>,
+    /// A request counted against `limit-connections` until its response is done.
+    in_flight: Option<InFlight>,
 }
 
 /// A request to send on, with what the routing step decided for it.
@@ -191,6 +198,8 @@ impl Proxy {
             source: settings.source.clone(),
             tunnel_idle: settings.upstream.read_timeout,
             auth: Authenticator::new(),
+            limit_status: StatusCode::from_u16(settings.limit_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
         })
     }
 
@@ -261,6 +270,7 @@ impl Proxy {
             status: response.status(),
             route: trace.route,
             request,
+            in_flight: trace.in_flight,
         };
         response
             .body_mut()
@@ -384,6 +394,15 @@ impl Proxy {
                     self.https_redirect_port,
                     policy.is_some_and(|p| p.preserve_trailing_slash),
                 ))));
+            }
+        }
+        // Limits (§A6 step 5): before the access checks, so a refused client counts too.
+        if let Some(limit) = policy.and_then(|p| p.rate_limit.as_ref()) {
+            if !limit.exempt.as_ref().is_some_and(|e| e.contains(client)) {
+                match limit.zone.admit(client) {
+                    Ok(in_flight) => trace.in_flight = in_flight,
+                    Err(refused) => return Err(ProxyError::Limited(self.limit_status, refused)),
+                }
             }
         }
         // Access phase (INGRESS-NGINX.md §A6 step 6): after the redirects, before the pod.

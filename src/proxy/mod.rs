@@ -10,7 +10,6 @@ pub mod affinity;
 pub mod auth;
 pub mod balance;
 pub mod body;
-pub mod bounded;
 pub mod conn;
 pub mod cors;
 pub mod error;

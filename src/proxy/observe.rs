@@ -68,6 +68,8 @@ pub struct Record {
     pub route: RouteLabels,
     /// The rest of the request, kept only when there is an access log.
     pub request: Option<Box<Request>>,
+    /// Counted against `limit-connections` until the response is done (dropped with this).
+    pub in_flight: Option<crate::model::InFlight>,
 }
 
 /// Who sent a request: the connection's peer (with its port), or the address a trusted
@@ -328,6 +330,7 @@ mod tests {
 
     fn record(path: &str) -> Record {
         Record {
+            in_flight: None,
             started: Instant::now(),
             method: Method::GET,
             status: StatusCode::OK,

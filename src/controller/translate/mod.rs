@@ -160,6 +160,22 @@ impl<'a> Translator<'a> {
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
         self.basic_auth(namespace, &mut options, &source);
+        if let Some((limits, exempt)) = options.limits.take() {
+            // One zone per Ingress, as ingress-nginx (`<ns>_<name>_<uid>`).
+            let owner = format!(
+                "{namespace}/{}/{}",
+                ingress.metadata.name.as_deref().unwrap_or(""),
+                ingress.metadata.uid.as_deref().unwrap_or("")
+            );
+            let zone = self.settings.limit_zones.zone(&owner, &limits);
+            let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
+            policy.rate_limit = Some(crate::model::RateLimit {
+                limits,
+                exempt,
+                zone,
+            });
+            options.policy = Some(Arc::new(policy));
+        }
         if options.ssl_passthrough && !self.settings.ssl_passthrough {
             self.overrule(
                 &mut options,

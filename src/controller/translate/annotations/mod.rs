@@ -26,7 +26,7 @@ use crate::model::{
     HashBy, HashPiece, HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern,
     Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
 };
-use crate::model::{IpSet, SourceRanges};
+use crate::model::{IpSet, Limits, SourceRanges};
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const WICKET_PREFIX: &str = "wicket.dev/";
@@ -66,6 +66,8 @@ pub struct Options {
     pub snippets: Vec<String>,
     /// `auth-type: basic`: the Secret the translation reads the users from.
     pub basic_auth: Option<BasicAuthSpec>,
+    /// `limit-*`: the limits, and the clients exempt; translation gives them their zone.
+    pub limits: Option<(Limits, Option<IpSet>)>,
 }
 
 /// `auth-type: basic` as annotated; the translation reads the Secret.
@@ -98,6 +100,7 @@ impl Default for Options {
             ssl_passthrough: false,
             snippets: Vec::new(),
             basic_auth: None,
+            limits: None,
         }
     }
 }
@@ -153,6 +156,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     policy.errors = error_pages(&mut r);
     policy.source = source_ranges(&mut r);
     let basic_auth = basic_auth(&mut r);
+    let limits = rate_limits(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -190,6 +194,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         ssl_passthrough,
         snippets,
         basic_auth,
+        limits,
     }
 }
 
@@ -917,6 +922,83 @@ fn source_ranges(r: &mut Reader<'_>) -> Option<SourceRanges> {
     };
     let allow = list(r, allow);
     (deny.is_some() || allow.is_some()).then_some(SourceRanges { deny, allow })
+}
+
+/// `limit-rps`, `limit-rpm`, `limit-connections`, `limit-burst-multiplier`,
+/// `limit-allowlist` (or the older `limit-whitelist`), INGRESS-NGINX.md §C4. Limits guard
+/// the pods: a value wicket cannot read blocks the routes (ingress-nginx drops the whole
+/// Ingress) rather than serve them unlimited. `0` is no limit, as in ingress-nginx.
+fn rate_limits(r: &mut Reader<'_>) -> Option<(Limits, Option<IpSet>)> {
+    const BLOCKS: &str = "the routes answer 503 rather than serve without the limit";
+    let mut ok = true;
+    let mut number = |r: &mut Reader<'_>, name: &'static str| -> Option<u32> {
+        let v = r.get(name)?;
+        match v.value.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                r.invalid(&v, "is not a whole number", BLOCKS);
+                r.block(format!(
+                    "{} {:?} is not a whole number; the route answers 503 rather than serve without the limit",
+                    v.full, v.value
+                ));
+                ok = false;
+                None
+            }
+        }
+    };
+    let rps = number(r, "limit-rps").and_then(std::num::NonZeroU32::new);
+    let rpm = number(r, "limit-rpm").and_then(std::num::NonZeroU32::new);
+    let connections = number(r, "limit-connections").and_then(std::num::NonZeroU32::new);
+    let multiplier = number(r, "limit-burst-multiplier");
+    let exempt = match (r.get("limit-allowlist"), r.get("limit-whitelist")) {
+        (Some(a), Some(w)) => {
+            r.record(
+                w.full,
+                Outcome::NoEffectNeeded,
+                "limit-allowlist is set and wins".into(),
+            );
+            Some(a)
+        }
+        (a, w) => a.or(w),
+    };
+    let exempt = match exempt {
+        None => None,
+        Some(v) => match v.value.parse::<IpSet>() {
+            Ok(set) => Some(set),
+            Err(why) => {
+                r.invalid(&v, &why, BLOCKS);
+                r.block(format!(
+                    "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the limit",
+                    v.full, v.value
+                ));
+                ok = false;
+                None
+            }
+        },
+    };
+    if !ok {
+        return None;
+    }
+    if rps.is_none() && rpm.is_none() && connections.is_none() {
+        r.unused(
+            &[
+                "limit-burst-multiplier",
+                "limit-allowlist",
+                "limit-whitelist",
+            ],
+            "not used without limit-rps, limit-rpm or limit-connections",
+        );
+        return None;
+    }
+    Some((
+        Limits {
+            rps,
+            rpm,
+            burst_multiplier: multiplier.filter(|&m| m > 0).unwrap_or(5),
+            connections,
+        },
+        exempt,
+    ))
 }
 
 /// `auth-type`, `auth-secret`, `auth-secret-type`, `auth-realm` (INGRESS-NGINX.md §C3).

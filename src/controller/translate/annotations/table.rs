@@ -31,8 +31,9 @@ const ACCESS: &str =
 const ACCESS_PART: Support = Support::Unsupported(
     "a setting of an access guard wicket does not support yet; the guard itself blocks the routes",
 );
-const RATE_LIMITS: Support =
-    Support::Unsupported("rate limits are not supported yet: requests are not limited");
+const GLOBAL_RATE_LIMITS: Support = Support::Unsupported(
+    "limits shared by all replicas through memcached are not supported (limit-rps and limit-rpm count per replica): requests are not limited by it",
+);
 const NOT_YET: Support = Support::Unsupported("not supported yet");
 
 /// The annotations, by name without the `nginx.ingress.kubernetes.io/` prefix.
@@ -97,18 +98,18 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("enable-global-auth", Support::NoEffectNeeded("wicket has no global external auth to opt out of")),
     ("satisfy", ACCESS_PART),
     // Rate limits
-    ("limit-rps", RATE_LIMITS),
-    ("limit-rpm", RATE_LIMITS),
-    ("limit-connections", RATE_LIMITS),
-    ("limit-burst-multiplier", RATE_LIMITS),
-    ("limit-whitelist", RATE_LIMITS),
-    ("limit-allowlist", RATE_LIMITS),
+    ("limit-rps", Support::Differs("per client address, per replica, one budget per Ingress as in ingress-nginx; refused requests get --limit-status-code (503 by default); a value that is not a whole number makes the routes answer 503, where ingress-nginx drops the Ingress")),
+    ("limit-rpm", Support::Differs("as limit-rps, per minute")),
+    ("limit-connections", Support::Differs("requests in flight per client address (nginx limit_conn counts the same); refused with --limit-status-code")),
+    ("limit-burst-multiplier", Support::Honoured),
+    ("limit-whitelist", Support::Honoured),
+    ("limit-allowlist", Support::Honoured),
     ("limit-rate", Support::Unsupported("response bandwidth limits are not supported")),
     ("limit-rate-after", Support::Unsupported("response bandwidth limits are not supported")),
-    ("global-rate-limit", RATE_LIMITS),
-    ("global-rate-limit-window", RATE_LIMITS),
-    ("global-rate-limit-key", RATE_LIMITS),
-    ("global-rate-limit-ignored-cidrs", RATE_LIMITS),
+    ("global-rate-limit", GLOBAL_RATE_LIMITS),
+    ("global-rate-limit-window", GLOBAL_RATE_LIMITS),
+    ("global-rate-limit-key", GLOBAL_RATE_LIMITS),
+    ("global-rate-limit-ignored-cidrs", GLOBAL_RATE_LIMITS),
     // Traffic management
     ("canary", Support::Differs("the canary's rules are attached to the main Ingress's routes with the same host, path and pathType; a canary's spec.defaultBackend and tls sections are not used")),
     ("canary-by-header", Support::Honoured),
