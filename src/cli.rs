@@ -235,6 +235,10 @@ pub struct ProxyArgs {
     /// annotation: 503 as ingress-nginx (limit-req-status-code), or 429.
     #[arg(long, env = "WICKET_LIMIT_STATUS_CODE", default_value_t = 503, value_parser = parse_limit_status)]
     pub limit_status_code: u16,
+    /// How long an auth service (auth-url annotation) may take to answer, connecting
+    /// included; after it the client gets 500, never a pass.
+    #[arg(long, env = "WICKET_AUTH_TIMEOUT", default_value = "15s", value_parser = parse_timeout)]
+    pub auth_timeout: Duration,
     /// The secret that persistent session cookies (`affinity-mode: persistent`) name pods
     /// with, so a cookie never reveals a pod's address. Give every replica the same one
     /// (the chart does); unset, each process makes its own and clients are re-pinned
@@ -355,6 +359,7 @@ impl ProxyArgs {
                 (deny.is_some() || allow.is_some()).then(|| Arc::new(SourceRanges { deny, allow }))
             },
             limit_status: self.limit_status_code,
+            auth_timeout: self.auth_timeout,
             session_cookie_key: self
                 .session_cookie_key
                 .as_deref()

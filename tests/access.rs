@@ -507,3 +507,382 @@ async fn a_limit_wicket_cannot_read_answers_503_not_unlimited() {
     assert!(problems.contains("limit-whitelist"), "{problems}");
     w.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// External auth: an auth service double that answers by path, and records what it got.
+
+mod auth_service {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
+
+    pub struct AuthService {
+        pub addr: SocketAddr,
+        pub seen: Arc<Mutex<Vec<Request<()>>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for AuthService {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn answer(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let mut r = Response::builder();
+        let cookie = req
+            .headers()
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let status = match req.uri().path() {
+            "/ok" => {
+                r = r
+                    .header("x-auth-user", "alice")
+                    .header("x-auth-role", "admin")
+                    .header("set-cookie", "auth_seen=1; Path=/");
+                200
+            }
+            "/session" if cookie.contains("session=good") => {
+                r = r.header("x-auth-user", "bob");
+                202
+            }
+            "/session" => {
+                r = r
+                    .header("www-authenticate", "Bearer realm=\"apps\"")
+                    .header("set-cookie", "csrf=abc; Path=/");
+                401
+            }
+            "/forbid" => 403,
+            "/boom" => 500,
+            "/moved" => {
+                r = r.header("location", "/elsewhere");
+                302
+            }
+            "/missing" => 404,
+            _ => 200,
+        };
+        r.status(StatusCode::from_u16(status).unwrap())
+            .body(Full::new(Bytes::from_static(b"auth says so")))
+            .unwrap()
+    }
+
+    /// Started on its own loopback address; `delay` before every answer.
+    pub async fn start(delay: Duration) -> AuthService {
+        let ip = format!("127.{}.{}.9", fastrand::u8(1..=250), fastrand::u8(1..=250));
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Request<()>>>> = Arc::default();
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let mut copy = Request::builder()
+                                .method(req.method())
+                                .uri(req.uri())
+                                .body(())
+                                .unwrap();
+                            *copy.headers_mut() = req.headers().clone();
+                            log.lock().unwrap().push(copy);
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, Infallible>(answer(&req))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .await;
+                });
+            }
+        });
+        AuthService { addr, seen, task }
+    }
+}
+
+fn external(name: &str, host: &str, annotations: &[(&str, String)]) -> String {
+    let pairs: Vec<(String, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (a(k), v.as_str()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    annotated(name, &pairs, &[(host, "/", "Prefix", "web")])
+}
+
+async fn get_with(w: &Wicket, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = w.request(Method::GET, host, path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    w.send(req.body(Full::default()).unwrap()).await
+}
+
+#[tokio::test]
+async fn external_auth_asks_the_auth_service_and_passes_its_headers_on() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let auth = auth_service::start(std::time::Duration::ZERO).await;
+    let url = |path: &str| format!("http://{}{path}", auth.addr);
+    let w = world(
+        &pod,
+        &[
+            external(
+                "ok",
+                "ok.test",
+                &[
+                    ("auth-url", url("/ok")),
+                    (
+                        "auth-response-headers",
+                        "X-Auth-User, X-Auth-Role, X-Absent".into(),
+                    ),
+                ],
+            ),
+            external("forbid", "forbid.test", &[("auth-url", url("/forbid"))]),
+            external("boom", "boom.test", &[("auth-url", url("/boom"))]),
+            external("moved", "moved.test", &[("auth-url", url("/moved"))]),
+            external("missing", "missing.test", &[("auth-url", url("/missing"))]),
+            external(
+                "session",
+                "session.test",
+                &[
+                    ("auth-url", url("/session")),
+                    ("auth-method", "POST".into()),
+                    ("auth-request-redirect", "https://session.test/after".into()),
+                ],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    // 2xx: through, with the listed headers replacing the client's (a spoofing attempt).
+    let reply = get_with(
+        &w,
+        "ok.test",
+        "/page?x=1",
+        &[
+            ("x-auth-user", "mallory"),
+            ("x-absent", "spoof"),
+            ("x-unlisted", "kept"),
+            ("cookie", "a=b"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["set-cookie"], "auth_seen=1; Path=/");
+    let upstream = pod.complete().pop().unwrap();
+    assert_eq!(upstream.header("x-auth-user").as_deref(), Some("alice"));
+    assert_eq!(upstream.header("x-auth-role").as_deref(), Some("admin"));
+    assert_eq!(
+        upstream.header("x-absent"),
+        None,
+        "listed but not answered: removed"
+    );
+    assert_eq!(upstream.header("x-unlisted").as_deref(), Some("kept"));
+    // What the auth service was asked (INGRESS-NGINX.md §C3).
+    let asked = auth.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(asked.method(), Method::GET);
+    assert_eq!(asked.uri().path(), "/ok");
+    let h = asked.headers();
+    assert_eq!(h["host"], auth.addr.to_string());
+    assert_eq!(h["x-original-url"], "http://ok.test/page?x=1");
+    assert_eq!(h["x-original-method"], "GET");
+    assert_eq!(h["x-auth-request-redirect"], "/page?x=1");
+    assert_eq!(h["x-real-ip"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["cookie"], "a=b", "the client's headers go along");
+    assert!(h.get("x-forwarded-proto").is_none());
+    assert!(h.get("content-length").is_none());
+    assert_eq!(
+        h["x-request-id"],
+        upstream.header("x-request-id").unwrap().as_str(),
+        "one request ID for the auth service and the pod"
+    );
+    // 401 relayed with the auth service's challenge; cookies only on success by default.
+    let reply = get_with(&w, "session.test", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.headers["www-authenticate"], "Bearer realm=\"apps\"");
+    assert!(reply.headers.get("set-cookie").is_none());
+    let asked = auth.seen.lock().unwrap().pop().unwrap();
+    assert_eq!(asked.method(), Method::POST, "auth-method");
+    assert_eq!(asked.headers()["x-original-uri"], "/");
+    assert_eq!(asked.headers()["x-scheme"], "http");
+    assert_eq!(
+        asked.headers()["x-auth-request-redirect"],
+        "https://session.test/after"
+    );
+    let reply = get_with(&w, "session.test", "/", &[("cookie", "session=good")]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "any 2xx lets the request through"
+    );
+    // 403 relayed; anything else is a 500, never a pass.
+    assert_eq!(
+        get_with(&w, "forbid.test", "/", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    for host in ["boom.test", "moved.test", "missing.test"] {
+        assert_eq!(
+            get_with(&w, host, "/", &[]).await.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        pod.complete().len(),
+        2,
+        "only the two allowed requests reached the pod"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn external_auth_sends_signed_out_clients_to_sign_in_like_oauth2_proxy() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let auth = auth_service::start(std::time::Duration::ZERO).await;
+    let w = world(
+        &pod,
+        &[
+            external(
+                "app",
+                "auth",
+                &[
+                    ("auth-url", format!("http://{}/session", auth.addr)),
+                    ("auth-signin", "http://$host/auth/start".into()),
+                ],
+            ),
+            external(
+                "param",
+                "param.test",
+                &[
+                    ("auth-url", format!("http://{}/session", auth.addr)),
+                    ("auth-signin", "https://$host/oauth2/start".into()),
+                    ("auth-signin-redirect-param", "orig".into()),
+                    ("auth-always-set-cookie", "true".into()),
+                ],
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    // e2e auth.go "should redirect to signin url when not signed in".
+    let reply = get_with(&w, "auth", "/?a=b&c=d", &[]).await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert_eq!(
+        reply.headers["location"],
+        "http://auth/auth/start?rd=http://auth%2F%3Fa%3Db%26c%3Dd"
+    );
+    // A 302 counts as success for the auth service's cookies (ingress-nginx).
+    assert_eq!(reply.headers["set-cookie"], "csrf=abc; Path=/");
+    let reply = get_with(&w, "param.test", "/x", &[]).await;
+    assert_eq!(
+        reply.headers["location"],
+        "https://param.test/oauth2/start?orig=http://param.test%2Fx"
+    );
+    // Signed in: through.
+    let reply = get_with(&w, "auth", "/", &[("cookie", "session=good")]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(pod.complete().len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn an_auth_service_that_is_down_slow_or_misnamed_never_lets_a_request_through() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let slow = auth_service::start(std::time::Duration::from_secs(5)).await;
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut config = Config::local();
+    config.proxy.auth_timeout = std::time::Duration::from_millis(300);
+    let w = world(
+        &pod,
+        &[
+            external(
+                "down",
+                "down.test",
+                &[("auth-url", format!("http://{closed}/auth"))],
+            ),
+            external(
+                "slow",
+                "slow.test",
+                &[("auth-url", format!("http://{}/ok", slow.addr))],
+            ),
+            external(
+                "bad-host",
+                "bad.test",
+                &[("auth-url", "https://invalid..auth.url".into())],
+            ),
+            external(
+                "variable",
+                "var.test",
+                &[("auth-url", "https://$remote_user.example/".into())],
+            ),
+            external(
+                "bad-method",
+                "method.test",
+                &[
+                    ("auth-url", "http://auth.example/".into()),
+                    ("auth-method", "BREW".into()),
+                ],
+            ),
+            external(
+                "bad-header",
+                "header.test",
+                &[
+                    ("auth-url", "http://auth.example/".into()),
+                    ("auth-response-headers", "X-Ok, Bad Header".into()),
+                ],
+            ),
+            ingress("open", &[("open.test", "/", "Prefix", "web")]),
+        ],
+        config,
+    )
+    .await;
+    assert_eq!(
+        get_with(&w, "down.test", "/", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        get_with(&w, "slow.test", "/", &[]).await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "bounded by --auth-timeout"
+    );
+    // e2e auth.go "should return 503 (location was denied)", and wicket's other refusals.
+    for host in ["bad.test", "var.test", "method.test", "header.test"] {
+        assert_eq!(
+            get_with(&w, host, "/", &[]).await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        get_with(&w, "open.test", "/", &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(pod.complete().len(), 1, "nothing guarded reached the pod");
+    let problems = w.routes().await["problems"].to_string();
+    for words in ["no valid host", "$remote_user", "BREW", "Bad Header"] {
+        assert!(problems.contains(words), "{words}: {problems}");
+    }
+    w.stop().await;
+}

@@ -305,7 +305,7 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
         &[
             annotated(
                 "admin",
-                &[(&a("auth-url"), "https://auth.example/check")],
+                &[(&a("auth-tls-secret"), "default/client-ca")],
                 &[("admin.test", "/", "Prefix", "web")],
             ),
             annotated(
@@ -337,7 +337,7 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
     assert!(problems
         .iter()
         .any(|p| p["reason"] == "AccessAnnotationUnsupported"
-            && p["message"].as_str().unwrap().contains("auth-url")));
+            && p["message"].as_str().unwrap().contains("auth-tls-secret")));
     w.stop().await;
 }
 
@@ -1841,7 +1841,8 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
             &[("pass.test", "/", "Prefix", "secure")],
         ),
         // Access guards hold for relayed connections: an allow list that leaves out
-        // 127.0.0.1, and a guard wicket cannot honour yet (fail closed).
+        // 127.0.0.1, and a guard that checks requests, which a relayed connection does
+        // not carry (fail closed).
         annotated(
             "guarded",
             &[
@@ -1950,7 +1951,7 @@ async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress
             // paths no rule matches answer 503 as its routes do, never the default answer.
             annotated(
                 "a-guarded",
-                &[(&a("auth-url"), "https://auth.example/check")],
+                &[(&a("auth-tls-secret"), "default/client-ca")],
                 &[("c.test", "/admin", "Prefix", "web")],
             ),
             ingress("c-open", &[("c.test", "/public", "Prefix", "web")]),

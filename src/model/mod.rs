@@ -6,6 +6,7 @@ mod backend;
 mod basic_auth;
 mod bounded;
 mod canary;
+mod external_auth;
 mod ip_set;
 mod path_table;
 mod policy;
@@ -24,6 +25,7 @@ pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, Upstre
 pub use basic_auth::{md5_crypt, PasswordHash, Users, UsersError};
 pub use bounded::BoundedMap;
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
+pub use external_auth::{escape_into, ExternalAuth, RequestVars, UrlTemplate};
 pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};

@@ -261,6 +261,9 @@ pub struct Policy {
     /// `limit-rps`, `limit-rpm`, `limit-connections`: per client address, per replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<super::rate_limit::RateLimit>,
+    /// `auth-url`: the auth service every request is checked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_auth: Option<Arc<super::external_auth::ExternalAuth>>,
     /// `auth-type: basic`: who may use the routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,

@@ -104,7 +104,7 @@ impl Authenticator {
         headers: &HeaderMap,
         client: IpAddr,
     ) -> Result<Option<Pending>, ProxyError> {
-        let unauthorized = || ProxyError::Unauthorized(auth.challenge.clone());
+        let unauthorized = || ProxyError::Unauthorized(Some(auth.challenge.clone()));
         let Some(value) = headers.get(AUTHORIZATION) else {
             return Err(unauthorized());
         };
@@ -166,7 +166,7 @@ impl Authenticator {
             self.remember(key);
             Ok(())
         } else {
-            Err(ProxyError::Unauthorized(challenge))
+            Err(ProxyError::Unauthorized(Some(challenge)))
         }
     }
 

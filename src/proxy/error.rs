@@ -45,7 +45,11 @@ pub enum ProxyError {
     /// Basic auth: no or wrong credentials; the challenge is the route's
     /// `WWW-Authenticate` value.
     #[error("authentication required")]
-    Unauthorized(HeaderValue),
+    Unauthorized(Option<HeaderValue>),
+    /// External auth: the auth service failed, answered something else than 2xx, 401 or
+    /// 403, or did not answer in time (ingress-nginx answers 500 too).
+    #[error("external auth failed: {0}")]
+    AuthFailed(String),
     /// The client address has used up its budget of password checks.
     #[error("too many password attempts from this client")]
     TooManyAttempts,
@@ -102,6 +106,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::AuthFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Limited(status, _) => *status,
             ProxyError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::AuthOverloaded
@@ -128,6 +133,9 @@ impl ProxyError {
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
             ProxyError::Forbidden => "403 forbidden\n",
             ProxyError::Unauthorized(_) => "401 authorization required\n",
+            ProxyError::AuthFailed(_) => {
+                "500 internal server error: the authentication service failed\n"
+            }
             ProxyError::Limited(status, _) if *status == StatusCode::TOO_MANY_REQUESTS => {
                 "429 too many requests\n"
             }
@@ -164,7 +172,7 @@ impl ProxyError {
             HeaderValue::from_static("nosniff"),
         );
         match &self {
-            ProxyError::Unauthorized(challenge) => {
+            ProxyError::Unauthorized(Some(challenge)) => {
                 headers.insert(WWW_AUTHENTICATE, challenge.clone());
             }
             ProxyError::TooManyAttempts | ProxyError::AuthOverloaded => {

@@ -30,6 +30,7 @@ use super::conn::ConnInfo;
 use super::cors;
 use super::error::ProxyError;
 use super::error_page;
+use super::external_auth::{self, AuthClient, Verdict};
 use super::forward::{Attempts, Forwarder, UpstreamSettings};
 use super::headers::{self, Forwarded, X_FORWARDED_PREFIX, X_REQUEST_ID};
 use super::limits;
@@ -41,8 +42,8 @@ use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
 use crate::model::{
-    collapse_slashes, Backend, Canary, InFlight, Lookup, Policy, SourceRanges, Target,
-    UpstreamProtocol,
+    collapse_slashes, Backend, Canary, ExternalAuth, InFlight, Lookup, Policy, SourceRanges,
+    Target, UpstreamProtocol,
 };
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
@@ -79,6 +80,8 @@ pub struct ProxySettings {
     pub source: Option<Arc<SourceRanges>>,
     /// The status of a request a limit annotation refuses (503, or 429).
     pub limit_status: u16,
+    /// How long an auth service (`auth-url`) may take to answer.
+    pub auth_timeout: Duration,
 }
 
 impl Default for ProxySettings {
@@ -95,6 +98,7 @@ impl Default for ProxySettings {
             session_cookie_key: None,
             source: None,
             limit_status: 503,
+            auth_timeout: external_auth::AUTH_TIMEOUT,
         }
     }
 }
@@ -116,6 +120,8 @@ pub struct Proxy {
     tunnel_idle: Duration,
     /// Basic auth: remembered checks and each client's budget of password checks.
     auth: Authenticator,
+    /// External auth: the pooled client of auth services.
+    external: AuthClient,
     limit_status: StatusCode,
 }
 
@@ -133,6 +139,17 @@ struct Trace {
     headers: Option<Arc<Policy>>,
     /// A request counted against `limit-connections` until its response is done.
     in_flight: Option<InFlight>,
+    /// Cookies an auth service set, and whether they go on any response
+    /// (`auth-always-set-cookie`) or on successful ones only.
+    auth_cookies: Option<(Vec<HeaderValue>, bool)>,
+}
+
+/// The access checks the routing step leaves to the request's task (they wait on
+/// something): they decide before whatever the routing step decided.
+#[derive(Default)]
+struct Access {
+    basic: Option<auth::Pending>,
+    external: Option<(Arc<ExternalAuth>, String)>,
 }
 
 /// A request to send on, with what the routing step decided for it.
@@ -198,6 +215,7 @@ impl Proxy {
             source: settings.source.clone(),
             tunnel_idle: settings.upstream.read_timeout,
             auth: Authenticator::new(),
+            external: AuthClient::new(settings.auth_timeout)?,
             limit_status: StatusCode::from_u16(settings.limit_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
         })
@@ -246,6 +264,13 @@ impl Proxy {
                 error.into_response()
             }
         };
+        if let Some((cookies, always)) = trace.auth_cookies.take() {
+            if always || external_auth::passes_cookies(response.status()) {
+                for cookie in cookies {
+                    response.headers_mut().append(SET_COOKIE, cookie);
+                }
+            }
+        }
         if let Some((policy, origin)) = trace.cors.take() {
             if let Some(c) = &policy.cors {
                 if let Some(allow) = cors::allowed(c, origin.as_ref()) {
@@ -289,7 +314,7 @@ impl Proxy {
         client: IpAddr,
         req: &Request<B>,
         trace: &mut Trace,
-        verify: &mut Option<auth::Pending>,
+        access: &mut Access,
     ) -> Result<Decision, ProxyError> {
         let snapshot = self.snapshot.load();
         if !snapshot.is_ready() {
@@ -417,7 +442,10 @@ impl Proxy {
         }
         let basic_auth = policy.and_then(|p| p.basic_auth.as_ref());
         if let Some(auth) = basic_auth {
-            *verify = self.auth.check(auth, req.headers(), client)?;
+            access.basic = self.auth.check(auth, req.headers(), client)?;
+        }
+        if let Some(external) = policy.and_then(|p| p.external_auth.as_ref()) {
+            access.external = Some((external.clone(), host.clone().into_owned()));
         }
         let (target, protocol, owner, policy, route, canary) = match lookup {
             Lookup::Route { route, .. } => match route.canary.as_deref() {
@@ -495,11 +523,38 @@ impl Proxy {
         // One pass over the head serves the limits and the rewrite.
         let scan = headers::scan(req.headers());
         limits::check_head(&req, &scan)?;
-        let mut verify = None;
-        let decided = self.route(&conn, client, &req, trace, &mut verify);
-        // A password check decides first: a client that fails it learns nothing more.
-        if let Some(pending) = verify {
+        let mut access = Access::default();
+        let decided = self.route(&conn, client, &req, trace, &mut access);
+        // The access checks decide first: a client that fails one learns nothing more.
+        if let Some(pending) = access.basic {
             self.auth.verify(pending).await?;
+        }
+        let mut auth_headers = Vec::new();
+        if let Some((external, host)) = access.external {
+            // The auth service and the pod see the same request ID.
+            headers::ensure_request_id(req.headers_mut());
+            let outcome = self
+                .external
+                .check(
+                    &external,
+                    external_auth::Checked {
+                        method: req.method(),
+                        uri: req.uri(),
+                        headers: req.headers(),
+                        host: &host,
+                        tls: conn.tls,
+                        client,
+                    },
+                )
+                .await;
+            if !outcome.cookies.is_empty() {
+                trace.auth_cookies = Some((outcome.cookies, external.always_set_cookie));
+            }
+            match outcome.verdict {
+                Verdict::Allow(set) => auth_headers = set,
+                Verdict::SignIn(location) => return Ok(external_auth::sign_in_response(location)),
+                Verdict::Refuse(error) => return Err(error),
+            }
         }
         let Forward {
             backend,
@@ -564,6 +619,13 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
         headers::remove_request_hop_by_hop(&mut parts.headers, &scan, upgrade);
+        // auth-response-headers replace whatever the client sent under those names.
+        for (name, value) in auth_headers {
+            parts.headers.remove(&name);
+            if let Some(value) = value {
+                parts.headers.insert(name, value);
+            }
+        }
         if strip_authorization {
             // The password is for wicket, not the pod (ingress-nginx clears it too).
             parts.headers.remove(AUTHORIZATION);

@@ -355,6 +355,11 @@ pub fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>, scan: &Scan) {
         }
     }
 
+    ensure_request_id(headers);
+}
+
+/// Keeps a valid `X-Request-ID` of the client's, else sets a new one.
+pub fn ensure_request_id(headers: &mut HeaderMap) {
     let keep = headers
         .get(&X_REQUEST_ID)
         .is_some_and(|v| valid_request_id(v.as_bytes()));

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod cors;
 pub mod error;
 pub mod error_page;
+pub mod external_auth;
 pub mod forward;
 pub mod handler;
 pub mod headers;

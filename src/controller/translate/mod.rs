@@ -386,6 +386,7 @@ impl<'a> Translator<'a> {
         options: &annotations::Options,
         source: &Arc<ObjectRef>,
     ) {
+        let mut reported_guard = false;
         for (ri, rule) in rules.iter().enumerate() {
             let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
                 continue;
@@ -418,9 +419,34 @@ impl<'a> Translator<'a> {
                 continue;
             };
             let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-            let target = match &options.blocked {
-                Some(why) => Target::Unavailable(Arc::from(why.as_str())),
-                None => self.target(namespace, &root.backend, source, &field, false),
+            // A relayed connection is never seen as HTTP: a guard that checks requests
+            // (passwords, an auth service, request limits) cannot apply, so the host's
+            // connections are refused rather than relayed around it (ingress-nginx relays).
+            let http_guard = options.policy.as_ref().and_then(|p| {
+                [
+                    (p.basic_auth.is_some(), "auth-type"),
+                    (p.external_auth.is_some(), "auth-url"),
+                    (p.rate_limit.is_some(), "limit-*"),
+                ]
+                .into_iter()
+                .find_map(|(set, name)| set.then_some(name))
+            });
+            if let Some(guard) = http_guard {
+                if !reported_guard {
+                    reported_guard = true;
+                    self.problem(
+                        source,
+                        Reason::InvalidAnnotation,
+                        format!("ssl-passthrough with {guard}: a relayed TLS connection carries no request wicket could check; the hosts' connections are refused rather than relayed unchecked"),
+                    );
+                }
+            }
+            let target = match (&options.blocked, http_guard) {
+                (Some(why), _) => Target::Unavailable(Arc::from(why.as_str())),
+                (None, Some(guard)) => {
+                    Target::Unavailable(Arc::from(format!("ssl-passthrough cannot honour {guard}")))
+                }
+                (None, None) => self.target(namespace, &root.backend, source, &field, false),
             };
             let to = PassthroughHost {
                 ingress: source.clone(),

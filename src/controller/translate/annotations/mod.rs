@@ -23,8 +23,9 @@ pub use table::{support, Support, ANNOTATIONS};
 
 use crate::model::{
     AnnotationOutcome, BodyLimit, CanaryRule, CookieAffinity, Cors, CorsOrigins, ErrorPages,
-    HashBy, HashPiece, HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef, OriginPattern,
-    Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
+    ExternalAuth, HashBy, HashPiece, HeaderPattern, IngressAnnotations, NextUpstream, ObjectRef,
+    OriginPattern, Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
+    UrlTemplate,
 };
 use crate::model::{IpSet, Limits, SourceRanges};
 
@@ -156,6 +157,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     policy.errors = error_pages(&mut r);
     policy.source = source_ranges(&mut r);
     let basic_auth = basic_auth(&mut r);
+    policy.external_auth = external_auth(&mut r).map(Arc::new);
     let limits = rate_limits(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
@@ -999,6 +1001,119 @@ fn rate_limits(r: &mut Reader<'_>) -> Option<(Limits, Option<IpSet>)> {
         },
         exempt,
     ))
+}
+
+/// `auth-url` and its companions (INGRESS-NGINX.md §C3). A value wicket cannot use blocks
+/// the routes: a request is never let through unchecked.
+fn external_auth(r: &mut Reader<'_>) -> Option<ExternalAuth> {
+    const BLOCKS: &str = "the routes answer 503 rather than serve without the auth check";
+    const COMPANIONS: [&str; 6] = [
+        "auth-method",
+        "auth-signin",
+        "auth-signin-redirect-param",
+        "auth-response-headers",
+        "auth-request-redirect",
+        "auth-always-set-cookie",
+    ];
+    let Some(url) = r.get("auth-url") else {
+        r.unused(&COMPANIONS, "not used without auth-url");
+        return None;
+    };
+    let mut ok = true;
+    let mut refuse = |r: &mut Reader<'_>, v: &Value<'_>, why: &str| {
+        r.invalid(v, why, BLOCKS);
+        r.block(format!(
+            "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the auth check",
+            v.full, v.value
+        ));
+        ok = false;
+    };
+    let template = match UrlTemplate::parse(url.value) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            refuse(r, &url, &why);
+            None
+        }
+    };
+    let (method, method_set) = match r.get("auth-method") {
+        None => (http::Method::GET, false),
+        Some(v) => {
+            match v.value.to_ascii_uppercase().as_str() {
+                m
+                @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE") => (
+                    http::Method::from_bytes(m.as_bytes()).unwrap_or(http::Method::GET),
+                    true,
+                ),
+                _ => {
+                    refuse(r, &v, "is not an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE)");
+                    (http::Method::GET, false)
+                }
+            }
+        }
+    };
+    let signin = match r.get("auth-signin") {
+        None => None,
+        Some(v) => match UrlTemplate::parse(v.value) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                refuse(r, &v, &why);
+                None
+            }
+        },
+    };
+    let redirect_param = match r.get("auth-signin-redirect-param") {
+        None => "rd".to_owned(),
+        Some(v)
+            if v.value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            v.value.to_owned()
+        }
+        Some(v) => {
+            refuse(r, &v, "is not a query parameter name");
+            "rd".to_owned()
+        }
+    };
+    let mut response_headers = Vec::new();
+    if let Some(v) = r.get("auth-response-headers") {
+        for name in v.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match http::HeaderName::from_bytes(name.as_bytes()) {
+                Ok(h) if !h.as_str().starts_with(':') => response_headers.push(h),
+                _ => {
+                    refuse(r, &v, &format!("{name:?} is not a header name"));
+                    break;
+                }
+            }
+        }
+    }
+    let request_redirect = match r.get("auth-request-redirect") {
+        None => None,
+        Some(v) => match UrlTemplate::parse(v.value)
+            .ok()
+            .map(|_| ())
+            .or_else(|| v.value.starts_with('/').then_some(()))
+            .and_then(|()| HeaderValue::from_str(v.value).ok())
+        {
+            Some(h) => Some(h),
+            None => {
+                refuse(r, &v, "is not a URL or a path");
+                None
+            }
+        },
+    };
+    let always_set_cookie = r.bool("auth-always-set-cookie") == Some(true);
+    let url = template?;
+    ok.then_some(ExternalAuth {
+        url,
+        method,
+        method_set,
+        signin,
+        redirect_param,
+        response_headers,
+        request_redirect,
+        always_set_cookie,
+    })
 }
 
 /// `auth-type`, `auth-secret`, `auth-secret-type`, `auth-realm` (INGRESS-NGINX.md §C3).

@@ -72,31 +72,31 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("allowlist-source-range", Support::Honoured),
     ("denylist-source-range", Support::Honoured),
     ("auth-type", Support::Differs("basic only: digest is not supported and makes the routes answer 503; successful checks are cached (a client does not pay a bcrypt per request) and each client address gets a budget of password checks")),
-    ("auth-url", Support::Blocked),
+    ("auth-url", Support::Differs("http(s) URLs with the variables $host, $scheme, $request_uri, $escaped_request_uri, $uri and $args (any other makes the routes answer 503); an https auth service's certificate is verified against the Mozilla roots, where ingress-nginx does not verify it; the auth service has --auth-timeout (15 s) to answer, then the client gets 500")),
     ("auth-tls-secret", Support::Blocked),
     ("auth-secret", Support::Differs("a Secret of the Ingress's own namespace; hashes bcrypt, apr1/MD5-crypt, {SHA}, {SSHA} and {PLAIN}: a line in another format (DES crypt, $5$, $6$) makes the routes answer 503 with a Problem")),
     ("auth-secret-type", Support::Honoured),
     ("auth-realm", Support::Honoured),
-    ("auth-signin", ACCESS_PART),
-    ("auth-signin-redirect-param", ACCESS_PART),
-    ("auth-response-headers", ACCESS_PART),
-    ("auth-method", ACCESS_PART),
-    ("auth-request-redirect", ACCESS_PART),
-    ("auth-cache-key", ACCESS_PART),
-    ("auth-cache-duration", ACCESS_PART),
-    ("auth-keepalive", ACCESS_PART),
-    ("auth-keepalive-share-vars", ACCESS_PART),
-    ("auth-keepalive-requests", ACCESS_PART),
-    ("auth-keepalive-timeout", ACCESS_PART),
-    ("auth-proxy-set-headers", ACCESS_PART),
-    ("auth-always-set-cookie", ACCESS_PART),
+    ("auth-signin", Support::Honoured),
+    ("auth-signin-redirect-param", Support::Honoured),
+    ("auth-response-headers", Support::Honoured),
+    ("auth-method", Support::Honoured),
+    ("auth-request-redirect", Support::Honoured),
+    ("auth-cache-key", Support::Unsupported("auth responses are not cached: every request asks the auth service")),
+    ("auth-cache-duration", Support::Unsupported("auth responses are not cached: every request asks the auth service")),
+    ("auth-keepalive", Support::NoEffectNeeded("connections to auth services are always pooled")),
+    ("auth-keepalive-share-vars", Support::NoEffectNeeded("each auth request is independent; nothing is shared between requests")),
+    ("auth-keepalive-requests", Support::NoEffectNeeded("connections to auth services are always pooled")),
+    ("auth-keepalive-timeout", Support::NoEffectNeeded("connections to auth services are always pooled (idle for at most 90 s)")),
+    ("auth-proxy-set-headers", Support::Unsupported("the auth request carries the client's headers and ingress-nginx's X-Original-* headers, not extra ones from a ConfigMap")),
+    ("auth-always-set-cookie", Support::Honoured),
     ("auth-tls-verify-client", ACCESS_PART),
     ("auth-tls-verify-depth", ACCESS_PART),
     ("auth-tls-error-page", ACCESS_PART),
     ("auth-tls-pass-certificate-to-upstream", ACCESS_PART),
     ("auth-tls-match-cn", ACCESS_PART),
     ("enable-global-auth", Support::NoEffectNeeded("wicket has no global external auth to opt out of")),
-    ("satisfy", ACCESS_PART),
+    ("satisfy", Support::Differs("every check configured must pass, as with satisfy: all; with satisfy: any, a client that passes only one of them is refused where ingress-nginx lets it in")),
     // Rate limits
     ("limit-rps", Support::Differs("per client address, per replica, one budget per Ingress as in ingress-nginx; refused requests get --limit-status-code (503 by default); a value that is not a whole number makes the routes answer 503, where ingress-nginx drops the Ingress")),
     ("limit-rpm", Support::Differs("as limit-rps, per minute")),
@@ -274,8 +274,15 @@ mod tests {
         ] {
             assert_eq!(support(guard), Some(Support::Honoured), "{guard}");
         }
-        for guard in ["auth-url", "auth-tls-secret"] {
-            assert_eq!(support(guard), Some(Support::Blocked), "{guard}");
+        assert_eq!(support("auth-tls-secret"), Some(Support::Blocked));
+        for guard in ["auth-type", "auth-url", "limit-rps", "limit-connections"] {
+            assert!(
+                matches!(
+                    support(guard),
+                    Some(Support::Honoured | Support::Differs(_))
+                ),
+                "{guard}"
+            );
         }
         assert_eq!(support("no-such-annotation"), None);
     }
