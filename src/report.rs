@@ -34,6 +34,9 @@ pub struct RoutesView<'a> {
     /// `ssl-passthrough` hosts: their TLS connections are relayed unterminated.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     ssl_passthrough: BTreeMap<&'a str, &'a PassthroughHost>,
+    /// Hosts that ask for client certificates (`auth-tls-*`), and how they check them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    client_certificates: BTreeMap<String, &'a crate::model::ClientAuth>,
 }
 
 /// A virtual host with the certificate its name gets over HTTPS.
@@ -86,6 +89,12 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
         ignored_ingresses: &snapshot.ignored,
         annotations: &snapshot.annotations,
         ssl_passthrough: snapshot.table.passthrough_hosts().into_iter().collect(),
+        client_certificates: snapshot
+            .tls
+            .client_auth_hosts()
+            .into_iter()
+            .map(|(host, auth)| (host, &**auth))
+            .collect(),
     }
 }
 
@@ -357,6 +366,17 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
                 TlsBinding::Default(why) => format!("default certificate: {why}"),
             };
             let _ = writeln!(out, "  {}  {served}", t.host);
+        }
+    }
+    let client_auth = snapshot.tls.client_auth_hosts();
+    if !client_auth.is_empty() {
+        let _ = writeln!(out, "\nClient certificates ({}):", client_auth.len());
+        for (host, auth) in client_auth {
+            let state = match &auth.broken {
+                Some(why) => format!("answers 503: {why}"),
+                None => format!("verify {:?}, CA Secret {}", auth.verify, auth.secret),
+            };
+            let _ = writeln!(out, "  {host}  {state}  (Ingress {})", auth.ingress);
         }
     }
     if !snapshot.problems.is_empty() {

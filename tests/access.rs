@@ -886,3 +886,330 @@ async fn an_auth_service_that_is_down_slow_or_misnamed_never_lets_a_request_thro
     }
     w.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Client certificates (auth-tls-*), made at test time.
+
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    cert: TestCert,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let cert = TestCert {
+        pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    };
+    Ca { params, key, cert }
+}
+
+/// A client certificate `CN=<cn>, O=Wicket Test` signed by `ca`; `expired`: it ended in 2020.
+fn client_cert(ca: &Ca, cn: &str, expired: bool) -> TestCert {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    // The usual order, most general first: nginx (RFC 2253) writes it CN first.
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Wicket Test");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestCert {
+        pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
+/// GET `/` of `host` over HTTPS, presenting `cert` if given.
+async fn https_get(w: &Wicket, host: &str, cert: Option<&TestCert>) -> Reply {
+    let chain: Vec<&TestCert> = cert.into_iter().collect();
+    let tls = tls_connect_as(w.https(), host, cert.map(|c| (chain.as_slice(), c))).await;
+    H1::over(tls).await.get(host, "/").await
+}
+
+#[tokio::test]
+async fn client_certificates_are_checked_per_host_as_ingress_nginx() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let good_ca = ca("wicket test CA");
+    let other_ca = ca("someone else's CA");
+    let valid = client_cert(&good_ca, "authtls", false);
+    let other = client_cert(&good_ca, "notgonnamatch", false);
+    let wrong_ca = client_cert(&other_ca, "authtls", false);
+    let expired = client_cert(&good_ca, "authtls", true);
+    let site = test_cert(&[
+        "mtls.test",
+        "optional.test",
+        "cn.test",
+        "page.test",
+        "open.test",
+    ]);
+    let with_tls = |ingress: String, host: &str| {
+        format!("{ingress}  tls:\n  - hosts: [{host}]\n    secretName: site-tls\n")
+    };
+    let w = world(
+        &pod,
+        &[
+            tls_secret("site-tls", &site),
+            secret("client-ca", &[("ca.crt", &good_ca.cert.pem)]),
+            with_tls(
+                external(
+                    "mtls",
+                    "mtls.test",
+                    &[
+                        ("auth-tls-secret", "default/client-ca".into()),
+                        ("auth-tls-pass-certificate-to-upstream", "true".into()),
+                    ],
+                ),
+                "mtls.test",
+            ),
+            with_tls(
+                external(
+                    "optional",
+                    "optional.test",
+                    &[
+                        ("auth-tls-secret", "default/client-ca".into()),
+                        ("auth-tls-verify-client", "optional".into()),
+                    ],
+                ),
+                "optional.test",
+            ),
+            with_tls(
+                external(
+                    "cn",
+                    "cn.test",
+                    &[
+                        ("auth-tls-secret", "default/client-ca".into()),
+                        (
+                            "auth-tls-match-cn",
+                            "CN=(itwillmatch|withthenextoption|authtls)".into(),
+                        ),
+                    ],
+                ),
+                "cn.test",
+            ),
+            with_tls(
+                external(
+                    "page",
+                    "page.test",
+                    &[
+                        ("auth-tls-secret", "default/client-ca".into()),
+                        (
+                            "auth-tls-error-page",
+                            "http://page.test/error-cert.html".into(),
+                        ),
+                    ],
+                ),
+                "page.test",
+            ),
+            with_tls(
+                ingress("open", &[("open.test", "/", "Prefix", "web")]),
+                "open.test",
+            ),
+        ],
+        Config::local(),
+    )
+    .await;
+    // e2e authtls.go: no certificate → 400; signed by the CA → 200.
+    let reply = https_get(&w, "mtls.test", None).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body.contains("no required SSL certificate"),
+        "{}",
+        reply.body
+    );
+    let reply = https_get(&w, "mtls.test", Some(&valid)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = pod.complete().pop().unwrap();
+    assert_eq!(seen.header("ssl-client-verify").as_deref(), Some("SUCCESS"));
+    assert_eq!(
+        seen.header("ssl-client-subject-dn").as_deref(),
+        Some("CN=authtls,O=Wicket Test")
+    );
+    assert_eq!(
+        seen.header("ssl-client-issuer-dn").as_deref(),
+        Some("CN=wicket test CA")
+    );
+    // "should pass URL-encoded certificate to upstream".
+    assert!(seen
+        .header("ssl-client-cert")
+        .unwrap()
+        .starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+    // Another CA's certificate, or an expired one: 400.
+    for (what, cert) in [("wrong CA", &wrong_ca), ("expired", &expired)] {
+        let reply = https_get(&w, "mtls.test", Some(cert)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}");
+        assert!(
+            reply.body.contains("SSL certificate error"),
+            "{what}: {}",
+            reply.body
+        );
+    }
+    // optional: none is fine, a bad one is not.
+    assert_eq!(
+        https_get(&w, "optional.test", None).await.status,
+        StatusCode::OK
+    );
+    let seen = pod.complete().pop().unwrap();
+    assert_eq!(seen.header("ssl-client-verify").as_deref(), Some("NONE"));
+    assert_eq!(
+        https_get(&w, "optional.test", Some(&wrong_ca)).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // match-cn: 403 for another CN, 200 when an alternative matches.
+    assert_eq!(
+        https_get(&w, "cn.test", Some(&other)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        https_get(&w, "cn.test", Some(&valid)).await.status,
+        StatusCode::OK
+    );
+    // error page: a 302 instead of the 400.
+    let reply = https_get(&w, "page.test", None).await;
+    assert_eq!(reply.status, StatusCode::FOUND);
+    assert_eq!(
+        reply.headers["location"],
+        "http://page.test/error-cert.html"
+    );
+    // What the client sends under those names never reaches the pod.
+    let tls = tls_connect_as(w.https(), "mtls.test", Some((&[&valid], &valid))).await;
+    let reply = H1::over(tls)
+        .await
+        .send(
+            http::Request::get("/")
+                .header("host", "mtls.test")
+                .header("ssl-client-subject-dn", "CN=admin")
+                .header("ssl-client-verify", "SUCCESS")
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = pod.complete().pop().unwrap();
+    assert_eq!(
+        seen.header_values("ssl-client-subject-dn"),
+        ["CN=authtls,O=Wicket Test"]
+    );
+    // A host without auth-tls asks for nothing.
+    assert_eq!(
+        https_get(&w, "open.test", None).await.status,
+        StatusCode::OK
+    );
+    // A connection made for open.test cannot use mtls.test by its Host header.
+    let tls = tls_connect_as(w.https(), "open.test", Some((&[&valid], &valid))).await;
+    let reply = H1::over(tls).await.get("mtls.test", "/").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::BAD_REQUEST,
+        "no certificate was asked for"
+    );
+    // Plain HTTP to an mTLS host: redirected to HTTPS first (tls section), never served.
+    assert_eq!(
+        w.get("mtls.test", "/").await.status,
+        StatusCode::PERMANENT_REDIRECT
+    );
+    let routes = w.routes().await;
+    let mtls = &routes["clientCertificates"]["mtls.test"];
+    assert_eq!(mtls["secret"], "default/client-ca", "{routes}");
+    assert_eq!(mtls["verify"], "on");
+    assert_eq!(
+        routes["clientCertificates"]["optional.test"]["verify"],
+        "optional"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_ca_wicket_cannot_read_makes_the_host_answer_503() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let w = world(
+        &pod,
+        &[
+            secret("no-ca-key", &[("tls.crt", "x")]),
+            secret("not-pem", &[("ca.crt", "not a certificate")]),
+            external(
+                "missing",
+                "missing.test",
+                &[("auth-tls-secret", "default/nothing".into())],
+            ),
+            external(
+                "no-key",
+                "no-key.test",
+                &[("auth-tls-secret", "default/no-ca-key".into())],
+            ),
+            external(
+                "not-pem",
+                "not-pem.test",
+                &[("auth-tls-secret", "default/not-pem".into())],
+            ),
+            external(
+                "other-ns",
+                "other-ns.test",
+                &[("auth-tls-secret", "kube-system/ca".into())],
+            ),
+            external(
+                "bad-cn",
+                "bad-cn.test",
+                &[
+                    ("auth-tls-secret", "default/not-pem".into()),
+                    ("auth-tls-match-cn", "O=not-a-cn".into()),
+                ],
+            ),
+            ingress("open", &[("open.test", "/", "Prefix", "web")]),
+        ],
+        Config::local(),
+    )
+    .await;
+    for host in [
+        "missing.test",
+        "no-key.test",
+        "not-pem.test",
+        "other-ns.test",
+        "bad-cn.test",
+    ] {
+        let reply = https_get(&w, host, None).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{host}");
+        assert_eq!(
+            w.get(host, "/").await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{host}"
+        );
+    }
+    assert_eq!(w.get("open.test", "/").await.status, StatusCode::OK);
+    let problems = w.routes().await["problems"].to_string();
+    for words in [
+        "nothing not found",
+        "no key \\\"ca.crt\\\"",
+        "holds no certificate",
+        "own namespace",
+        "does not start with CN=",
+    ] {
+        assert!(problems.contains(words), "{words}: {problems}");
+    }
+    w.stop().await;
+}

@@ -298,7 +298,7 @@ async fn upstream_vhost_is_the_host_the_pod_gets() {
 }
 
 #[tokio::test]
-async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
+async fn an_access_guard_without_its_secret_blocks_the_ingress_not_the_others() {
     let pod = RecordingPod::start(Behaviour::Ok).await;
     let w = world(
         &[&pod],
@@ -334,10 +334,8 @@ async fn an_access_guard_wicket_lacks_blocks_the_ingress_not_the_others() {
     );
     let routes = w.routes().await;
     let problems = routes["problems"].as_array().unwrap();
-    assert!(problems
-        .iter()
-        .any(|p| p["reason"] == "AccessAnnotationUnsupported"
-            && p["message"].as_str().unwrap().contains("auth-tls-secret")));
+    assert!(problems.iter().any(|p| p["reason"] == "AuthSecretInvalid"
+        && p["message"].as_str().unwrap().contains("auth-tls-secret")));
     w.stop().await;
 }
 
@@ -1947,11 +1945,11 @@ async fn a_path_no_rule_matches_gets_the_annotations_of_the_hosts_oldest_ingress
             ),
             ingress("b-second", &[("a.test", "/api", "Prefix", "web")]),
             ingress("plain", &[("b.test", "/app", "Prefix", "web")]),
-            // An access guard wicket cannot honour yet on the host's oldest Ingress: the
-            // paths no rule matches answer 503 as its routes do, never the default answer.
+            // An access guard wicket cannot read on the host's oldest Ingress: the paths no
+            // rule matches answer 503 as its routes do, never the default answer.
             annotated(
                 "a-guarded",
-                &[(&a("auth-tls-secret"), "default/client-ca")],
+                &[(&a("allowlist-source-range"), "10.0.0.0/8, not-an-address")],
                 &[("c.test", "/admin", "Prefix", "web")],
             ),
             ingress("c-open", &[("c.test", "/public", "Prefix", "web")]),

@@ -6,6 +6,7 @@ mod backend;
 mod basic_auth;
 mod bounded;
 mod canary;
+mod client_auth;
 mod external_auth;
 mod ip_set;
 mod path_table;
@@ -25,6 +26,7 @@ pub use backend::{select_usable, Backend, Destination, Endpoint, PortRef, Upstre
 pub use basic_auth::{md5_crypt, PasswordHash, Users, UsersError};
 pub use bounded::BoundedMap;
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
+pub use client_auth::{rfc2253, AskForCertificate, Checks, ClientAuth, Verdict, VerifyClient};
 pub use external_auth::{escape_into, ExternalAuth, RequestVars, UrlTemplate};
 pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;

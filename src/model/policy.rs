@@ -497,9 +497,6 @@ pub enum Outcome {
     Unsupported,
     /// A snippet: never supported, ignored.
     Refused,
-    /// Guards access and is not supported yet: the Ingress's routes answer 503 rather
-    /// than serve unguarded.
-    Blocked,
     /// Read, but its value cannot be used: the note says what happens instead.
     Invalid,
 }
@@ -512,7 +509,6 @@ impl Outcome {
             Outcome::NoEffectNeeded => "no effect needed",
             Outcome::Unsupported => "not supported",
             Outcome::Refused => "refused",
-            Outcome::Blocked => "blocked: 503",
             Outcome::Invalid => "invalid value",
         }
     }

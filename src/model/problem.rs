@@ -89,9 +89,6 @@ pub enum Reason {
     InvalidAnnotation,
     /// An ingress-nginx annotation wicket does not implement: it has no effect.
     UnsupportedAnnotation,
-    /// An annotation that guards access (allow list, auth) which wicket does not support
-    /// yet: the Ingress's routes answer 503 rather than serve without the guard.
-    AccessAnnotationUnsupported,
     /// A path of a canary Ingress that takes no traffic: no main Ingress routes the same
     /// host, path and `pathType`, or the route already has an (older) canary.
     CanaryUnused,
@@ -130,7 +127,6 @@ impl Reason {
             Reason::TLSHostWithoutRule => "TLSHostWithoutRule",
             Reason::InvalidAnnotation => "InvalidAnnotation",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
-            Reason::AccessAnnotationUnsupported => "AccessAnnotationUnsupported",
             Reason::CanaryUnused => "CanaryUnused",
             Reason::SnippetRefused => "SnippetRefused",
             Reason::AuthSecretInvalid => "AuthSecretInvalid",

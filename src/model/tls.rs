@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use super::client_auth::ClientAuth;
 use super::problem::ObjectRef;
 use super::table::{wildcard_suffix, HostMatch};
 
@@ -134,6 +135,9 @@ pub struct TlsTable {
     exact: HashMap<Box<str>, TlsHost, RandomState>,
     wildcard: HashMap<Box<str>, TlsHost, RandomState>,
     default: Option<Arc<Certificate>>,
+    /// Client-certificate settings by host (`auth-tls-*`): exact names, then wildcards.
+    client_auth: HashMap<Box<str>, Arc<ClientAuth>, RandomState>,
+    client_auth_wildcard: HashMap<Box<str>, Arc<ClientAuth>, RandomState>,
 }
 
 impl TlsTable {
@@ -166,6 +170,38 @@ impl TlsTable {
         }
     }
 
+    /// The client-certificate settings of a normalised host name, if it has any.
+    pub fn client_auth(&self, host: &str) -> Option<&Arc<ClientAuth>> {
+        if let Some(auth) = self.client_auth.get(host) {
+            return Some(auth);
+        }
+        if self.client_auth_wildcard.is_empty() {
+            return None;
+        }
+        self.client_auth_wildcard.get(wildcard_suffix(host)?)
+    }
+
+    /// Whether any host asks for client certificates.
+    pub fn has_client_auth(&self) -> bool {
+        !self.client_auth.is_empty() || !self.client_auth_wildcard.is_empty()
+    }
+
+    /// Every host with client-certificate settings (`*.` for wildcards), in name order.
+    pub fn client_auth_hosts(&self) -> Vec<(String, &Arc<ClientAuth>)> {
+        let mut all: Vec<(String, &Arc<ClientAuth>)> = self
+            .client_auth
+            .iter()
+            .map(|(h, a)| (h.to_string(), a))
+            .chain(
+                self.client_auth_wildcard
+                    .iter()
+                    .map(|(h, a)| (format!("*.{h}"), a)),
+            )
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     pub fn default_certificate(&self) -> Option<&Arc<Certificate>> {
         self.default.as_ref()
     }
@@ -186,6 +222,7 @@ impl TlsTable {
 pub struct TlsTableBuilder {
     hosts: BTreeMap<HostMatch, TlsHost>,
     default: Option<Arc<Certificate>>,
+    client_auth: BTreeMap<HostMatch, Arc<ClientAuth>>,
 }
 
 impl TlsTableBuilder {
@@ -217,6 +254,30 @@ impl TlsTableBuilder {
         self.hosts.values()
     }
 
+    /// Client-certificate settings for a host; the first (oldest Ingress) wins: a later,
+    /// different one gets the holder back.
+    pub fn add_client_auth(
+        &mut self,
+        host: HostMatch,
+        auth: Arc<ClientAuth>,
+    ) -> Result<(), &Arc<ClientAuth>> {
+        use std::collections::btree_map::Entry;
+        match self.client_auth.entry(host) {
+            Entry::Vacant(v) => {
+                v.insert(auth);
+                Ok(())
+            }
+            Entry::Occupied(o) => {
+                let existing = o.into_mut();
+                if existing.secret == auth.secret && existing.ingress == auth.ingress {
+                    Ok(())
+                } else {
+                    Err(existing)
+                }
+            }
+        }
+    }
+
     pub fn set_default(&mut self, cert: Arc<Certificate>) {
         self.default = Some(cert);
     }
@@ -226,6 +287,19 @@ impl TlsTableBuilder {
             default: self.default,
             ..TlsTable::default()
         };
+        for (host, auth) in self.client_auth {
+            match host {
+                HostMatch::Exact(name) => {
+                    table.client_auth.insert(name.into_boxed_str(), auth);
+                }
+                HostMatch::Wildcard(suffix) => {
+                    table
+                        .client_auth_wildcard
+                        .insert(suffix.into_boxed_str(), auth);
+                }
+                HostMatch::Any => {}
+            }
+        }
         for (host, entry) in self.hosts {
             match host {
                 HostMatch::Exact(name) => {

@@ -85,7 +85,82 @@ pub struct ConnInfo {
     pub client: HeaderValue,
     /// The port the client connected to (X-Forwarded-Port).
     pub port: HeaderValue,
+    /// The certificate the client sent in the handshake (hosts with `auth-tls-*` ask).
+    pub peer_cert: Option<Arc<PeerCert>>,
     tracked: Arc<Tracked>,
+}
+
+/// A client certificate chain, with the last check made of it (per connection, not per
+/// request: checking a chain costs tens of microseconds).
+#[derive(Debug)]
+pub struct PeerCert {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// `ssl-client-subject-dn` and `ssl-client-issuer-dn` (RFC 2253).
+    pub subject: String,
+    pub issuer: String,
+    /// The last check: against which settings ([`crate::model::ClientAuth::id`]), and what
+    /// it found.
+    checked: std::sync::Mutex<Option<(u64, crate::model::Verdict)>>,
+}
+
+impl PeerCert {
+    pub fn new(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<Self> {
+        use x509_parser::prelude::FromDer;
+        let leaf = chain.first()?;
+        let (subject, issuer) = match x509_parser::certificate::X509Certificate::from_der(leaf) {
+            Ok((_, cert)) => (
+                crate::model::rfc2253(cert.subject()),
+                crate::model::rfc2253(cert.issuer()),
+            ),
+            Err(_) => (String::new(), String::new()),
+        };
+        Some(Self {
+            chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+            subject,
+            issuer,
+            checked: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The check of this chain against `auth`'s CA bundle, made once per connection.
+    pub fn verdict(&self, auth: &crate::model::ClientAuth) -> crate::model::Verdict {
+        let mut checked = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((id, verdict)) = checked.as_ref() {
+            if *id == auth.id {
+                return verdict.clone();
+            }
+        }
+        let verdict = auth.check(&self.chain);
+        *checked = Some((auth.id, verdict.clone()));
+        verdict
+    }
+
+    /// `ssl-client-cert`: the leaf as PEM, URL-encoded (nginx's `$ssl_client_escaped_cert`).
+    pub fn escaped_pem(&self) -> String {
+        use base64::Engine as _;
+        let Some(leaf) = self.chain.first() else {
+            return String::new();
+        };
+        let b64 = base64::engine::general_purpose::STANDARD.encode(leaf.as_ref());
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).unwrap_or(""));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        let mut out = String::with_capacity(pem.len() * 3 / 2);
+        for b in pem.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~/+=".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
 }
 
 impl ConnInfo {
@@ -97,8 +172,15 @@ impl ConnInfo {
             trusted: false,
             client: headers::ip_value(peer.ip()),
             port: HeaderValue::from(local.port()),
+            peer_cert: None,
             tracked,
         }
+    }
+
+    /// The client certificate of a TLS connection.
+    pub fn with_peer_cert(mut self, cert: Option<PeerCert>) -> Self {
+        self.peer_cert = cert.map(Arc::new);
+        self
     }
 
     /// Marks the peer as a trusted proxy (its forwarding headers are believed).

@@ -59,6 +59,9 @@ pub enum ProxyError {
     /// A limit annotation refused the request; the status is `--limit-status-code`.
     #[error("{1:?} limit reached")]
     Limited(StatusCode, crate::model::Refused),
+    /// `auth-tls-*`: no valid client certificate (nginx's 400 pages).
+    #[error("client certificate: {0}")]
+    ClientCertificate(&'static str),
     /// No routing table has been published yet.
     #[error("no routing table yet")]
     NotReady,
@@ -96,7 +99,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_)
+            | ProxyError::MalformedBody(_)
+            | ProxyError::ClientCertificate(_) => StatusCode::BAD_REQUEST,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -124,6 +129,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(why) => why,
             ProxyError::MalformedBody(_) => "400 bad request: malformed request body\n",
+            ProxyError::ClientCertificate(why) => why,
             ProxyError::UriTooLong => "414 request target too long\n",
             ProxyError::HeadTooLarge(_) => "431 request header fields too large\n",
             ProxyError::NotImplemented(_) => "501 not implemented: unsupported transfer coding\n",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST, ORIGIN, SET_COOKIE,
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST, ORIGIN, SET_COOKIE,
     STRICT_TRANSPORT_SECURITY, TE,
 };
 use http::uri::PathAndQuery;
@@ -42,8 +42,8 @@ use super::tunnel;
 use crate::controller::publish::SharedSnapshot;
 use crate::metrics::RouteLabels;
 use crate::model::{
-    collapse_slashes, Backend, Canary, ExternalAuth, InFlight, Lookup, Policy, SourceRanges,
-    Target, UpstreamProtocol,
+    collapse_slashes, Backend, Canary, ClientAuth, ExternalAuth, InFlight, Lookup, Policy,
+    SourceRanges, Target, UpstreamProtocol, Verdict as CertVerdict, VerifyClient,
 };
 
 /// ACME HTTP-01 challenges (cert-manager) must reach their solver over plain HTTP; they are
@@ -169,6 +169,8 @@ struct Forward {
     canary: bool,
     /// Basic auth let the request in: its `Authorization` stays here.
     strip_authorization: bool,
+    /// Headers set on (or, None, removed from) the request to the pod: `ssl-client-*`.
+    set_headers: Vec<(HeaderName, Option<HeaderValue>)>,
 }
 
 /// What the routing step decided, taken out of the snapshot before any `.await`.
@@ -323,6 +325,19 @@ impl Proxy {
         let host = route::request_host(req)?;
         let path = req.uri().path();
         route::check_path(path)?;
+        // Client certificates first (INGRESS-NGINX.md §A6 steps 1–2); over plain HTTP there
+        // is none, and the check waits for the redirects to HTTPS.
+        let mut set_headers = Vec::new();
+        let client_auth = if snapshot.tls.has_client_auth() {
+            snapshot.tls.client_auth(&host)
+        } else {
+            None
+        };
+        if let Some(auth) = client_auth.filter(|_| conn.tls) {
+            if let Some(page) = client_certificate(conn, auth, &mut set_headers)? {
+                return Ok(page);
+            }
+        }
         // Server-level redirects first (INGRESS-NGINX.md §A6 step 2).
         if let Some(to) = snapshot.table.www_redirect(&host) {
             let port = if conn.tls {
@@ -430,6 +445,11 @@ impl Proxy {
                 }
             }
         }
+        if let Some(auth) = client_auth.filter(|_| !conn.tls) {
+            if let Some(page) = client_certificate(conn, auth, &mut set_headers)? {
+                return Ok(page);
+            }
+        }
         // Access phase (INGRESS-NGINX.md §A6 step 6): after the redirects, before the pod.
         let source = policy.and_then(|p| p.source.as_ref());
         if (source.is_some() || self.source.is_some())
@@ -507,6 +527,7 @@ impl Proxy {
             route_path,
             canary,
             strip_authorization: basic_auth.is_some(),
+            set_headers,
         }))
     }
 
@@ -566,6 +587,7 @@ impl Proxy {
             route_path,
             canary,
             strip_authorization,
+            set_headers,
         } = match decided? {
             Decision::Forward(forward) => forward,
             Decision::Respond(response) => return Ok(*response),
@@ -619,8 +641,9 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let downstream_version = parts.version;
         headers::remove_request_hop_by_hop(&mut parts.headers, &scan, upgrade);
-        // auth-response-headers replace whatever the client sent under those names.
-        for (name, value) in auth_headers {
+        // auth-response-headers and ssl-client-* replace whatever the client sent under
+        // those names.
+        for (name, value) in set_headers.into_iter().chain(auth_headers) {
             parts.headers.remove(&name);
             if let Some(value) = value {
                 parts.headers.insert(name, value);
@@ -807,6 +830,69 @@ fn to_canary(c: &Canary, main: Option<&Arc<Policy>>, headers: &http::HeaderMap) 
 }
 
 /// The host as the client sent it: HTTP/2's `:authority`, else the Host header.
+static SSL_CLIENT_VERIFY: HeaderName = HeaderName::from_static("ssl-client-verify");
+static SSL_CLIENT_SUBJECT_DN: HeaderName = HeaderName::from_static("ssl-client-subject-dn");
+static SSL_CLIENT_ISSUER_DN: HeaderName = HeaderName::from_static("ssl-client-issuer-dn");
+static SSL_CLIENT_CERT: HeaderName = HeaderName::from_static("ssl-client-cert");
+
+/// `auth-tls-*` for one request: 400 without a valid certificate (or the 302 to
+/// `auth-tls-error-page`), 403 when `auth-tls-match-cn` does not match the subject, 503
+/// when the host's CA Secret cannot be used; else the `ssl-client-*` headers for the pod.
+fn client_certificate(
+    conn: &ConnInfo,
+    auth: &ClientAuth,
+    set: &mut Vec<(HeaderName, Option<HeaderValue>)>,
+) -> Result<Option<Decision>, ProxyError> {
+    if let Some(why) = &auth.broken {
+        return Err(ProxyError::BackendUnavailable(why.clone()));
+    }
+    let cert = conn.peer_cert.as_deref().filter(|_| conn.tls);
+    let verdict = cert.map_or(CertVerdict::None, |c| c.verdict(auth));
+    let refused = match (auth.verify, &verdict) {
+        (VerifyClient::On, CertVerdict::None) => {
+            Some("400 bad request: no required SSL certificate was sent\n")
+        }
+        (VerifyClient::On | VerifyClient::Optional, CertVerdict::Failed(_)) => {
+            Some("400 bad request: the SSL certificate error\n")
+        }
+        _ => None,
+    };
+    if let Some(body) = refused {
+        if let Some(page) = auth
+            .error_page
+            .as_deref()
+            .and_then(|p| HeaderValue::from_str(p).ok())
+        {
+            let mut response = Response::new(ProxyBody::full("302 found\n"));
+            *response.status_mut() = StatusCode::FOUND;
+            response.headers_mut().insert(http::header::LOCATION, page);
+            return Ok(Some(Decision::Respond(Box::new(response))));
+        }
+        return Err(ProxyError::ClientCertificate(body));
+    }
+    let subject = cert.map_or("", |c| c.subject.as_str());
+    if let Some(pattern) = auth.checks.as_ref().and_then(|c| c.match_cn.as_ref()) {
+        if !pattern.is_match(subject) {
+            return Err(ProxyError::Forbidden);
+        }
+    }
+    let value = |s: &str| HeaderValue::from_str(s).ok();
+    set.push((SSL_CLIENT_VERIFY.clone(), value(&verdict.header())));
+    set.push((
+        SSL_CLIENT_SUBJECT_DN.clone(),
+        cert.and_then(|c| value(&c.subject)),
+    ));
+    set.push((
+        SSL_CLIENT_ISSUER_DN.clone(),
+        cert.and_then(|c| value(&c.issuer)),
+    ));
+    let pem = cert
+        .filter(|_| auth.pass_certificate)
+        .and_then(|c| value(&c.escaped_pem()));
+    set.push((SSL_CLIENT_CERT.clone(), pem));
+    Ok(None)
+}
+
 fn request_authority<B>(req: &Request<B>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),

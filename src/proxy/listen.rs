@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::body::ProxyBody;
 use super::conn::ClientIo;
-use super::conn::{ConnInfo, Connections, Supervised};
+use super::conn::{ConnInfo, Connections, PeerCert, Supervised};
 use super::passthrough::{self, Passthrough};
 use super::proxy_protocol::{self, Proxied, ProxyProtocolError};
 use super::serve::Server;
@@ -163,12 +163,10 @@ pub async fn run<H, Fut>(
                 }
             };
             io.watch(tracked.clone());
-            let conn = Arc::new(
-                ConnInfo::new(peer, local, tls.is_some(), tracked.clone())
-                    .with_trust(settings.trusted.contains(peer.ip())),
-            );
+            let conn = ConnInfo::new(peer, local, tls.is_some(), tracked.clone())
+                .with_trust(settings.trusted.contains(peer.ip()));
             match tls {
-                None => server.serve(io, conn, handler).await,
+                None => server.serve(io, Arc::new(conn), handler).await,
                 Some(tls) => {
                     if let Some(pass) = settings.passthrough.as_ref().filter(|p| p.active()) {
                         let routed = Supervised::new(
@@ -197,6 +195,12 @@ pub async fn run<H, Fut>(
                     }
                     let handshake = Supervised::new(tracked, tls.accept(io, peer), |_, _, _| {});
                     if let Some(Some(stream)) = handshake.await {
+                        let cert = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(PeerCert::new);
+                        let conn = Arc::new(conn.with_peer_cert(cert));
                         server.serve(stream, conn, handler).await;
                     }
                 }

@@ -111,6 +111,11 @@ fn cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
 pub struct Terminator {
     config: Arc<ServerConfig>,
     stats: TlsStats,
+    /// For the hosts that ask for client certificates (`auth-tls-*`).
+    snapshot: SharedSnapshot,
+    /// Their configurations (the shared one plus a certificate request), by
+    /// [`crate::model::ClientAuth::id`]; dropped whole when it grows past a few hundred.
+    client_auth: std::sync::Mutex<std::collections::HashMap<u64, Arc<ServerConfig>>>,
 }
 
 impl Terminator {
@@ -128,7 +133,10 @@ impl Terminator {
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SnapshotResolver { snapshot, fallback }));
+            .with_cert_resolver(Arc::new(SnapshotResolver {
+                snapshot: snapshot.clone(),
+                fallback,
+            }));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
@@ -136,7 +144,62 @@ impl Terminator {
         Ok(Self {
             config: Arc::new(config),
             stats,
+            snapshot,
+            client_auth: std::sync::Mutex::default(),
         })
+    }
+
+    /// The configuration for a ClientHello: the shared one, or, for a host with
+    /// `auth-tls-*`, one that asks for the client's certificate.
+    fn config_for(&self, sni: Option<&str>) -> Arc<ServerConfig> {
+        let Some(sni) = sni else {
+            return self.config.clone();
+        };
+        let snapshot = self.snapshot.load();
+        if !snapshot.tls.has_client_auth() {
+            return self.config.clone();
+        }
+        let sni = normalize_sni(sni);
+        match snapshot
+            .tls
+            .client_auth(&sni)
+            .and_then(|a| a.checks.as_ref())
+        {
+            Some(checks) => {
+                let id = snapshot.tls.client_auth(&sni).map_or(0, |a| a.id);
+                let mut cache = self
+                    .client_auth
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(config) = cache.get(&id) {
+                    return config.clone();
+                }
+                let Some(config) = self.with_client_auth(checks) else {
+                    return self.config.clone();
+                };
+                if cache.len() >= 256 {
+                    cache.clear();
+                }
+                cache.insert(id, config.clone());
+                config
+            }
+            None => self.config.clone(),
+        }
+    }
+
+    /// The shared configuration, asking for a client certificate with `checks`.
+    fn with_client_auth(&self, checks: &crate::model::Checks) -> Option<Arc<ServerConfig>> {
+        let base = &self.config;
+        let mut config = ServerConfig::builder_with_provider(base.crypto_provider().clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .ok()?
+            .with_client_cert_verifier(checks.handshake.clone())
+            .with_cert_resolver(base.cert_resolver.clone());
+        config.alpn_protocols = base.alpn_protocols.clone();
+        config.ignore_client_order = base.ignore_client_order;
+        config.session_storage = base.session_storage.clone();
+        config.ticketer = base.ticketer.clone();
+        Some(Arc::new(config))
     }
 
     /// Completes the handshake, or logs why it failed (peer, SNI, reason) and counts it.
@@ -146,7 +209,8 @@ impl Terminator {
                 .await
                 .map_err(|e| (None, e.to_string()))?;
             let sni = start.client_hello().server_name().map(str::to_owned);
-            match start.into_stream(self.config.clone()).await {
+            let config = self.config_for(sni.as_deref());
+            match start.into_stream(config).await {
                 Ok(stream) => Ok(stream),
                 Err(e) => Err((sni, e.to_string())),
             }

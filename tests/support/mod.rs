@@ -522,14 +522,42 @@ async fn tls_handshake(
     sni: Option<&str>,
     alpn: &[&[u8]],
 ) -> TlsClientStream {
+    tls_handshake_as(tcp, sni, alpn, None).await
+}
+
+/// A TLS connection to `addr` with `sni`, HTTP/1.1, presenting `client` (chain, leaf
+/// first) when the server asks for a certificate.
+pub async fn tls_connect_as(
+    addr: SocketAddr,
+    sni: &str,
+    client: Option<(&[&TestCert], &TestCert)>,
+) -> TlsClientStream {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tls_handshake_as(tcp, Some(sni), &[b"http/1.1"], client).await
+}
+
+async fn tls_handshake_as(
+    tcp: tokio::net::TcpStream,
+    sni: Option<&str>,
+    alpn: &[&[u8]],
+    client: Option<(&[&TestCert], &TestCert)>,
+) -> TlsClientStream {
     let addr = tcp.peer_addr().unwrap();
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny(provider)));
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                chain.iter().map(|c| c.der.clone()).collect(),
+                key.key_der.clone_key(),
+            )
+            .unwrap(),
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = match sni {
         Some(name) => rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap(),

@@ -49,8 +49,8 @@ pub enum Change {
     Named(Key, Option<Object>),
 }
 
-/// The Secrets the Ingresses name for access guards (`auth-secret`), in their own
-/// namespace only: the ones [`follow_named`] watches.
+/// The Secrets the Ingresses name for access guards (`auth-secret`, `auth-tls-secret`), in
+/// their own namespace only: the ones [`follow_named`] watches.
 pub fn named_secrets(ingresses: &BTreeMap<Key, Arc<Ingress>>) -> std::collections::BTreeSet<Key> {
     let mut wanted = std::collections::BTreeSet::new();
     for (key, ingress) in ingresses {
@@ -64,16 +64,13 @@ pub fn named_secrets(ingresses: &BTreeMap<Key, Arc<Ingress>>) -> std::collection
                 .map(|v| v.trim())
                 .filter(|v| !v.is_empty())
         };
-        if get("auth-type").is_none() {
-            continue;
-        }
-        let Some(value) = get("auth-secret") else {
-            continue;
-        };
-        let (ns, name) = value.split_once('/').unwrap_or((&key.namespace, value));
-        // Another namespace's Secret is refused by translation: never read.
-        if ns == key.namespace && !name.is_empty() {
-            wanted.insert(Key::new(ns, name));
+        let basic = get("auth-type").and_then(|_| get("auth-secret"));
+        for value in [basic, get("auth-tls-secret")].into_iter().flatten() {
+            let (ns, name) = value.split_once('/').unwrap_or((&key.namespace, value));
+            // Another namespace's Secret is refused by translation: never read.
+            if ns == key.namespace && !name.is_empty() {
+                wanted.insert(Key::new(ns, name));
+            }
         }
     }
     wanted

@@ -160,6 +160,12 @@ impl<'a> Translator<'a> {
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
         self.basic_auth(namespace, &mut options, &source);
+        self.client_auth(
+            namespace,
+            spec.rules.as_deref().unwrap_or(&[]),
+            &mut options,
+            &source,
+        );
         if let Some((limits, exempt)) = options.limits.take() {
             // One zone per Ingress, as ingress-nginx (`<ns>_<name>_<uid>`).
             let owner = format!(
@@ -544,6 +550,99 @@ impl<'a> Translator<'a> {
             table: Arc::new(table),
         });
         options.policy = Some(Arc::new(policy));
+    }
+
+    /// `auth-tls-*`: the client-certificate settings of the Ingress's rule hosts (the
+    /// oldest Ingress of a host that sets them wins). A CA Secret wicket cannot use makes
+    /// the hosts and the Ingress's routes answer 503.
+    fn client_auth(
+        &mut self,
+        namespace: &str,
+        rules: &[k8s_openapi::api::networking::v1::IngressRule],
+        options: &mut annotations::Options,
+        source: &Arc<ObjectRef>,
+    ) {
+        let Some(spec) = options.client_auth.clone() else {
+            return;
+        };
+        let (ns, name) = spec
+            .secret
+            .split_once('/')
+            .unwrap_or((namespace, &spec.secret));
+        let chain = if ns == namespace {
+            match self
+                .index
+                .secret(&crate::controller::index::Key::new(ns, name))
+            {
+                Some(secret) => {
+                    tls::client_ca(secret, &rustls::crypto::aws_lc_rs::default_provider())
+                        .map_err(|why| format!("Secret {ns}/{name} {why}"))
+                }
+                None => Err(format!("Secret {ns}/{name} not found")),
+            }
+        } else {
+            Err(format!(
+                "only a Secret of the Ingress's own namespace ({namespace}) can be used"
+            ))
+        };
+        let (checks, broken) = match chain {
+            Ok(chain) => (
+                Some(crate::model::Checks {
+                    handshake: Arc::new(crate::model::AskForCertificate(chain.clone())),
+                    chain,
+                    match_cn: spec
+                        .match_cn
+                        .as_deref()
+                        .and_then(|p| regex::Regex::new(p).ok()),
+                }),
+                None,
+            ),
+            Err(why) => {
+                let message = format!(
+                    "auth-tls-secret {:?}: {why}; the Ingress's hosts answer 503 rather than serve without the certificate check",
+                    spec.secret
+                );
+                self.overrule(
+                    options,
+                    source,
+                    "auth-tls-secret",
+                    crate::model::Outcome::Invalid,
+                    Reason::AuthSecretInvalid,
+                    message.clone(),
+                );
+                if options.blocked.is_none() {
+                    options.blocked = Some(message.clone());
+                }
+                (None, Some(Arc::from(message.as_str())))
+            }
+        };
+        let auth = Arc::new(crate::model::ClientAuth {
+            id: crate::model::ClientAuth::next_id(),
+            ingress: (**source).clone(),
+            secret: format!("{ns}/{name}"),
+            verify: spec.verify,
+            depth: spec.depth,
+            pass_certificate: spec.pass_certificate,
+            match_cn: spec.match_cn,
+            error_page: spec.error_page,
+            broken,
+            checks,
+        });
+        for rule in rules {
+            let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) else {
+                continue;
+            };
+            let Ok(host) = validate::host(host) else {
+                continue;
+            };
+            if let Err(existing) = self.tls.add_client_auth(host.clone(), auth.clone()) {
+                let message = format!(
+                    "auth-tls-secret for host {host} is already set by {} (older, Secret {}); ignored for this Ingress",
+                    existing.ingress, existing.secret
+                );
+                self.problem(source, Reason::TLSHostConflict, message);
+            }
+        }
     }
 
     fn read_users(

@@ -146,3 +146,39 @@ fn describe(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime), Stri
     };
     Ok((names, not_after))
 }
+
+/// The CA bundle of an `auth-tls-secret` (`ca.crt`, and `ca.crl` if present) as a chain
+/// verifier; the error never quotes the Secret.
+pub fn client_ca(
+    secret: &Secret,
+    provider: &CryptoProvider,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let Some(pem) = secret_data(secret, "ca.crt") else {
+        return Err("has no key \"ca.crt\"".into());
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|_| "ca.crt is not PEM certificates".to_owned())?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ca.crt holds a certificate that cannot be a CA ({e})"))?;
+    }
+    if roots.is_empty() {
+        return Err("ca.crt holds no certificate".into());
+    }
+    let mut crls = Vec::new();
+    if let Some(pem) = secret_data(secret, "ca.crl") {
+        for crl in CertificateRevocationListDer::pem_slice_iter(pem) {
+            crls.push(crl.map_err(|_| "ca.crl is not a PEM CRL".to_owned())?);
+        }
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(provider.clone()),
+    )
+    .with_crls(crls)
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| format!("the CA bundle cannot be used ({e})"))
+}

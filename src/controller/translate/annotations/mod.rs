@@ -69,6 +69,20 @@ pub struct Options {
     pub basic_auth: Option<BasicAuthSpec>,
     /// `limit-*`: the limits, and the clients exempt; translation gives them their zone.
     pub limits: Option<(Limits, Option<IpSet>)>,
+    /// `auth-tls-*`: client certificates for its hosts; translation reads the CA Secret.
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// `auth-tls-*` as annotated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuthSpec {
+    /// `auth-tls-secret`: `namespace/name` (or `name`).
+    pub secret: String,
+    pub verify: crate::model::VerifyClient,
+    pub depth: u32,
+    pub pass_certificate: bool,
+    pub match_cn: Option<String>,
+    pub error_page: Option<String>,
 }
 
 /// `auth-type: basic` as annotated; the translation reads the Secret.
@@ -102,6 +116,7 @@ impl Default for Options {
             snippets: Vec::new(),
             basic_auth: None,
             limits: None,
+            client_auth: None,
         }
     }
 }
@@ -159,6 +174,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     let basic_auth = basic_auth(&mut r);
     policy.external_auth = external_auth(&mut r).map(Arc::new);
     let limits = rate_limits(&mut r);
+    let client_auth = client_auth(&mut r);
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -197,6 +213,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         snippets,
         basic_auth,
         limits,
+        client_auth,
     }
 }
 
@@ -400,10 +417,6 @@ impl<'a> Reader<'a> {
                 }
                 Support::Unsupported(_) => (Outcome::Unsupported, Reason::UnsupportedAnnotation),
                 Support::Refused => (Outcome::Refused, Reason::UnsupportedAnnotation),
-                Support::Blocked => {
-                    self.block(format!("{full} is not supported yet; this route answers 503 rather than serve without it"));
-                    (Outcome::Blocked, Reason::AccessAnnotationUnsupported)
-                }
             };
             self.problems.push(Problem::new(
                 self.source.clone(),
@@ -924,6 +937,97 @@ fn source_ranges(r: &mut Reader<'_>) -> Option<SourceRanges> {
     };
     let allow = list(r, allow);
     (deny.is_some() || allow.is_some()).then_some(SourceRanges { deny, allow })
+}
+
+/// `auth-tls-secret` and its companions (INGRESS-NGINX.md §C2). `auth-tls-verify-client:
+/// off` turns it off; any value wicket cannot use blocks the routes.
+fn client_auth(r: &mut Reader<'_>) -> Option<ClientAuthSpec> {
+    const BLOCKS: &str = "the routes answer 503 rather than serve without the certificate check";
+    const COMPANIONS: [&str; 5] = [
+        "auth-tls-verify-client",
+        "auth-tls-verify-depth",
+        "auth-tls-pass-certificate-to-upstream",
+        "auth-tls-match-cn",
+        "auth-tls-error-page",
+    ];
+    let Some(secret) = r.get("auth-tls-secret") else {
+        r.unused(&COMPANIONS, "not used without auth-tls-secret");
+        return None;
+    };
+    let mut ok = true;
+    let mut refuse = |r: &mut Reader<'_>, v: &Value<'_>, why: &str| {
+        r.invalid(v, why, BLOCKS);
+        r.block(format!(
+            "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the certificate check",
+            v.full, v.value
+        ));
+        ok = false;
+    };
+    use crate::model::VerifyClient;
+    let verify = match r.get("auth-tls-verify-client") {
+        None => VerifyClient::On,
+        Some(v) => match v.value {
+            "off" => {
+                r.unused(&COMPANIONS[1..], "auth-tls-verify-client is off");
+                return None;
+            }
+            "optional" => VerifyClient::Optional,
+            "optional_no_ca" => VerifyClient::OptionalNoCa,
+            "on" => VerifyClient::On,
+            _ => {
+                // ingress-nginx: any other value is `on`.
+                r.record(
+                    v.full,
+                    Outcome::Honoured,
+                    "not on, off, optional or optional_no_ca: on, as ingress-nginx".into(),
+                );
+                VerifyClient::On
+            }
+        },
+    };
+    let depth = match r.get("auth-tls-verify-depth") {
+        None => 1,
+        Some(v) => match v.value.parse::<u32>() {
+            Ok(d) if d >= 1 => d,
+            _ => {
+                refuse(r, &v, "is not a whole number of 1 or more");
+                1
+            }
+        },
+    };
+    let pass_certificate = r.bool("auth-tls-pass-certificate-to-upstream") == Some(true);
+    let match_cn = match r.get("auth-tls-match-cn") {
+        None => None,
+        Some(v) if !v.value.starts_with("CN=") => {
+            refuse(r, &v, "does not start with CN=");
+            None
+        }
+        Some(v) => match regex::Regex::new(v.value) {
+            Ok(_) => Some(v.value.to_owned()),
+            Err(_) => {
+                refuse(r, &v, "is not a regular expression wicket can compile");
+                None
+            }
+        },
+    };
+    let error_page = match r.get("auth-tls-error-page") {
+        None => None,
+        Some(v) => match UrlTemplate::parse(v.value) {
+            Ok(_) if !v.value.contains('$') => Some(v.value.to_owned()),
+            _ => {
+                refuse(r, &v, "is not an http(s) URL");
+                None
+            }
+        },
+    };
+    ok.then(|| ClientAuthSpec {
+        secret: secret.value.to_owned(),
+        verify,
+        depth,
+        pass_certificate,
+        match_cn,
+        error_page,
+    })
 }
 
 /// `limit-rps`, `limit-rpm`, `limit-connections`, `limit-burst-multiplier`,

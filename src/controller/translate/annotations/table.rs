@@ -18,19 +18,8 @@ pub enum Support {
     Unsupported(&'static str),
     /// A snippet: never supported.
     Refused,
-    /// Starts an access guard that wicket does not support yet: the Ingress's routes
-    /// answer 503 rather than serve without the guard.
-    Blocked,
 }
 
-/// The access guards of issue 11 (allow/deny lists, basic, external and client-certificate
-/// auth): until then, an Ingress using one answers 503 on its routes.
-const ACCESS: &str =
-    "access control is the second migration step (external and client-certificate auth)";
-/// Part of an access guard's settings: without the guard it does nothing.
-const ACCESS_PART: Support = Support::Unsupported(
-    "a setting of an access guard wicket does not support yet; the guard itself blocks the routes",
-);
 const GLOBAL_RATE_LIMITS: Support = Support::Unsupported(
     "limits shared by all replicas through memcached are not supported (limit-rps and limit-rpm count per replica): requests are not limited by it",
 );
@@ -73,7 +62,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("denylist-source-range", Support::Honoured),
     ("auth-type", Support::Differs("basic only: digest is not supported and makes the routes answer 503; successful checks are cached (a client does not pay a bcrypt per request) and each client address gets a budget of password checks")),
     ("auth-url", Support::Differs("http(s) URLs with the variables $host, $scheme, $request_uri, $escaped_request_uri, $uri and $args (any other makes the routes answer 503); an https auth service's certificate is verified against the Mozilla roots, where ingress-nginx does not verify it; the auth service has --auth-timeout (15 s) to answer, then the client gets 500")),
-    ("auth-tls-secret", Support::Blocked),
+    ("auth-tls-secret", Support::Differs("a Secret of the Ingress's own namespace with ca.crt (and optionally ca.crl); per host, from the host's oldest Ingress that sets it. A request without a valid certificate gets 400 as from ingress-nginx, on plain HTTP too (ingress-nginx checks only HTTPS); a missing or unreadable Secret makes the host answer 503 where ingress-nginx answers 403")),
     ("auth-secret", Support::Differs("a Secret of the Ingress's own namespace; hashes bcrypt, apr1/MD5-crypt, {SHA}, {SSHA} and {PLAIN}: a line in another format (DES crypt, $5$, $6$) makes the routes answer 503 with a Problem")),
     ("auth-secret-type", Support::Honoured),
     ("auth-realm", Support::Honoured),
@@ -90,11 +79,11 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-keepalive-timeout", Support::NoEffectNeeded("connections to auth services are always pooled (idle for at most 90 s)")),
     ("auth-proxy-set-headers", Support::Unsupported("the auth request carries the client's headers and ingress-nginx's X-Original-* headers, not extra ones from a ConfigMap")),
     ("auth-always-set-cookie", Support::Honoured),
-    ("auth-tls-verify-client", ACCESS_PART),
-    ("auth-tls-verify-depth", ACCESS_PART),
-    ("auth-tls-error-page", ACCESS_PART),
-    ("auth-tls-pass-certificate-to-upstream", ACCESS_PART),
-    ("auth-tls-match-cn", ACCESS_PART),
+    ("auth-tls-verify-client", Support::Honoured),
+    ("auth-tls-verify-depth", Support::Honoured),
+    ("auth-tls-error-page", Support::Honoured),
+    ("auth-tls-pass-certificate-to-upstream", Support::Honoured),
+    ("auth-tls-match-cn", Support::Differs("the regex crate's syntax (RE2); matched, unanchored, against the subject DN as nginx writes it (RFC 2253, CN first)")),
     ("enable-global-auth", Support::NoEffectNeeded("wicket has no global external auth to opt out of")),
     ("satisfy", Support::Differs("every check configured must pass, as with satisfy: all; with satisfy: any, a client that passes only one of them is refused where ingress-nginx lets it in")),
     // Rate limits
@@ -207,7 +196,6 @@ pub fn explain(support: Support) -> String {
         Support::NoEffectNeeded(why) => why.to_owned(),
         Support::Unsupported(why) => format!("{why}; it has no effect"),
         Support::Refused => "never supported: wicket's configuration is typed, with no snippets or templates; the Ingress is not served (as ingress-nginx by default), or with --ignore-snippets served without the snippet".to_owned(),
-        Support::Blocked => format!("not supported yet ({ACCESS}); the Ingress's routes answer 503 rather than serve without it"),
     }
 }
 
@@ -226,7 +214,6 @@ mod tests {
                     Support::NoEffectNeeded(_) => "no effect needed",
                     Support::Unsupported(_) => "not supported",
                     Support::Refused => "refused",
-                    Support::Blocked => "blocked: 503",
                 };
                 format!("| `{name}` | {outcome} | {} |", explain(*support))
             })
@@ -274,8 +261,14 @@ mod tests {
         ] {
             assert_eq!(support(guard), Some(Support::Honoured), "{guard}");
         }
-        assert_eq!(support("auth-tls-secret"), Some(Support::Blocked));
-        for guard in ["auth-type", "auth-url", "limit-rps", "limit-connections"] {
+        // Every access guard is honoured: none is merely reported while the route serves.
+        for guard in [
+            "auth-type",
+            "auth-url",
+            "auth-tls-secret",
+            "limit-rps",
+            "limit-connections",
+        ] {
             assert!(
                 matches!(
                     support(guard),

@@ -204,7 +204,10 @@ fn upstream_vhost_takes_a_host_name_only() {
 #[test]
 fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
     let (o, p) = with(&[
-        ("nginx.ingress.kubernetes.io/auth-tls-secret", "default/ca"),
+        (
+            "nginx.ingress.kubernetes.io/whitelist-source-range",
+            "10.0.0.0/8, not-an-address",
+        ),
         (
             "nginx.ingress.kubernetes.io/configuration-snippet",
             "more_set_headers x;",
@@ -218,9 +221,8 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
         ("wicket.dev/ssl-redirekt", "false"),
         ("example.com/unrelated", "x"),
     ]);
-    assert!(o.blocked.unwrap().contains("auth-tls-secret"));
+    assert!(o.blocked.unwrap().contains("whitelist-source-range"));
     let reasons: Vec<Reason> = p.iter().map(|p| p.reason).collect();
-    assert!(reasons.contains(&Reason::AccessAnnotationUnsupported));
     assert_eq!(
         reasons
             .iter()
@@ -242,7 +244,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
             .unwrap()
             .outcome
     };
-    assert_eq!(of("auth-tls-secret"), Outcome::Blocked);
+    assert_eq!(of("whitelist-source-range"), Outcome::Invalid);
     assert_eq!(of("configuration-snippet"), Outcome::Refused);
     assert_eq!(of("mirror-target"), Outcome::Unsupported);
     assert_eq!(of("proxy-buffering"), Outcome::NoEffectNeeded);
