@@ -56,6 +56,10 @@ pub enum Command {
     /// Load and translate a manifests directory, print the routing table and its problems;
     /// exit 1 if there are problems.
     Check(CheckArgs),
+    /// Before switching from ingress-nginx: every Ingress of its class with what wicket does
+    /// with each annotation, the ingress-nginx ConfigMap as flags, and the steps; exit 1 if
+    /// anything would be refused.
+    Migrate(MigrateArgs),
     /// Print the routing table of a running wicket (from its admin endpoint).
     Routes(RoutesArgs),
     /// Explain where a request would go on a running wicket, and why.
@@ -494,6 +498,26 @@ pub struct CheckArgs {
     pub dir: PathBuf,
     /// Print the routing table as JSON (the /debug/routes format) instead of text.
     #[arg(long, env = "WICKET_CHECK_JSON", default_value_t = false)]
+    pub json: bool,
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// A directory of manifests to read; without it, the cluster (KUBECONFIG or the
+    /// in-cluster service account).
+    #[arg(long, env = "WICKET_MANIFESTS")]
+    pub manifests: Option<PathBuf>,
+    /// The ingress-nginx ConfigMap to translate into flags: NAMESPACE/NAME (in the
+    /// manifests or the cluster), or a YAML file.
+    #[arg(long)]
+    pub nginx_configmap: Option<String>,
+    /// The IngressClass being left; Ingresses without a class are included too.
+    #[arg(long, default_value = "nginx")]
+    pub from_class: String,
+    /// Print JSON instead of the table.
+    #[arg(long, default_value_t = false)]
     pub json: bool,
     #[command(flatten)]
     pub controller: ControllerArgs,

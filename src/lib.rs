@@ -13,7 +13,8 @@
 //! * [`proxy`] — the data plane: reads the current snapshot, forwards to pod addresses.
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/debug/routes`; [`report`] renders the
 //!   table; [`metrics`] holds the Prometheus families.
-//! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`].
+//! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`],
+//!   [`migrate`] (what a switch from ingress-nginx does to each Ingress).
 
 pub mod admin;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod echo;
 pub mod explain;
 pub mod inspect;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod proxy;
 pub mod report;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use wicket::cli::{Cli, Command, RunArgs};
 use wicket::controller::cluster::{self, lease::ElectionSettings, ClusterOptions};
-use wicket::{app, check, demo, telemetry};
+use wicket::{app, check, demo, migrate, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,6 +30,53 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
             let checked = check::check(&args.dir, &args.controller.settings(), args.json)?;
             print!("{}", checked.output);
             Ok(if checked.has_problems {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Migrate(args) => {
+            let settings = args.controller.settings();
+            // A file, or NAMESPACE/NAME in the manifests or the cluster.
+            let file = args
+                .nginx_configmap
+                .as_deref()
+                .filter(|v| std::path::Path::new(v).is_file());
+            let from_file = match file {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+                    Some(
+                        serde_yaml_ng::from_str::<k8s_openapi::api::core::v1::ConfigMap>(&text)
+                            .with_context(|| format!("{path} is not a ConfigMap"))?,
+                    )
+                }
+                None => None,
+            };
+            let by_name = args.nginx_configmap.as_deref().filter(|_| file.is_none());
+            let (index, found) = match &args.manifests {
+                Some(dir) => {
+                    let index = wicket::controller::files::ManifestDir::open(dir)?.load();
+                    let found = by_name.and_then(|n| migrate::config_map_in(&index, n));
+                    (index, found)
+                }
+                None => {
+                    let rt = runtime(1)?;
+                    let client = rt.block_on(cluster::connect(CONNECT_TIMEOUT))?;
+                    rt.block_on(migrate::load_cluster(client, by_name))?
+                }
+            };
+            if let (Some(name), None) = (by_name, &found) {
+                anyhow::bail!("ConfigMap {name} not found (give NAMESPACE/NAME, or a file)");
+            }
+            let config = from_file.or(found);
+            let report = migrate::migrate(&index, &settings, &args.from_class, config.as_ref());
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", migrate::to_text(&report));
+            }
+            Ok(if report.refused {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

@@ -648,3 +648,150 @@ fn routes_and_explain_ask_a_running_wicket() {
         stderr(&out)
     );
 }
+
+/// The migration corpus: a dozen Ingresses shaped like real ones, over the annotation
+/// table, with the ingress-nginx ConfigMap.
+const MIGRATE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/migrate");
+
+#[test]
+fn migrate_reports_every_ingress_nginx_annotation_and_exits_1_when_something_is_refused() {
+    let out = wicket(&[
+        "migrate",
+        "--manifests",
+        MIGRATE_DIR,
+        "--nginx-configmap",
+        "ingress-nginx/ingress-nginx-controller",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ingress = |name: &str| {
+        report["ingresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report:#}"))
+            .clone()
+    };
+    let verdict = |name: &str, annotation: &str| {
+        let i = ingress(name);
+        i["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == format!("nginx.ingress.kubernetes.io/{annotation}"))
+            .unwrap_or_else(|| panic!("{name}/{annotation} in {i:#}"))["verdict"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Served as they are.
+    for (name, annotation, expected) in [
+        ("storefront", "proxy-body-size", "honoured"),
+        ("storefront", "rewrite-target", "differs"),
+        ("storefront-canary", "canary-weight", "honoured"),
+        ("admin", "whitelist-source-range", "honoured"),
+        ("admin", "auth-type", "differs"),
+        ("dashboard", "auth-url", "differs"),
+        ("dashboard", "auth-signin", "honoured"),
+        ("sticky", "session-cookie-name", "honoured"),
+        ("partner", "auth-tls-secret", "differs"),
+        ("grpc", "backend-protocol", "differs"),
+        ("grpc", "mirror-target", "ignored"),
+        ("moved", "permanent-redirect", "honoured"),
+        ("no-class", "app-root", "differs"),
+    ] {
+        assert_eq!(verdict(name, annotation), expected, "{name}/{annotation}");
+    }
+    for name in [
+        "storefront",
+        "admin",
+        "dashboard",
+        "sticky",
+        "partner",
+        "grpc",
+        "moved",
+    ] {
+        assert!(ingress(name)["refused"].is_null(), "{name} is served");
+    }
+    // Refused: a snippet (not served), and access guards wicket cannot use (503).
+    assert_eq!(verdict("legacy", "configuration-snippet"), "refused");
+    assert!(ingress("legacy")["refused"]
+        .as_str()
+        .unwrap()
+        .starts_with("not served"));
+    assert_eq!(verdict("forgotten-secret", "auth-secret"), "refused");
+    assert_eq!(verdict("bad-limit", "limit-whitelist"), "refused");
+    assert_eq!(verdict("bad-limit", "enable-modsecurity"), "ignored");
+    for name in ["forgotten-secret", "bad-limit"] {
+        assert!(
+            ingress(name)["refused"]
+                .as_str()
+                .unwrap()
+                .contains("answer 503"),
+            "{name}"
+        );
+    }
+    // Another controller's Ingress is none of migrate's business.
+    assert!(!stdout(&out).contains("traefik-app"));
+    // The ConfigMap as flags.
+    let flags: Vec<String> = report["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["flags"].as_array().unwrap().clone())
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    for flag in [
+        "--max-request-body=20m",
+        "--upstream-timeout=120s",
+        "--keepalive-timeout=75s",
+        "--no-ssl-redirect",
+        "--trusted-proxies=10.0.0.0/8",
+        "--hsts",
+    ] {
+        assert!(flags.iter().any(|f| f == flag), "{flag} in {flags:?}");
+    }
+    assert!(report["steps"][3]
+        .as_str()
+        .unwrap()
+        .contains("--controller-name k8s.io/ingress-nginx --ingress-class nginx"));
+
+    // The table for people: every Ingress with its state, and the summary.
+    let out = wicket(&["migrate", "--manifests", MIGRATE_DIR]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("shop/legacy  REFUSED: not served"), "{text}");
+    assert!(text.contains("shop/admin  served"), "{text}");
+    assert!(text.contains("13 Ingress(es):"), "{text}");
+    assert!(!text.contains("ConfigMap as wicket flags"), "{text}");
+
+    // Fixing what is refused turns the exit code to 0: only the served Ingresses.
+    let dir = dir_with(&[]);
+    for file in [
+        "00-cluster.yaml",
+        "01-storefront.yaml",
+        "04-admin.yaml",
+        "09-grpc.yaml",
+    ] {
+        std::fs::copy(Path::new(MIGRATE_DIR).join(file), dir.path().join(file)).unwrap();
+    }
+    let out = wicket(&["migrate", "--manifests", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+
+    // A ConfigMap that is not there is an error, not an empty translation.
+    let out = wicket(&[
+        "migrate",
+        "--manifests",
+        MIGRATE_DIR,
+        "--nginx-configmap",
+        "ingress-nginx/nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ConfigMap ingress-nginx/nope not found"),
+        "{}",
+        stderr(&out)
+    );
+}

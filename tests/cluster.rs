@@ -712,3 +712,63 @@ async fn basic_auth_follows_the_one_secret_its_ingress_names() {
     assert!(routes.to_string().contains("AuthSecretInvalid"), "{routes}");
     w.stop().await;
 }
+
+#[tokio::test]
+async fn migrate_reads_the_cluster_with_the_secrets_and_config_map_it_names() {
+    let api = ApiServer::start().await;
+    api.apply_yaml(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/migrate/00-cluster.yaml"
+        ))
+        .unwrap(),
+    );
+    for file in [
+        "04-admin.yaml",
+        "11-forgotten-secret.yaml",
+        "14-other-class.yaml",
+    ] {
+        api.apply_yaml(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/migrate")
+                    .join(file),
+            )
+            .unwrap(),
+        );
+    }
+    let (index, config) = wicket::migrate::load_cluster(
+        api.client("migrate"),
+        Some("ingress-nginx/ingress-nginx-controller"),
+    )
+    .await
+    .unwrap();
+    // Only the Secret an Ingress names was read (and the one that does not exist tried).
+    assert_eq!(
+        index
+            .named_secrets
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["shop/admin-htpasswd"]
+    );
+    assert!(index.secrets.is_empty());
+    let report = wicket::migrate::migrate(
+        &index,
+        &wicket::controller::Settings::default(),
+        "nginx",
+        config.as_ref(),
+    );
+    let names: Vec<&str> = report.ingresses.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["admin", "forgotten-secret"]);
+    assert!(
+        report.ingresses[0].refused.is_none(),
+        "the htpasswd Secret was read"
+    );
+    assert!(report.ingresses[1].refused.is_some());
+    assert!(report.refused);
+    assert!(report
+        .config
+        .iter()
+        .any(|s| s.flags.iter().any(|f| f == "--max-request-body=20m")));
+}

@@ -499,6 +499,9 @@ pub enum Outcome {
     Refused,
     /// Read, but its value cannot be used: the note says what happens instead.
     Invalid,
+    /// Its value cannot be used and it guards access (or a redirect): the Ingress's routes
+    /// answer 503 rather than serve without it.
+    Blocks,
 }
 
 impl Outcome {
@@ -510,6 +513,7 @@ impl Outcome {
             Outcome::Unsupported => "not supported",
             Outcome::Refused => "refused",
             Outcome::Invalid => "invalid value",
+            Outcome::Blocks => "invalid: routes answer 503",
         }
     }
 }
@@ -535,6 +539,10 @@ pub struct AnnotationOutcome {
 pub struct IngressAnnotations {
     pub ingress: ObjectRef,
     pub annotations: Vec<AnnotationOutcome>,
+    /// Why the Ingress is not served (a snippet) or its routes answer 503 (an access
+    /// annotation wicket cannot use); None: served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[cfg(test)]

@@ -194,7 +194,18 @@ impl<'a> Translator<'a> {
             options.ssl_passthrough = false;
         }
         self.error_pages(namespace, &mut options, &source);
-        if let Some(report) = options.report.clone() {
+        if let Some(mut report) = options.report.clone() {
+            report.refused = if !options.snippets.is_empty() && !self.settings.ignore_snippets {
+                Some(format!(
+                    "not served: it carries {} (snippets are never supported; --ignore-snippets serves it without them)",
+                    options.snippets.join(", ")
+                ))
+            } else {
+                options
+                    .blocked
+                    .as_ref()
+                    .map(|why| format!("its routes answer 503: {why}"))
+            };
             self.annotations.push(report);
         }
         if !options.snippets.is_empty() && !self.settings.ignore_snippets {
@@ -491,7 +502,7 @@ impl<'a> Translator<'a> {
                     options,
                     source,
                     "custom-headers",
-                    crate::model::Outcome::Invalid,
+                    crate::model::Outcome::Blocks,
                     Reason::InvalidAnnotation,
                     message.clone(),
                 );
@@ -529,7 +540,7 @@ impl<'a> Translator<'a> {
                     options,
                     source,
                     "auth-secret",
-                    crate::model::Outcome::Invalid,
+                    crate::model::Outcome::Blocks,
                     Reason::AuthSecretInvalid,
                     message.clone(),
                 );
@@ -606,7 +617,7 @@ impl<'a> Translator<'a> {
                     options,
                     source,
                     "auth-tls-secret",
-                    crate::model::Outcome::Invalid,
+                    crate::model::Outcome::Blocks,
                     Reason::AuthSecretInvalid,
                     message.clone(),
                 );

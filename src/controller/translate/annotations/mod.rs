@@ -314,8 +314,12 @@ impl<'a> Reader<'a> {
         self.record(v.full, Outcome::Invalid, note);
     }
 
-    /// Every route of the Ingress answers 503, for this reason.
-    fn block(&mut self, why: String) {
+    /// Every route of the Ingress answers 503, for this reason, because of annotation
+    /// `full` (whose outcome says so).
+    fn block(&mut self, full: &str, why: String) {
+        if let Some(o) = self.outcomes.get_mut(full) {
+            o.outcome = Outcome::Blocks;
+        }
         if self.blocked.is_none() {
             self.blocked = Some(why);
         }
@@ -428,6 +432,7 @@ impl<'a> Reader<'a> {
         let report = (!self.outcomes.is_empty()).then(|| IngressAnnotations {
             ingress: self.source.clone(),
             annotations: self.outcomes.into_values().collect(),
+            refused: None,
         });
         (report, self.blocked)
     }
@@ -623,10 +628,13 @@ fn redirect_to(
             "has characters ingress-nginx refuses in a redirect URL"
         };
         r.invalid(v, why, "the redirect is not made and the routes answer 503");
-        r.block(format!(
-            "{} {:?} is not a URL wicket can redirect to",
-            v.full, v.value
-        ));
+        r.block(
+            v.full,
+            format!(
+                "{} {:?} is not a URL wicket can redirect to",
+                v.full, v.value
+            ),
+        );
         return None;
     }
     HeaderValue::from_str(v.value)
@@ -873,7 +881,7 @@ fn rewrite(r: &mut Reader<'_>, policy: &mut Policy) -> (Option<String>, bool) {
                     "uses an nginx variable; only capture groups ($1 to $9) are filled in",
                     "the routes answer 503 rather than send requests to the wrong path",
                 );
-                r.block(format!("{} {:?} uses an nginx variable wicket does not expand", v.full, v.value));
+                r.block(v.full, format!("{} {:?} uses an nginx variable wicket does not expand", v.full, v.value));
                 refused = true;
                 return None;
             }
@@ -913,10 +921,13 @@ fn source_ranges(r: &mut Reader<'_>) -> Option<SourceRanges> {
             &why,
             "the routes answer 503 rather than serve without the list",
         );
-        r.block(format!(
+        r.block(
+            v.full,
+            format!(
             "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without it",
             v.full, v.value
-        ));
+        ),
+        );
         None
     }
     let deny = r.get("denylist-source-range");
@@ -957,7 +968,7 @@ fn client_auth(r: &mut Reader<'_>) -> Option<ClientAuthSpec> {
     let mut ok = true;
     let mut refuse = |r: &mut Reader<'_>, v: &Value<'_>, why: &str| {
         r.invalid(v, why, BLOCKS);
-        r.block(format!(
+        r.block(v.full, format!(
             "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the certificate check",
             v.full, v.value
         ));
@@ -1043,7 +1054,7 @@ fn rate_limits(r: &mut Reader<'_>) -> Option<(Limits, Option<IpSet>)> {
             Ok(n) => Some(n),
             Err(_) => {
                 r.invalid(&v, "is not a whole number", BLOCKS);
-                r.block(format!(
+                r.block(v.full, format!(
                     "{} {:?} is not a whole number; the route answers 503 rather than serve without the limit",
                     v.full, v.value
                 ));
@@ -1073,7 +1084,7 @@ fn rate_limits(r: &mut Reader<'_>) -> Option<(Limits, Option<IpSet>)> {
             Ok(set) => Some(set),
             Err(why) => {
                 r.invalid(&v, &why, BLOCKS);
-                r.block(format!(
+                r.block(v.full, format!(
                     "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the limit",
                     v.full, v.value
                 ));
@@ -1126,7 +1137,7 @@ fn external_auth(r: &mut Reader<'_>) -> Option<ExternalAuth> {
     let mut ok = true;
     let mut refuse = |r: &mut Reader<'_>, v: &Value<'_>, why: &str| {
         r.invalid(v, why, BLOCKS);
-        r.block(format!(
+        r.block(v.full, format!(
             "{} {:?} cannot be used ({why}); the route answers 503 rather than serve without the auth check",
             v.full, v.value
         ));
@@ -1236,7 +1247,7 @@ fn basic_auth(r: &mut Reader<'_>) -> Option<BasicAuthSpec> {
         "basic" => {}
         "digest" => {
             r.invalid(&kind, "is not supported (basic only)", BLOCKS);
-            r.block(format!(
+            r.block(kind.full, format!(
                 "{}: digest is not supported; the route answers 503 rather than serve without the password check",
                 kind.full
             ));
@@ -1244,7 +1255,7 @@ fn basic_auth(r: &mut Reader<'_>) -> Option<BasicAuthSpec> {
         }
         _ => {
             r.invalid(&kind, "is not basic or digest", BLOCKS);
-            r.block(format!(
+            r.block(kind.full, format!(
                 "{} {:?} is not basic; the route answers 503 rather than serve without the password check",
                 kind.full, kind.value
             ));
@@ -1258,10 +1269,13 @@ fn basic_auth(r: &mut Reader<'_>) -> Option<BasicAuthSpec> {
         Some(v) if v.value == "auth-map" => true,
         Some(v) => {
             r.invalid(&v, "is not auth-file or auth-map", BLOCKS);
-            r.block(format!(
-                "{} {:?} is not auth-file or auth-map; the route answers 503",
-                v.full, v.value
-            ));
+            r.block(
+                v.full,
+                format!(
+                    "{} {:?} is not auth-file or auth-map; the route answers 503",
+                    v.full, v.value
+                ),
+            );
             ok = false;
             false
         }
@@ -1277,14 +1291,17 @@ fn basic_auth(r: &mut Reader<'_>) -> Option<BasicAuthSpec> {
         }
         Some(v) => {
             r.invalid(&v, "has characters a realm cannot carry", BLOCKS);
-            r.block(format!("{} cannot be used; the route answers 503", v.full));
+            r.block(
+                v.full,
+                format!("{} cannot be used; the route answers 503", v.full),
+            );
             ok = false;
             String::new()
         }
     };
     let Some(secret) = secret else {
         r.invalid(&kind, "is set without auth-secret", BLOCKS);
-        r.block(format!(
+        r.block(kind.full, format!(
             "{} is set without auth-secret; the route answers 503 rather than serve without the password check",
             kind.full
         ));

@@ -244,7 +244,7 @@ fn access_guards_block_snippets_are_refused_and_the_rest_reported() {
             .unwrap()
             .outcome
     };
-    assert_eq!(of("whitelist-source-range"), Outcome::Invalid);
+    assert_eq!(of("whitelist-source-range"), Outcome::Blocks);
     assert_eq!(of("configuration-snippet"), Outcome::Refused);
     assert_eq!(of("mirror-target"), Outcome::Unsupported);
     assert_eq!(of("proxy-buffering"), Outcome::NoEffectNeeded);
