@@ -10,6 +10,11 @@
 //!   ≤ 300 ns median. `lookup/allowlist_1000_ranges`: one client address checked against an
 //!   allow list of 1,000 CIDR ranges.
 //!
+//! * `access/basic_auth_remembered`: a request whose credentials were checked before (the
+//!   common case: no bcrypt). `access/bcrypt_cost_10_check`: one check that is not
+//!   remembered, with `htpasswd -B`'s default cost. `access/rate_limit_admit`: one
+//!   `limit-rps` decision for a known client.
+//!
 //! Run: `cargo bench --bench routing`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -284,5 +289,62 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(routing, benches);
+fn access(c: &mut Criterion) {
+    use base64::Engine as _;
+    let hash = bcrypt::hash("s3cret", 10).unwrap();
+    let table = wicket::model::Users::from_htpasswd(&format!("alice:{hash}")).unwrap();
+    let auth = wicket::model::BasicAuth {
+        secret: "ns/htpasswd".into(),
+        realm: String::new(),
+        users: 1,
+        challenge: http::HeaderValue::from_static("Basic realm=\"\""),
+        table: Arc::new(table),
+    };
+    let mut headers = http::HeaderMap::new();
+    let credentials = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Basic {credentials}").parse().unwrap(),
+    );
+    let client: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let authenticator = wicket::proxy::auth::Authenticator::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pending = authenticator
+        .check(&auth, &headers, client)
+        .unwrap()
+        .unwrap();
+    runtime.block_on(authenticator.verify(pending)).unwrap();
+    let mut group = c.benchmark_group("access");
+    group.bench_function("basic_auth_remembered", |b| {
+        b.iter(|| {
+            assert!(authenticator
+                .check(black_box(&auth), black_box(&headers), client)
+                .unwrap()
+                .is_none())
+        })
+    });
+    let stored = wicket::model::PasswordHash::parse(&hash).unwrap();
+    group.sample_size(10);
+    group.bench_function("bcrypt_cost_10_check", |b| {
+        b.iter(|| assert!(stored.verify(black_box(b"s3cret"))))
+    });
+    group.sample_size(100);
+    let zones = wicket::model::Zones::default();
+    let limits = wicket::model::Limits {
+        rps: std::num::NonZeroU32::new(1_000_000_000),
+        rpm: None,
+        burst_multiplier: 5,
+        connections: None,
+    };
+    let zone = zones.zone("ns/bench/uid", &limits);
+    group.bench_function("rate_limit_admit", |b| {
+        b.iter(|| assert!(zone.admit(black_box(client)).is_ok()))
+    });
+    group.finish();
+}
+
+criterion_group!(routing, benches, access);
 criterion_main!(routing);

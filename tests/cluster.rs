@@ -710,6 +710,14 @@ async fn basic_auth_follows_the_one_secret_its_ingress_names() {
     );
     let routes = w.routes().await;
     assert!(routes.to_string().contains("AuthSecretInvalid"), "{routes}");
+    // The fail-closed route is a Warning Event on the Ingress (kubectl describe shows it).
+    eventually("the Warning Event", || async {
+        events_for(&api, "site")
+            .iter()
+            .any(|e| e["reason"] == "AuthSecretInvalid" && e["type"] == "Warning")
+            .then_some(())
+    })
+    .await;
     w.stop().await;
 }
 
