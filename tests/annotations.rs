@@ -1816,8 +1816,13 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
     let tls_pod = tls_pod(&pod_cert, "from the pod's own TLS").await;
     let plain = RecordingPod::start(Behaviour::Ok).await;
     let wicket_cert = test_cert(&["term.test"]);
+    let client_ca = test_cert(&["client CA"]);
+    let client_ca = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: client-ca}}\nstringData:\n  ca.crt: {}\n",
+        serde_json::to_string(&client_ca.pem).unwrap()
+    );
     let manifests = format!(
-        "{CLASS}{}{}{}{}{}{}{}{}{}",
+        "{CLASS}{client_ca}{}{}{}{}{}{}{}{}{}{}",
         svc("secure"),
         slice(
             "secure",
@@ -1857,6 +1862,15 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
             ],
             &[("locked.test", "/", "Prefix", "secure")],
         ),
+        // A client certificate cannot be checked on a connection that is not terminated.
+        annotated(
+            "certified",
+            &[
+                (&a("ssl-passthrough"), "true"),
+                (&a("auth-tls-secret"), "default/client-ca"),
+            ],
+            &[("certified.test", "/", "Prefix", "secure")],
+        ),
         ingress("term", &[("term.test", "/", "Prefix", "web")]),
     ) + "  tls:\n  - hosts: [term.test]\n    secretName: term-tls\n";
     let mut config = Config::local();
@@ -1876,7 +1890,7 @@ async fn ssl_passthrough_relays_tls_to_the_pod_by_sni_when_enabled() {
     }
     // A relay is a connection in flight, which shutdown waits for: close it first.
     drop(h1);
-    for refused in ["guarded.test", "locked.test"] {
+    for refused in ["guarded.test", "locked.test", "certified.test"] {
         // The connection is closed before any handshake: tls_connect panics, in its task.
         let https = w.https();
         let handshake =

@@ -436,18 +436,22 @@ impl<'a> Translator<'a> {
                 continue;
             };
             let field = format!("spec.rules[{ri}].http.paths[{pi}]");
-            // A relayed connection is never seen as HTTP: a guard that checks requests
-            // (passwords, an auth service, request limits) cannot apply, so the host's
-            // connections are refused rather than relayed around it (ingress-nginx relays).
-            let http_guard = options.policy.as_ref().and_then(|p| {
-                [
-                    (p.basic_auth.is_some(), "auth-type"),
-                    (p.external_auth.is_some(), "auth-url"),
-                    (p.rate_limit.is_some(), "limit-*"),
-                ]
-                .into_iter()
-                .find_map(|(set, name)| set.then_some(name))
-            });
+            // A relayed connection is never seen as HTTP nor terminated: a guard that checks
+            // requests (passwords, an auth service, request limits) or the client's
+            // certificate cannot apply, so the host's connections are refused rather than
+            // relayed around it (ingress-nginx relays).
+            let policy = options.policy.as_deref();
+            let http_guard = [
+                (policy.is_some_and(|p| p.basic_auth.is_some()), "auth-type"),
+                (
+                    policy.is_some_and(|p| p.external_auth.is_some()),
+                    "auth-url",
+                ),
+                (policy.is_some_and(|p| p.rate_limit.is_some()), "limit-*"),
+                (options.client_auth.is_some(), "auth-tls-secret"),
+            ]
+            .into_iter()
+            .find_map(|(set, name)| set.then_some(name));
             if let Some(guard) = http_guard {
                 if !reported_guard {
                     reported_guard = true;
