@@ -13,12 +13,6 @@ use support::pod::{Behaviour, RecordingPod};
 use support::*;
 use wicket::app::Config;
 
-const NGINX: &str = "nginx.ingress.kubernetes.io/";
-
-fn a(name: &str) -> String {
-    format!("{NGINX}{name}")
-}
-
 /// An Opaque Secret of the default namespace, written with `stringData`.
 fn secret(name: &str, data: &[(&str, &str)]) -> String {
     let mut s = format!(
@@ -32,18 +26,7 @@ fn secret(name: &str, data: &[(&str, &str)]) -> String {
 
 /// Service `web` over `pod`, and `objects`.
 async fn world(pod: &RecordingPod, objects: &[String], config: Config) -> Wicket {
-    let manifests = format!(
-        "{CLASS}{}{}{}",
-        svc("web"),
-        slice(
-            "web",
-            "web-1",
-            pod.addr.port(),
-            &[pod.addr.ip().to_string()]
-        ),
-        objects.concat()
-    );
-    Wicket::start_with(&manifests, config).await
+    pod_world(pod, objects, config).await
 }
 
 /// Fail closed: each of `hosts` answers 503, `open.test` is still served, and the Problems
@@ -80,17 +63,11 @@ async fn with_auth(w: &Wicket, host: &str, authorization: Option<&str>) -> Reply
 
 fn protected(name: &str, host: &str, extra: &[(&str, &str)]) -> String {
     // The extras win over the defaults.
-    let mut annotations: std::collections::BTreeMap<String, String> = [
-        (a("auth-type"), "basic".to_owned()),
-        (a("auth-realm"), "test auth".to_owned()),
-    ]
-    .into();
-    annotations.extend(extra.iter().map(|(k, v)| (a(k), (*v).to_owned())));
-    let pairs: Vec<(&str, &str)> = annotations
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    annotated(name, &pairs, &[(host, "/", "Prefix", "web")])
+    let mut annotations: std::collections::BTreeMap<&str, &str> =
+        [("auth-type", "basic"), ("auth-realm", "test auth")].into();
+    annotations.extend(extra.iter().copied());
+    let pairs: Vec<(&str, &str)> = annotations.into_iter().collect();
+    nginx_annotated(name, host, "web", &pairs)
 }
 
 #[tokio::test]
@@ -371,9 +348,7 @@ async fn guessing_passwords_runs_out_of_checks_and_others_keep_their_access() {
 }
 
 fn limited(name: &str, host: &str, limits: &[(&str, &str)]) -> String {
-    let pairs: Vec<(String, &str)> = limits.iter().map(|(k, v)| (a(k), *v)).collect();
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    annotated(name, &pairs, &[(host, "/", "Prefix", "web")])
+    nginx_annotated(name, host, "web", limits)
 }
 
 /// GET `host` `/` from `source` (a loopback address), on a new connection.
@@ -624,12 +599,8 @@ mod auth_service {
 }
 
 fn external(name: &str, host: &str, annotations: &[(&str, String)]) -> String {
-    let pairs: Vec<(String, &str)> = annotations
-        .iter()
-        .map(|(k, v)| (a(k), v.as_str()))
-        .collect();
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    annotated(name, &pairs, &[(host, "/", "Prefix", "web")])
+    let pairs: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    nginx_annotated(name, host, "web", &pairs)
 }
 
 async fn get_with(w: &Wicket, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {

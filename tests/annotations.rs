@@ -384,13 +384,9 @@ async fn to_canary(
 }
 
 fn canary_of(name: &str, host: &str, extra: &[(&str, &str)]) -> String {
-    let mut annotations = vec![(a("canary"), "true".to_owned())];
-    annotations.extend(extra.iter().map(|(k, v)| (a(k), (*v).to_owned())));
-    let pairs: Vec<(&str, &str)> = annotations
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    annotated(name, &pairs, &[(host, "/", "Prefix", "canary")])
+    let mut annotations = vec![("canary", "true")];
+    annotations.extend(extra.iter().copied());
+    nginx_annotated(name, host, "canary", &annotations)
 }
 
 #[tokio::test]

@@ -101,6 +101,17 @@ pub fn svc(name: &str) -> String {
 /// Service `web` over one recording pod (its own slice), Ingress `site` routing all of
 /// `a.test` to it, started with `config`.
 pub async fn one_pod(pod: &pod::RecordingPod, config: Config) -> Wicket {
+    pod_world(
+        pod,
+        &[ingress("site", &[("a.test", "/", "Prefix", "web")])],
+        config,
+    )
+    .await
+}
+
+/// Service `web` over one recording pod (its own slice), and `objects`, started with
+/// `config`.
+pub async fn pod_world(pod: &pod::RecordingPod, objects: &[String], config: Config) -> Wicket {
     let manifests = format!(
         "{CLASS}{}{}{}",
         svc("web"),
@@ -110,9 +121,25 @@ pub async fn one_pod(pod: &pod::RecordingPod, config: Config) -> Wicket {
             pod.addr.port(),
             &[pod.addr.ip().to_string()]
         ),
-        ingress("site", &[("a.test", "/", "Prefix", "web")])
+        objects.concat()
     );
     Wicket::start_with(&manifests, config).await
+}
+
+/// An Ingress routing all of `host` to `service`, with `nginx.ingress.kubernetes.io/`
+/// annotations (names without the prefix).
+pub fn nginx_annotated(
+    name: &str,
+    host: &str,
+    service: &str,
+    annotations: &[(&str, &str)],
+) -> String {
+    let full: Vec<(String, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), *v))
+        .collect();
+    let pairs: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    annotated(name, &pairs, &[(host, "/", "Prefix", service)])
 }
 
 /// The smallest world: Service `web` over `pods`, and Ingress `site` routing all of
