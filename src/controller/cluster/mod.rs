@@ -273,12 +273,17 @@ async fn run_index(
             change = rx.recv() => {
                 let Some(change) = change else { return };
                 let now = Instant::now();
+                // The Secrets to watch by name change only with the Ingresses.
+                let mut ingresses = touches_ingresses(&change);
                 apply(&mut index, change, &mut synced, &mut named);
                 // Take whatever else is already queued in the same step.
                 while let Ok(change) = rx.try_recv() {
+                    ingresses |= touches_ingresses(&change);
                     apply(&mut index, change, &mut synced, &mut named);
                 }
-                named.follow(&mut index);
+                if ingresses {
+                    named.follow(&mut index);
+                }
                 pending = Some(pending.map_or((now, now), |(first, _)| (first, now)));
                 if !all_synced && synced.iter().all(|s| *s) {
                     all_synced = true;
@@ -316,6 +321,16 @@ async fn run_index(
                 true
             }
         });
+    }
+}
+
+fn touches_ingresses(change: &Change) -> bool {
+    match change {
+        Change::Apply(object) => object.kind() == crate::controller::index::Kind::Ingress,
+        Change::Delete(kind, _) | Change::Reset { kind, .. } => {
+            *kind == crate::controller::index::Kind::Ingress
+        }
+        Change::Named(..) => false,
     }
 }
 
