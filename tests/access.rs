@@ -511,11 +511,16 @@ mod auth_service {
         pub addr: SocketAddr,
         pub seen: Arc<Mutex<Vec<Request<()>>>>,
         task: tokio::task::JoinHandle<()>,
+        /// Its connections: dropped, the service is gone, kept-alive connections too.
+        connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     }
 
     impl Drop for AuthService {
         fn drop(&mut self) {
             self.task.abort();
+            for c in self.connections.lock().unwrap().drain(..) {
+                c.abort();
+            }
         }
     }
 
@@ -567,13 +572,15 @@ mod auth_service {
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Request<()>>>> = Arc::default();
         let log = seen.clone();
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let tasks = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let log = log.clone();
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let log = log.clone();
                         async move {
@@ -592,9 +599,15 @@ mod auth_service {
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;
                 });
+                tasks.lock().unwrap().push(connection.abort_handle());
             }
         });
-        AuthService { addr, seen, task }
+        AuthService {
+            addr,
+            seen,
+            task,
+            connections,
+        }
     }
 }
 
@@ -1180,5 +1193,64 @@ async fn a_client_ca_wicket_cannot_read_makes_the_host_answer_503() {
         ],
     )
     .await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn auth_cache_key_remembers_answers_even_with_the_auth_service_gone() {
+    let pod = RecordingPod::start(Behaviour::Ok).await;
+    let auth = auth_service::start(std::time::Duration::ZERO).await;
+    let w = world(
+        &pod,
+        &[external(
+            "cached",
+            "cached.test",
+            &[
+                ("auth-url", format!("http://{}/session", auth.addr)),
+                ("auth-cache-key", "$cookie_session".into()),
+                ("auth-cache-duration", "202 401 1m".into()),
+            ],
+        )],
+        Config::local(),
+    )
+    .await;
+    let asked = || auth.seen.lock().unwrap().len();
+    let signed_in = [("cookie", "session=good")];
+    assert_eq!(
+        get_with(&w, "cached.test", "/", &signed_in).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(asked(), 1);
+    for _ in 0..5 {
+        assert_eq!(
+            get_with(&w, "cached.test", "/other", &signed_in)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(asked(), 1, "answered from the cache");
+    // Another key is another answer (401, remembered too).
+    let stranger = [("cookie", "session=forged")];
+    assert_eq!(
+        get_with(&w, "cached.test", "/", &stranger).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(asked(), 2);
+    // e2e auth.go "should return status code 200 when signed in after auth backend is
+    // deleted" — and a key never seen gets 500, not a pass.
+    drop(auth);
+    assert_eq!(
+        get_with(&w, "cached.test", "/", &signed_in).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&w, "cached.test", "/", &[("cookie", "session=new")])
+            .await
+            .status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let routes = w.routes().await.to_string();
+    assert!(routes.contains("\"key\":\"$cookie_session\""), "{routes}");
     w.stop().await;
 }

@@ -204,6 +204,61 @@ pub struct ExternalAuth {
     /// successful ones.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub always_set_cookie: bool,
+    /// `auth-cache-key` and `auth-cache-duration`: answers remembered per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<AuthCache>,
+}
+
+/// Which answers of the auth service are remembered, for how long, under which key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthCache {
+    /// As written (`$cookie__oauth2_proxy`).
+    pub key: String,
+    #[serde(skip)]
+    pub pieces: Vec<super::policy::HashPiece>,
+    /// The statuses remembered (`auth-cache-duration`, default `200 202 401`).
+    pub statuses: Vec<u16>,
+    #[serde(serialize_with = "secs")]
+    pub duration: std::time::Duration,
+}
+
+fn secs<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl AuthCache {
+    /// `auth-cache-duration` as nginx's `proxy_cache_valid`: status codes, then a time
+    /// (`30s`, `5m`, `1h`, `1d`); codes left out mean 200, 301 and 302.
+    pub fn parse_duration(text: &str) -> Result<(Vec<u16>, std::time::Duration), String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (time, codes) = words.split_last().ok_or("is empty")?;
+        let (number, unit) = time.split_at(
+            time.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(time.len()),
+        );
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{time:?} is not a time"))?;
+        let seconds = match unit {
+            "" | "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("{time:?} is not a time (s, m, h, d)")),
+        };
+        let mut statuses = Vec::new();
+        for code in codes {
+            match code.parse::<u16>() {
+                Ok(c) if (100..=599).contains(&c) => statuses.push(c),
+                _ => return Err(format!("{code:?} is not a status code")),
+            }
+        }
+        if statuses.is_empty() {
+            statuses = vec![200, 301, 302];
+        }
+        Ok((statuses, std::time::Duration::from_secs(seconds)))
+    }
 }
 
 fn method_text<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
@@ -250,6 +305,21 @@ mod tests {
             UrlTemplate::parse("http://oauth2-proxy.auth.svc.cluster.local:4180/oauth2/auth")
                 .unwrap();
         assert_eq!(plain.pieces.len(), 1);
+    }
+
+    #[test]
+    fn cache_durations_read_as_nginx_proxy_cache_valid() {
+        let (codes, d) = AuthCache::parse_duration("200 202 401 5m").unwrap();
+        assert_eq!((codes, d.as_secs()), (vec![200, 202, 401], 300));
+        let (codes, d) = AuthCache::parse_duration("30s").unwrap();
+        assert_eq!((codes, d.as_secs()), (vec![200, 301, 302], 30));
+        assert_eq!(
+            AuthCache::parse_duration("200 1h").unwrap().1.as_secs(),
+            3600
+        );
+        for bad in ["", "200 soon", "2000 5m", "200 5w"] {
+            assert!(AuthCache::parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

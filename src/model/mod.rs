@@ -27,7 +27,7 @@ pub use basic_auth::{md5_crypt, PasswordHash, Users, UsersError};
 pub use bounded::BoundedMap;
 pub use canary::{Canary, CanaryRule, Decided, HeaderPattern};
 pub use client_auth::{rfc2253, AskForCertificate, Checks, ClientAuth, Verdict, VerifyClient};
-pub use external_auth::{escape_into, ExternalAuth, RequestVars, UrlTemplate};
+pub use external_auth::{escape_into, AuthCache, ExternalAuth, RequestVars, UrlTemplate};
 pub use ip_set::IpSet;
 pub(crate) use path_table::collapse_slashes;
 pub use path_table::{normalize_prefix, segment_count, PathKind, PathTable, PathTableError};

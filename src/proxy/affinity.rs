@@ -269,7 +269,22 @@ pub fn hash_key(
     tls: bool,
 ) -> u64 {
     let mut h = foldhash::fast::FixedState::with_seed(0x6861_7368_2d62_7921).build_hasher();
-    for piece in &hash.pieces {
+    key_bytes(&hash.pieces, method, uri, headers, client, tls, &mut h);
+    h.finish()
+}
+
+/// The bytes of a key made of request attributes (`upstream-hash-by`, `auth-cache-key`),
+/// piece by piece, each followed by a separator ("ab"+"c" ≠ "a"+"bc").
+pub fn key_bytes(
+    pieces: &[HashPiece],
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    client: IpAddr,
+    tls: bool,
+    h: &mut impl Hasher,
+) {
+    for piece in pieces {
         match piece {
             HashPiece::Text(t) => h.write(t.as_bytes()),
             HashPiece::RequestUri => {
@@ -306,10 +321,8 @@ pub fn hash_key(
                 h.write(value.as_bytes());
             }
         }
-        // A separator, so that pieces do not run into each other ("ab"+"c" ≠ "a"+"bc").
         h.write_u8(0xff);
     }
-    h.finish()
 }
 
 /// The browsers known to reject or mishandle `SameSite=None` (Chromium's published list,

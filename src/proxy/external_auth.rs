@@ -12,7 +12,7 @@
 //! no answer within [`AUTH_TIMEOUT`], or no connection at all is a 500. Never a pass.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{
@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::headers;
-use crate::model::{escape_into, ExternalAuth, RequestVars};
+use crate::model::{escape_into, BoundedMap, ExternalAuth, RequestVars};
 
 /// How long the auth service may take to answer, connection included (`--auth-timeout`).
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,6 +53,32 @@ static X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-req
 pub struct AuthClient {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     timeout: Duration,
+    /// `auth-cache-key`: remembered answers (status and the headers that matter).
+    cache: BoundedMap<[u8; 32], Cached>,
+}
+
+/// Answers remembered at most (about; see [`BoundedMap`]).
+const CACHE_CAPACITY: usize = 16_384;
+
+#[derive(Clone)]
+struct Cached {
+    until: Instant,
+    status: StatusCode,
+    /// The `auth-response-headers` and `WWW-Authenticate` of the answer.
+    headers: HeaderMap,
+}
+
+/// SHA-256 as a `Hasher`, for keys an attacker could otherwise make collide.
+struct Sha256(aws_lc_rs::digest::Context);
+
+impl std::hash::Hasher for Sha256 {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
 }
 
 /// The request being checked, as the auth service is told about it.
@@ -114,7 +140,11 @@ impl AuthClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client,
+            timeout,
+            cache: BoundedMap::new(CACHE_CAPACITY),
+        })
     }
 
     /// Asks the auth service about `req`.
@@ -134,6 +164,36 @@ impl AuthClient {
             cookies: Vec::new(),
         };
         let url = auth.url.expand(vars);
+        let cache_key = auth.cache.as_ref().map(|cache| {
+            use std::hash::Hasher as _;
+            let mut h = Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+            h.write(auth.url.as_str().as_bytes());
+            h.write_u8(0);
+            h.write(auth.method.as_str().as_bytes());
+            h.write_u8(0);
+            super::affinity::key_bytes(
+                &cache.pieces,
+                req.method,
+                req.uri,
+                req.headers,
+                req.client,
+                req.tls,
+                &mut h,
+            );
+            let mut key = [0; 32];
+            key.copy_from_slice(h.0.finish().as_ref());
+            key
+        });
+        if let Some(hit) = cache_key
+            .as_ref()
+            .and_then(|k| self.cache.get(k))
+            .filter(|c| c.until > Instant::now())
+        {
+            return Outcome {
+                verdict: verdict(auth, hit.status, &hit.headers, vars, &url),
+                cookies: Vec::new(),
+            };
+        }
         let Ok(target) = url.parse::<Uri>() else {
             return refuse(format!(
                 "the auth URL {url:?} is not a URL for this request"
@@ -205,36 +265,67 @@ impl AuthClient {
             }
         };
         let cookies: Vec<HeaderValue> = parts.headers.get_all(SET_COOKIE).iter().cloned().collect();
-        let verdict = match parts.status.as_u16() {
-            200..=299 => Verdict::Allow(
-                auth.response_headers
-                    .iter()
-                    .map(|name| (name.clone(), parts.headers.get(name).cloned()))
-                    .collect(),
-            ),
-            401 => match &auth.signin {
-                Some(signin) => match sign_in(
-                    signin.expand(vars),
-                    &auth.redirect_param,
-                    scheme,
-                    req.host,
-                    request_uri,
-                ) {
-                    Some(location) => Verdict::SignIn(location),
-                    None => Verdict::Refuse(ProxyError::AuthFailed(
-                        "the auth-signin URL is not a header value for this request".into(),
-                    )),
-                },
-                None => Verdict::Refuse(ProxyError::Unauthorized(
-                    parts.headers.get(WWW_AUTHENTICATE).cloned(),
+        if let (Some(key), Some(cache)) = (cache_key, &auth.cache) {
+            if cache.statuses.contains(&parts.status.as_u16()) {
+                let mut kept = HeaderMap::new();
+                for name in auth.response_headers.iter().chain([&WWW_AUTHENTICATE]) {
+                    if let Some(v) = parts.headers.get(name) {
+                        kept.insert(name.clone(), v.clone());
+                    }
+                }
+                self.cache.insert(
+                    key,
+                    Cached {
+                        until: Instant::now() + cache.duration,
+                        status: parts.status,
+                        headers: kept,
+                    },
+                );
+            }
+        }
+        Outcome {
+            verdict: verdict(auth, parts.status, &parts.headers, vars, &url),
+            cookies,
+        }
+    }
+}
+
+/// What an answer of the auth service means for the request.
+fn verdict(
+    auth: &ExternalAuth,
+    status: StatusCode,
+    headers: &HeaderMap,
+    vars: RequestVars<'_>,
+    url: &str,
+) -> Verdict {
+    match status.as_u16() {
+        200..=299 => Verdict::Allow(
+            auth.response_headers
+                .iter()
+                .map(|name| (name.clone(), headers.get(name).cloned()))
+                .collect(),
+        ),
+        401 => match &auth.signin {
+            Some(signin) => match sign_in(
+                signin.expand(vars),
+                &auth.redirect_param,
+                vars.scheme,
+                vars.host,
+                vars.request_uri,
+            ) {
+                Some(location) => Verdict::SignIn(location),
+                None => Verdict::Refuse(ProxyError::AuthFailed(
+                    "the auth-signin URL is not a header value for this request".into(),
                 )),
             },
-            403 => Verdict::Refuse(ProxyError::Forbidden),
-            status => Verdict::Refuse(ProxyError::AuthFailed(format!(
-                "the auth service at {url} answered {status}"
-            ))),
-        };
-        Outcome { verdict, cookies }
+            None => Verdict::Refuse(ProxyError::Unauthorized(
+                headers.get(WWW_AUTHENTICATE).cloned(),
+            )),
+        },
+        403 => Verdict::Refuse(ProxyError::Forbidden),
+        status => Verdict::Refuse(ProxyError::AuthFailed(format!(
+            "the auth service at {url} answered {status}"
+        ))),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::model::{
     OriginPattern, Outcome, Policy, Problem, Reason, Redirect, SameSite, UpstreamProtocol,
     UrlTemplate,
 };
-use crate::model::{IpSet, Limits, SourceRanges};
+use crate::model::{AuthCache, IpSet, Limits, SourceRanges};
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const WICKET_PREFIX: &str = "wicket.dev/";
@@ -1218,6 +1218,45 @@ fn external_auth(r: &mut Reader<'_>) -> Option<ExternalAuth> {
         },
     };
     let always_set_cookie = r.bool("auth-always-set-cookie") == Some(true);
+    let cache = match (r.get("auth-cache-key"), r.get("auth-cache-duration")) {
+        (None, None) => None,
+        (None, Some(d)) => {
+            r.record(
+                d.full,
+                Outcome::NoEffectNeeded,
+                "not used without auth-cache-key".into(),
+            );
+            None
+        }
+        (Some(key), duration) => {
+            let pieces = match parse_hash_key(key.value) {
+                Ok(p) => Some(p),
+                Err(why) => {
+                    refuse(r, &key, &why);
+                    None
+                }
+            };
+            let duration = match duration {
+                None => AuthCache::parse_duration("200 202 401 5m").ok(),
+                Some(d) => match AuthCache::parse_duration(d.value) {
+                    Ok(parsed) => Some(parsed),
+                    Err(why) => {
+                        refuse(r, &d, &why);
+                        None
+                    }
+                },
+            };
+            match (pieces, duration) {
+                (Some(pieces), Some((statuses, duration))) => Some(AuthCache {
+                    key: key.value.to_owned(),
+                    pieces,
+                    statuses,
+                    duration,
+                }),
+                _ => None,
+            }
+        }
+    };
     let url = template?;
     ok.then_some(ExternalAuth {
         url,
@@ -1228,6 +1267,7 @@ fn external_auth(r: &mut Reader<'_>) -> Option<ExternalAuth> {
         response_headers,
         request_redirect,
         always_set_cookie,
+        cache,
     })
 }
 
