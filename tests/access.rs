@@ -641,8 +641,10 @@ async fn external_auth_asks_the_auth_service_and_passes_its_headers_on() {
                         "auth-response-headers",
                         "X-Auth-User, X-Auth-Role, X-Absent".into(),
                     ),
+                    ("auth-proxy-set-headers", "auth-headers".into()),
                 ],
             ),
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: auth-headers}\ndata: {X-Tenant: shop}\n".to_owned(),
             external("forbid", "forbid.test", &[("auth-url", url("/forbid"))]),
             external("boom", "boom.test", &[("auth-url", url("/boom"))]),
             external("moved", "moved.test", &[("auth-url", url("/moved"))]),
@@ -696,6 +698,7 @@ async fn external_auth_asks_the_auth_service_and_passes_its_headers_on() {
     assert_eq!(h["x-real-ip"], "127.0.0.1");
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["cookie"], "a=b", "the client's headers go along");
+    assert_eq!(h["x-tenant"], "shop", "auth-proxy-set-headers");
     assert!(h.get("x-forwarded-proto").is_none());
     assert!(h.get("content-length").is_none());
     assert_eq!(
@@ -842,6 +845,14 @@ async fn an_auth_service_that_is_down_slow_or_misnamed_never_lets_a_request_thro
                     ("auth-response-headers", "X-Ok, Bad Header".into()),
                 ],
             ),
+            external(
+                "no-config-map",
+                "cm.test",
+                &[
+                    ("auth-url", "http://auth.example/".into()),
+                    ("auth-proxy-set-headers", "not-there".into()),
+                ],
+            ),
             ingress("open", &[("open.test", "/", "Prefix", "web")]),
         ],
         config,
@@ -863,8 +874,20 @@ async fn an_auth_service_that_is_down_slow_or_misnamed_never_lets_a_request_thro
     // e2e auth.go "should return 503 (location was denied)", and wicket's other refusals.
     assert_fail_closed(
         &w,
-        &["bad.test", "var.test", "method.test", "header.test"],
-        &["no valid host", "$remote_user", "BREW", "Bad Header"],
+        &[
+            "bad.test",
+            "var.test",
+            "method.test",
+            "header.test",
+            "cm.test",
+        ],
+        &[
+            "no valid host",
+            "$remote_user",
+            "BREW",
+            "Bad Header",
+            "not-there not found",
+        ],
     )
     .await;
     assert_eq!(pod.complete().len(), 1, "nothing guarded reached the pod");

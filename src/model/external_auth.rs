@@ -207,6 +207,16 @@ pub struct ExternalAuth {
     /// `auth-cache-key` and `auth-cache-duration`: answers remembered per key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<AuthCache>,
+    /// `auth-proxy-set-headers`: more headers for the auth request, from a ConfigMap.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_pairs")]
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+fn header_pairs<S: Serializer>(v: &[(HeaderName, HeaderValue)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(
+        v.iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()))),
+    )
 }
 
 /// Which answers of the auth service are remembered, for how long, under which key.

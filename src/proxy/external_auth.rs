@@ -234,6 +234,9 @@ impl AuthClient {
             }
             None => set(&mut sent, &X_AUTH_REQUEST_REDIRECT, request_uri),
         }
+        for (name, value) in &auth.extra_headers {
+            sent.insert(name.clone(), value.clone());
+        }
         if auth.method_set {
             set(&mut sent, &X_ORIGINAL_URI, request_uri);
             set(&mut sent, &X_SCHEME, scheme);

@@ -160,6 +160,7 @@ impl<'a> Translator<'a> {
         self.problems.extend(annotation_problems);
         self.custom_headers(namespace, &mut options, &source);
         self.basic_auth(namespace, &mut options, &source);
+        self.auth_proxy_headers(namespace, &mut options, &source);
         self.client_auth(
             namespace,
             spec.rules.as_deref().unwrap_or(&[]),
@@ -497,7 +498,11 @@ impl<'a> Translator<'a> {
         let Some(value) = options.custom_headers.clone() else {
             return;
         };
-        let headers = match self.read_custom_headers(namespace, &value) {
+        let headers = match self.read_header_map(
+            namespace,
+            &value,
+            Some(&self.settings.allowed_response_headers),
+        ) {
             Ok(headers) => headers,
             Err(why) => {
                 let message =
@@ -710,10 +715,59 @@ impl<'a> Translator<'a> {
         Ok((users, format!("{ns}/{name}")))
     }
 
-    fn read_custom_headers(
+    /// `auth-proxy-set-headers`: the ConfigMap's data go with every auth request. A
+    /// ConfigMap that is missing, of another namespace or not made of headers makes the
+    /// routes answer 503: the auth service would not get what it was set up to get.
+    fn auth_proxy_headers(
+        &mut self,
+        namespace: &str,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+    ) {
+        let Some(value) = options.auth_proxy_headers.clone() else {
+            return;
+        };
+        let Some(external) = options
+            .policy
+            .as_ref()
+            .and_then(|p| p.external_auth.clone())
+        else {
+            return;
+        };
+        match self.read_header_map(namespace, &value, None) {
+            Ok(headers) => {
+                let mut external = (*external).clone();
+                external.extra_headers = headers;
+                let mut policy = options.policy.as_deref().cloned().unwrap_or_default();
+                policy.external_auth = Some(Arc::new(external));
+                options.policy = Some(Arc::new(policy));
+            }
+            Err(why) => {
+                let message = format!(
+                    "auth-proxy-set-headers {value:?}: {why}; the Ingress's routes answer 503"
+                );
+                self.overrule(
+                    options,
+                    source,
+                    "auth-proxy-set-headers",
+                    crate::model::Outcome::Blocks,
+                    Reason::InvalidAnnotation,
+                    message.clone(),
+                );
+                if options.blocked.is_none() {
+                    options.blocked = Some(message);
+                }
+            }
+        }
+    }
+
+    /// The headers a ConfigMap of the Ingress's namespace holds (`custom-headers`,
+    /// `auth-proxy-set-headers`); with `allowed`, only those names.
+    fn read_header_map(
         &self,
         namespace: &str,
         value: &str,
+        allowed: Option<&[String]>,
     ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
         let (ns, name) = value.split_once('/').unwrap_or((namespace, value));
         if ns != namespace {
@@ -725,7 +779,6 @@ impl<'a> Translator<'a> {
         let Some(map) = self.index.config_maps.get(&key) else {
             return Err(format!("ConfigMap {ns}/{name} not found"));
         };
-        let allowed = &self.settings.allowed_response_headers;
         let mut headers = Vec::new();
         for (k, v) in map.data.iter().flatten() {
             let name_ok = !k.is_empty()
@@ -744,7 +797,7 @@ impl<'a> Translator<'a> {
                     "ConfigMap {ns}/{name}: the value of {k} is not a header value"
                 ));
             };
-            if !allowed.iter().any(|a| a == header.as_str()) {
+            if let Some(allowed) = allowed.filter(|a| !a.iter().any(|a| a == header.as_str())) {
                 return Err(format!(
                     "ConfigMap {ns}/{name}: header {k} is not in --allowed-response-headers ({})",
                     if allowed.is_empty() {

@@ -71,6 +71,9 @@ pub struct Options {
     pub limits: Option<(Limits, Option<IpSet>)>,
     /// `auth-tls-*`: client certificates for its hosts; translation reads the CA Secret.
     pub client_auth: Option<ClientAuthSpec>,
+    /// `auth-proxy-set-headers`: the ConfigMap (`name` or `namespace/name`) of headers for
+    /// the auth request; translation reads it.
+    pub auth_proxy_headers: Option<String>,
 }
 
 /// `auth-tls-*` as annotated.
@@ -117,6 +120,7 @@ impl Default for Options {
             basic_auth: None,
             limits: None,
             client_auth: None,
+            auth_proxy_headers: None,
         }
     }
 }
@@ -175,6 +179,18 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
     policy.external_auth = external_auth(&mut r).map(Arc::new);
     let limits = rate_limits(&mut r);
     let client_auth = client_auth(&mut r);
+    let auth_proxy_headers = match (&policy.external_auth, r.get("auth-proxy-set-headers")) {
+        (Some(_), Some(v)) => Some(v.value.to_owned()),
+        (None, Some(v)) => {
+            r.record(
+                v.full,
+                Outcome::NoEffectNeeded,
+                "not used without auth-url".into(),
+            );
+            None
+        }
+        (_, None) => None,
+    };
     traffic(&mut r, &mut policy);
     let hosts = host_options(&mut r);
     let mut use_regex = r.bool("use-regex") == Some(true);
@@ -214,6 +230,7 @@ pub fn read(ingress: &Ingress, source: &ObjectRef, problems: &mut Vec<Problem>) 
         basic_auth,
         limits,
         client_auth,
+        auth_proxy_headers,
     }
 }
 
@@ -1268,6 +1285,7 @@ fn external_auth(r: &mut Reader<'_>) -> Option<ExternalAuth> {
         request_redirect,
         always_set_cookie,
         cache,
+        extra_headers: Vec::new(),
     })
 }
 

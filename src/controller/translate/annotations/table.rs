@@ -77,7 +77,7 @@ pub const ANNOTATIONS: &[(&str, Support)] = &[
     ("auth-keepalive-share-vars", Support::NoEffectNeeded("each auth request is independent; nothing is shared between requests")),
     ("auth-keepalive-requests", Support::NoEffectNeeded("connections to auth services are always pooled")),
     ("auth-keepalive-timeout", Support::NoEffectNeeded("connections to auth services are always pooled (idle for at most 90 s)")),
-    ("auth-proxy-set-headers", Support::Unsupported("the auth request carries the client's headers and ingress-nginx's X-Original-* headers, not extra ones from a ConfigMap")),
+    ("auth-proxy-set-headers", Support::Differs("a ConfigMap of the Ingress's own namespace; one that is missing or holds something that is not a header makes the routes answer 503")),
     ("auth-always-set-cookie", Support::Honoured),
     ("auth-tls-verify-client", Support::Honoured),
     ("auth-tls-verify-depth", Support::Honoured),
