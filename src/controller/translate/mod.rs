@@ -370,6 +370,29 @@ impl<'a> Translator<'a> {
 
     /// An annotation found unusable only here, where other objects are known: a Problem,
     /// and its outcome in the Ingress's report.
+    /// An access annotation that cannot be used: its outcome, a Problem, and the Ingress's
+    /// routes answer 503 (the first reason given stays).
+    fn block(
+        &mut self,
+        options: &mut annotations::Options,
+        source: &ObjectRef,
+        name: &str,
+        reason: Reason,
+        message: String,
+    ) {
+        self.overrule(
+            options,
+            source,
+            name,
+            crate::model::Outcome::Blocks,
+            reason,
+            message.clone(),
+        );
+        if options.blocked.is_none() {
+            options.blocked = Some(message);
+        }
+    }
+
     fn overrule(
         &mut self,
         options: &mut annotations::Options,
@@ -507,17 +530,13 @@ impl<'a> Translator<'a> {
             Err(why) => {
                 let message =
                     format!("custom-headers {value:?}: {why}; the Ingress's routes answer 503");
-                self.overrule(
+                self.block(
                     options,
                     source,
                     "custom-headers",
-                    crate::model::Outcome::Blocks,
                     Reason::InvalidAnnotation,
                     message.clone(),
                 );
-                if options.blocked.is_none() {
-                    options.blocked = Some(message);
-                }
                 return;
             }
         };
@@ -545,17 +564,13 @@ impl<'a> Translator<'a> {
                     "auth-secret {:?}: {why}; the Ingress's routes answer 503 rather than serve without the password check",
                     spec.secret
                 );
-                self.overrule(
+                self.block(
                     options,
                     source,
                     "auth-secret",
-                    crate::model::Outcome::Blocks,
                     Reason::AuthSecretInvalid,
                     message.clone(),
                 );
-                if options.blocked.is_none() {
-                    options.blocked = Some(message);
-                }
                 return;
             }
         };
@@ -622,17 +637,13 @@ impl<'a> Translator<'a> {
                     "auth-tls-secret {:?}: {why}; the Ingress's hosts answer 503 rather than serve without the certificate check",
                     spec.secret
                 );
-                self.overrule(
+                self.block(
                     options,
                     source,
                     "auth-tls-secret",
-                    crate::model::Outcome::Blocks,
                     Reason::AuthSecretInvalid,
                     message.clone(),
                 );
-                if options.blocked.is_none() {
-                    options.blocked = Some(message.clone());
-                }
                 (None, Some(Arc::from(message.as_str())))
             }
         };
@@ -746,17 +757,13 @@ impl<'a> Translator<'a> {
                 let message = format!(
                     "auth-proxy-set-headers {value:?}: {why}; the Ingress's routes answer 503"
                 );
-                self.overrule(
+                self.block(
                     options,
                     source,
                     "auth-proxy-set-headers",
-                    crate::model::Outcome::Blocks,
                     Reason::InvalidAnnotation,
                     message.clone(),
                 );
-                if options.blocked.is_none() {
-                    options.blocked = Some(message);
-                }
             }
         }
     }
