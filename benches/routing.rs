@@ -296,7 +296,6 @@ fn access(c: &mut Criterion) {
     let auth = wicket::model::BasicAuth {
         secret: "ns/htpasswd".into(),
         realm: String::new(),
-        users: 1,
         challenge: http::HeaderValue::from_static("Basic realm=\"\""),
         table: Arc::new(table),
     };

@@ -198,7 +198,10 @@ pub struct ExternalAuth {
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_names")]
     pub response_headers: Vec<HeaderName>,
     /// `auth-request-redirect`: the `X-Auth-Request-Redirect` value (else the request URI).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_text")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::policy::opt_header_text"
+    )]
     pub request_redirect: Option<HeaderValue>,
     /// `auth-always-set-cookie`: the auth response's cookies on every answer, not only
     /// successful ones.
@@ -208,15 +211,11 @@ pub struct ExternalAuth {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<AuthCache>,
     /// `auth-proxy-set-headers`: more headers for the auth request, from a ConfigMap.
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "header_pairs")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "super::policy::header_pairs"
+    )]
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-fn header_pairs<S: Serializer>(v: &[(HeaderName, HeaderValue)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(
-        v.iter()
-            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()))),
-    )
 }
 
 /// Which answers of the auth service are remembered, for how long, under which key.
@@ -277,13 +276,6 @@ fn method_text<S: Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
 
 fn header_names<S: Serializer>(v: &[HeaderName], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(HeaderName::as_str))
-}
-
-fn opt_text<S: Serializer>(v: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.serialize_str(&String::from_utf8_lossy(v.as_bytes())),
-        None => s.serialize_none(),
-    }
 }
 
 #[cfg(test)]

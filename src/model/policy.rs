@@ -277,7 +277,7 @@ pub struct Policy {
     pub response_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
-fn header_pairs<S: Serializer>(
+pub(super) fn header_pairs<S: Serializer>(
     v: &[(http::HeaderName, HeaderValue)],
     s: S,
 ) -> Result<S::Ok, S::Error> {
@@ -329,13 +329,16 @@ pub struct BasicAuth {
     pub secret: String,
     /// `auth-realm`.
     pub realm: String,
-    /// How many users the Secret holds.
-    pub users: usize,
     /// `WWW-Authenticate: Basic realm="..."`.
     #[serde(skip)]
     pub challenge: HeaderValue,
-    #[serde(skip)]
+    /// The users; shown as how many there are.
+    #[serde(rename = "users", serialize_with = "user_count")]
     pub table: Arc<super::basic_auth::Users>,
+}
+
+fn user_count<S: Serializer>(t: &Arc<super::basic_auth::Users>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(t.len() as u64)
 }
 
 /// `custom-http-errors` and `default-backend` (INGRESS-NGINX.md §C6): which answers of the
@@ -463,6 +466,18 @@ impl Policy {
     pub fn is_default(&self) -> bool {
         *self == Policy::default()
     }
+
+    /// The first annotation of a guard that checks HTTP requests (a password, an auth
+    /// service, a request limit): what a connection relayed as bytes cannot honour.
+    pub fn request_guard(&self) -> Option<&'static str> {
+        [
+            (self.basic_auth.is_some(), "auth-type"),
+            (self.external_auth.is_some(), "auth-url"),
+            (self.rate_limit.is_some(), "limit-*"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
 }
 
 fn seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -476,7 +491,10 @@ fn header_text<S: Serializer>(v: &HeaderValue, s: S) -> Result<S::Ok, S::Error> 
     s.serialize_str(&String::from_utf8_lossy(v.as_bytes()))
 }
 
-fn opt_header_text<S: Serializer>(v: &Option<HeaderValue>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn opt_header_text<S: Serializer>(
+    v: &Option<HeaderValue>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => header_text(v, s),
         None => s.serialize_none(),

@@ -218,7 +218,6 @@ mod tests {
         BasicAuth {
             secret: "ns/s".into(),
             realm: "r".into(),
-            users: table.len(),
             challenge: HeaderValue::from_static("Basic realm=\"r\""),
             table: Arc::new(table),
         }

@@ -308,8 +308,8 @@ impl Proxy {
     /// Looks the request up in the current snapshot and runs the phases before forwarding,
     /// in ingress-nginx's order (INGRESS-NGINX.md §A6): the body limit (413), the
     /// Ingress's own redirect, the redirect to HTTPS, the access checks; then the route's
-    /// backend, or an error. A password check that needs time is left in `verify`: it
-    /// decides before whatever this returns.
+    /// backend, or an error. The checks that wait on something (a bcrypt check, the auth
+    /// service) are left in `access`: they decide before whatever this returns.
     fn route<B: http_body::Body>(
         &self,
         conn: &ConnInfo,

@@ -464,18 +464,11 @@ impl<'a> Translator<'a> {
             // requests (passwords, an auth service, request limits) or the client's
             // certificate cannot apply, so the host's connections are refused rather than
             // relayed around it (ingress-nginx relays).
-            let policy = options.policy.as_deref();
-            let http_guard = [
-                (policy.is_some_and(|p| p.basic_auth.is_some()), "auth-type"),
-                (
-                    policy.is_some_and(|p| p.external_auth.is_some()),
-                    "auth-url",
-                ),
-                (policy.is_some_and(|p| p.rate_limit.is_some()), "limit-*"),
-                (options.client_auth.is_some(), "auth-tls-secret"),
-            ]
-            .into_iter()
-            .find_map(|(set, name)| set.then_some(name));
+            let http_guard = options
+                .policy
+                .as_deref()
+                .and_then(Policy::request_guard)
+                .or(options.client_auth.as_ref().map(|_| "auth-tls-secret"));
             if let Some(guard) = http_guard {
                 if !reported_guard {
                     reported_guard = true;
@@ -580,7 +573,6 @@ impl<'a> Translator<'a> {
         policy.basic_auth = Some(crate::model::BasicAuth {
             secret,
             realm: spec.realm,
-            users: table.len(),
             challenge,
             table: Arc::new(table),
         });
