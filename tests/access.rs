@@ -156,7 +156,10 @@ async fn basic_auth_asks_for_a_password_and_lets_each_hash_format_in() {
         !report.contains("b-secret") && !report.contains("$2"),
         "no secret in the report"
     );
-    assert!(report.contains("\"users\":5"), "the users are counted: {report}");
+    assert!(
+        report.contains("\"users\":5"),
+        "the users are counted: {report}"
+    );
     w.stop().await;
 }
 

@@ -95,9 +95,13 @@ pub struct ConnInfo {
 #[derive(Debug)]
 pub struct PeerCert {
     pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// `ssl-client-subject-dn` and `ssl-client-issuer-dn` (RFC 2253).
+    /// The subject DN (RFC 2253), for `auth-tls-match-cn`.
     pub subject: String,
-    pub issuer: String,
+    /// `ssl-client-subject-dn` and `ssl-client-issuer-dn`, made once per connection.
+    pub subject_header: Option<http::HeaderValue>,
+    pub issuer_header: Option<http::HeaderValue>,
+    /// `ssl-client-cert`, made the first time a request asks for it.
+    escaped: std::sync::OnceLock<Option<http::HeaderValue>>,
     /// The last check: against which settings ([`crate::model::ClientAuth::id`]), and what
     /// it found.
     checked: std::sync::Mutex<Option<(u64, crate::model::Verdict)>>,
@@ -116,8 +120,10 @@ impl PeerCert {
         };
         Some(Self {
             chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+            subject_header: http::HeaderValue::from_str(&subject).ok(),
+            issuer_header: http::HeaderValue::from_str(&issuer).ok(),
             subject,
-            issuer,
+            escaped: std::sync::OnceLock::new(),
             checked: std::sync::Mutex::new(None),
         })
     }
@@ -138,9 +144,17 @@ impl PeerCert {
         verdict
     }
 
-    /// `ssl-client-cert`: the leaf as PEM, URL-encoded (nginx's `$ssl_client_escaped_cert`).
-    pub fn escaped_pem(&self) -> String {
+    /// `ssl-client-cert`: the leaf as PEM, URL-encoded (nginx's `$ssl_client_escaped_cert`),
+    /// made once per connection.
+    pub fn escaped_pem(&self) -> Option<http::HeaderValue> {
+        self.escaped
+            .get_or_init(|| http::HeaderValue::from_str(&self.encode_pem()).ok())
+            .clone()
+    }
+
+    fn encode_pem(&self) -> String {
         use base64::Engine as _;
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
         let Some(leaf) = self.chain.first() else {
             return String::new();
         };
@@ -156,7 +170,9 @@ impl PeerCert {
             if b.is_ascii_alphanumeric() || b"-._~/+=".contains(&b) {
                 out.push(b as char);
             } else {
-                out.push_str(&format!("%{b:02X}"));
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 0xf)] as char);
             }
         }
         out

@@ -26,7 +26,7 @@ use super::auth::{self, Authenticator};
 use super::balance::{Balancer, Steer};
 use super::body::ClientBody;
 use super::body::ProxyBody;
-use super::conn::ConnInfo;
+use super::conn::{ConnInfo, PeerCert};
 use super::cors;
 use super::error::ProxyError;
 use super::error_page;
@@ -876,19 +876,23 @@ fn client_certificate(
             return Err(ProxyError::Forbidden);
         }
     }
-    let value = |s: &str| HeaderValue::from_str(s).ok();
-    set.push((SSL_CLIENT_VERIFY.clone(), value(&verdict.header())));
+    let verify = match &verdict {
+        CertVerdict::Success => Some(HeaderValue::from_static("SUCCESS")),
+        CertVerdict::None => Some(HeaderValue::from_static("NONE")),
+        failed => HeaderValue::from_str(&failed.header()).ok(),
+    };
+    set.push((SSL_CLIENT_VERIFY.clone(), verify));
     set.push((
         SSL_CLIENT_SUBJECT_DN.clone(),
-        cert.and_then(|c| value(&c.subject)),
+        cert.and_then(|c| c.subject_header.clone()),
     ));
     set.push((
         SSL_CLIENT_ISSUER_DN.clone(),
-        cert.and_then(|c| value(&c.issuer)),
+        cert.and_then(|c| c.issuer_header.clone()),
     ));
     let pem = cert
         .filter(|_| auth.pass_certificate)
-        .and_then(|c| value(&c.escaped_pem()));
+        .and_then(PeerCert::escaped_pem);
     set.push((SSL_CLIENT_CERT.clone(), pem));
     Ok(None)
 }
