@@ -5,6 +5,7 @@
 #
 # The chart (charts/wicket) runs it with a read-only root filesystem: wicket writes nothing.
 
+# The `dist` profile (Cargo.toml): fat LTO, what the load benchmarks measure.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not rebuild them.
@@ -13,14 +14,14 @@ RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && echo '' > src/lib.rs \
  && echo 'fn main() {}' > benches/routing.rs \
- && cargo build --release --locked \
+ && cargo build --profile dist --locked \
  && rm -rf src benches
 COPY src ./src
 COPY benches ./benches
 # Make sure the real sources are newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --bin wicket \
- && cp target/release/wicket /wicket
+ && cargo build --profile dist --locked --bin wicket \
+ && cp target/dist/wicket /wicket
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /wicket /wicket

@@ -5,6 +5,10 @@
 #
 #   benches/load/instructions.sh [http|https] [requests] [binary]
 #
+# The binary defaults to target/dist/wicket, built with the `dist` profile the container
+# image uses (fat LTO; a long build). Pass target/release/wicket to compare two changes
+# quickly: both builds of the same profile.
+#
 # Runs wicket (one worker thread, no access log) under valgrind twice, serving N and then
 # 2N keep-alive requests from h2load (10 connections) to one backend nginx answering "ok",
 # and prints (instructions(2N) - instructions(N)) / N: the cost of one request, without
@@ -16,11 +20,12 @@ cd "$(dirname "$0")/../.."
 . benches/load/common.sh
 mode=${1:-http}
 requests=${2:-20000}
-binary=${3:-target/release/wicket}
+binary=${3:-target/dist/wicket}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-[ "$binary" = target/release/wicket ] && cargo build --release --quiet
+# The profile the container image ships (Cargo.toml [profile.dist]: fat LTO).
+[ "$binary" = target/dist/wicket ] && cargo build --profile dist --quiet
 mkdir -p "$work/manifests" "$work/logs"
 
 cat > "$work/backend.conf" <<CONF
