@@ -393,9 +393,10 @@ async fn run_manifests(
     let mut seen = std::time::Instant::now();
     loop {
         let settings = settings.clone();
+        let previous = publisher.shared().load_full();
         let loaded = tokio::task::spawn_blocking(move || {
             let index = dir.load();
-            let snapshot = translate::build(&index, &settings);
+            let snapshot = translate::build_reusing(&index, &settings, Some(&previous));
             (dir, snapshot)
         })
         .await;
@@ -408,6 +409,8 @@ async fn run_manifests(
             }
         };
         publisher.publish_seen(snapshot, seen);
+        // The rebuild's temporaries and the old table's replaced parts are free now.
+        crate::memory::release_freed();
         tokio::select! {
             more = watch.changed() => if !more { return },
             _ = stop.wait_for(|s| *s) => return,

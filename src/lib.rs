@@ -14,7 +14,8 @@
 //! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/debug/routes`; [`report`] renders the
 //!   table; [`metrics`] holds the Prometheus families.
 //! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`],
-//!   [`migrate`] (what a switch from ingress-nginx does to each Ingress).
+//!   [`migrate`] (what a switch from ingress-nginx does to each Ingress); [`memory`] gives
+//!   what a rebuild freed back to the system.
 
 pub mod admin;
 pub mod app;
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod echo;
 pub mod explain;
 pub mod inspect;
+pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

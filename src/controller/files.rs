@@ -150,13 +150,12 @@ impl ManifestDir {
                 };
             }
         };
-        if let Some(previous) = previous.as_ref().filter(|p| p.bytes == bytes) {
-            return FileState {
-                bytes,
-                objects: previous.objects.clone(),
-                problems: previous.problems.clone(),
-            };
-        }
+        // Unchanged: the previous state itself, so that an edit of one file leaves nothing
+        // newly allocated for the others (the bytes just read are dropped at once).
+        let previous = match previous {
+            Some(previous) if previous.bytes == bytes => return previous,
+            previous => previous,
+        };
         let last_good = previous.map(|p| p.objects).unwrap_or_default();
         let Ok(text) = std::str::from_utf8(&bytes) else {
             return FileState {

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::model::{Problem, Snapshot};
+use crate::model::{HostMatch, Problem, Snapshot};
 
 /// Where the data plane reads the current snapshot.
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
@@ -102,8 +102,8 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) {
         );
     }
     let resolved = before.difference(&after).count();
-    let hosts_before: BTreeSet<String> = host_names(previous);
-    let hosts_after: BTreeSet<String> = host_names(next);
+    let hosts_before = host_names(previous);
+    let hosts_after = host_names(next);
     info!(
         generation = next.generation,
         hosts = hosts_after.len(),
@@ -116,12 +116,13 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) {
     );
 }
 
-fn host_names(snapshot: &Snapshot) -> BTreeSet<String> {
+/// The hosts of a snapshot, borrowed: a publish allocates no string per host.
+fn host_names(snapshot: &Snapshot) -> BTreeSet<&HostMatch> {
     snapshot
         .table
         .virtual_hosts()
-        .iter()
-        .map(|v| v.host.to_string())
+        .into_iter()
+        .map(|v| &v.host)
         .collect()
 }
 

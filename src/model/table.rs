@@ -242,6 +242,10 @@ impl PartialEq for VirtualHost {
     }
 }
 
+/// Equal virtual hosts route, report and explain identically; `Eq` also lets comparing two
+/// tables skip the hosts they share (`Arc`'s pointer check).
+impl Eq for VirtualHost {}
+
 impl VirtualHost {
     fn new(host: HostMatch) -> Self {
         Self {
@@ -355,11 +359,14 @@ pub struct HostCandidates<'a> {
     pub catch_all: Option<&'a VirtualHost>,
 }
 
+/// Virtual hosts are shared (`Arc`): a rebuild keeps the previous table's own for every
+/// host that comes out the same ([`RouteTableBuilder::build_reusing`]), so an edit
+/// allocates only what it changed, and the tables before and after it share the rest.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteTable {
-    exact: HashMap<Box<str>, VirtualHost, RandomState>,
-    wildcard: HashMap<Box<str>, VirtualHost, RandomState>,
-    catch_all: Option<VirtualHost>,
+    exact: HashMap<Arc<str>, Arc<VirtualHost>, RandomState>,
+    wildcard: HashMap<Arc<str>, Arc<VirtualHost>, RandomState>,
+    catch_all: Option<Arc<VirtualHost>>,
     default_backend: Option<DefaultBackend>,
     /// `from-to-www-redirect`: a host no rule has, redirected to one that has rules.
     www_redirects: HashMap<Box<str>, Box<str>, RandomState>,
@@ -432,16 +439,17 @@ impl RouteTable {
                 return Some(vhost);
             }
         }
-        self.catch_all.as_ref()
+        self.catch_all.as_deref()
     }
 
     /// The three places [`RouteTable::virtual_host`] looks, in order, for explaining a
     /// choice: the exact host, the wildcard for its suffix (if it has one), the catch-all.
     pub fn host_candidates(&self, host: &str) -> HostCandidates<'_> {
         HostCandidates {
-            exact: self.exact.get(host),
-            wildcard: wildcard_suffix(host).map(|s| (s.to_owned(), self.wildcard.get(s))),
-            catch_all: self.catch_all.as_ref(),
+            exact: self.exact.get(host).map(|v| &**v),
+            wildcard: wildcard_suffix(host)
+                .map(|s| (s.to_owned(), self.wildcard.get(s).map(|v| &**v))),
+            catch_all: self.catch_all.as_deref(),
         }
     }
 
@@ -465,12 +473,12 @@ impl RouteTable {
 
     /// Virtual hosts in display order: exact by name, wildcards by name, catch-all last.
     pub fn virtual_hosts(&self) -> Vec<&VirtualHost> {
-        let mut exact: Vec<&VirtualHost> = self.exact.values().collect();
+        let mut exact: Vec<&VirtualHost> = self.exact.values().map(|v| &**v).collect();
         exact.sort_by(|a, b| a.host.cmp(&b.host));
-        let mut wildcard: Vec<&VirtualHost> = self.wildcard.values().collect();
+        let mut wildcard: Vec<&VirtualHost> = self.wildcard.values().map(|v| &**v).collect();
         wildcard.sort_by(|a, b| a.host.cmp(&b.host));
         exact.extend(wildcard);
-        exact.extend(self.catch_all.as_ref());
+        exact.extend(self.catch_all.as_deref());
         exact
     }
 
@@ -572,6 +580,25 @@ impl RouteTableBuilder {
     /// [`RouteTableBuilder::build_reporting`] reports.
     pub fn add(&mut self, host: HostMatch, route: Route) -> Result<(), Rejected<'_>> {
         let pending = self.hosts.entry(host).or_default();
+        if pending.routes.is_empty() && pending.shadowed.is_empty() {
+            // Most hosts have one route: it claims nothing in the maps (two small tables per
+            // host, built and dropped on every rebuild) until a second one comes.
+            pending.regex |= route.regex;
+            pending.first = Some((route.ingress.clone(), route.policy.clone()));
+            pending.routes.reserve_exact(1);
+            pending.routes.push(route);
+            return Ok(());
+        }
+        if pending.claimed.is_empty() {
+            let first = &pending.routes[0];
+            let kind = first.path_type.kind();
+            if kind == PathKind::Prefix {
+                pending
+                    .normalized
+                    .insert((kind, normalize_prefix(&first.path)), 0);
+            }
+            pending.claimed.insert((kind, first.path.clone()), 0);
+        }
         let kind = route.path_type.kind();
         let raw = (kind, route.path.clone());
         if let Some(&existing) = pending.claimed.get(&raw) {
@@ -697,8 +724,34 @@ impl RouteTableBuilder {
     /// paths of hosts in regex mode that are no regular expression and are matched as
     /// plain text instead, and Prefix paths an older route holds once normalised.
     pub fn build_reporting(self) -> (RouteTable, Vec<(Arc<ObjectRef>, Reason, String)>) {
+        self.build_reusing(None)
+    }
+
+    /// [`RouteTableBuilder::build_reporting`], sharing with `previous` (the table in
+    /// force) every virtual host that comes out equal to its own: the new copy is dropped
+    /// at once and the old one kept. An edit then leaves only the hosts it changed newly
+    /// allocated, and dropping the old table after the swap frees only those, instead of
+    /// a whole table's worth of blocks interleaved with the new table's (which the
+    /// allocator cannot give back: RSS grew with every edit).
+    pub fn build_reusing(
+        self,
+        previous: Option<&RouteTable>,
+    ) -> (RouteTable, Vec<(Arc<ObjectRef>, Reason, String)>) {
         let mut notes = Vec::new();
+        let exact = self
+            .hosts
+            .keys()
+            .filter(|h| matches!(h, HostMatch::Exact(_)))
+            .count()
+            + self.aliases.len();
+        let wildcard = self
+            .hosts
+            .keys()
+            .filter(|h| matches!(h, HostMatch::Wildcard(_)))
+            .count();
         let mut table = RouteTable {
+            exact: HashMap::with_capacity_and_hasher(exact, RandomState::default()),
+            wildcard: HashMap::with_capacity_and_hasher(wildcard, RandomState::default()),
             default_backend: self.default_backend,
             passthrough: self
                 .passthrough
@@ -772,10 +825,12 @@ impl RouteTableBuilder {
                 }
                 vhost.regex = Some(regex);
                 vhost.routes = routes;
-                insert_host(&mut table, vhost);
+                insert_host(&mut table, vhost, previous);
                 continue;
             }
             routes.sort_by(display_order);
+            // Exactly: most hosts have one or two routes, and a Vec grown by push holds four.
+            vhost.routes.reserve_exact(routes.len());
             for route in routes {
                 let index = vhost.routes.len() as u32;
                 match vhost
@@ -790,7 +845,7 @@ impl RouteTableBuilder {
                     }
                 }
             }
-            insert_host(&mut table, vhost);
+            insert_host(&mut table, vhost, previous);
         }
         // Aliases and www redirects never take a host a rule has; the first claim wins.
         for (alias, of) in self.aliases {
@@ -802,11 +857,10 @@ impl RouteTableBuilder {
                 HostMatch::Wildcard(suffix) => table.wildcard.get(suffix.as_str()),
                 HostMatch::Any => None,
             };
-            if let Some(original) = original.cloned() {
-                let mut vhost = original;
-                vhost.host = HostMatch::Exact(alias.clone());
+            if let Some(mut vhost) = original.map(|v| VirtualHost::clone(v)) {
+                vhost.host = HostMatch::Exact(alias);
                 vhost.alias_of = Some(of);
-                table.exact.insert(alias.into_boxed_str(), vhost);
+                insert_host(&mut table, vhost, previous);
             }
         }
         for (from, to) in self.www_redirects {
@@ -822,15 +876,38 @@ impl RouteTableBuilder {
     }
 }
 
-fn insert_host(table: &mut RouteTable, vhost: VirtualHost) {
-    match vhost.host.clone() {
+/// Adds `vhost` to `table`, or the equal one `previous` has under the same name; the name
+/// is `previous`'s too when it has the host (a new one per host and rebuild, small and
+/// long-lived, would pin the pages the rebuild's temporaries are freed from).
+fn insert_host(table: &mut RouteTable, vhost: VirtualHost, previous: Option<&RouteTable>) {
+    type Entry<'p> = Option<(&'p Arc<str>, &'p Arc<VirtualHost>)>;
+    fn shared(vhost: VirtualHost, name: &str, old: Entry<'_>) -> (Arc<str>, Arc<VirtualHost>) {
+        match old {
+            Some((key, old)) if **old == vhost => (key.clone(), old.clone()),
+            Some((key, _)) => (key.clone(), Arc::new(vhost)),
+            None => (Arc::from(name), Arc::new(vhost)),
+        }
+    }
+    match &vhost.host {
         HostMatch::Exact(name) => {
-            table.exact.insert(name.into_boxed_str(), vhost);
+            let name = name.clone();
+            let old = previous.and_then(|p| p.exact.get_key_value(name.as_str()));
+            let (key, vhost) = shared(vhost, &name, old);
+            table.exact.insert(key, vhost);
         }
         HostMatch::Wildcard(suffix) => {
-            table.wildcard.insert(suffix.into_boxed_str(), vhost);
+            let suffix = suffix.clone();
+            let old = previous.and_then(|p| p.wildcard.get_key_value(suffix.as_str()));
+            let (key, vhost) = shared(vhost, &suffix, old);
+            table.wildcard.insert(key, vhost);
         }
-        HostMatch::Any => table.catch_all = Some(vhost),
+        HostMatch::Any => {
+            let old = previous.and_then(|p| p.catch_all.as_ref());
+            table.catch_all = Some(match old {
+                Some(old) if **old == vhost => old.clone(),
+                _ => Arc::new(vhost),
+            });
+        }
     }
 }
 
@@ -894,6 +971,51 @@ mod tests {
         )
         .unwrap();
         b.build()
+    }
+
+    #[test]
+    fn a_rebuild_shares_the_unchanged_hosts_and_every_name_with_the_previous_table() {
+        let build = |path: &str| {
+            let mut b = RouteTableBuilder::new();
+            b.add(
+                HostMatch::Exact("same.com".into()),
+                route("/", PathType::Prefix, "same"),
+            )
+            .unwrap();
+            b.add(
+                HostMatch::Wildcard("same.com".into()),
+                route("/", PathType::Prefix, "wild"),
+            )
+            .unwrap();
+            b.add(
+                HostMatch::Exact("edited.com".into()),
+                route(path, PathType::Prefix, "edited"),
+            )
+            .unwrap();
+            b
+        };
+        let first = build("/v1").build();
+        let (second, _) = build("/v2").build_reusing(Some(&first));
+        assert!(Arc::ptr_eq(
+            &first.exact["same.com"],
+            &second.exact["same.com"]
+        ));
+        assert!(Arc::ptr_eq(
+            &first.wildcard["same.com"],
+            &second.wildcard["same.com"]
+        ));
+        assert!(!Arc::ptr_eq(
+            &first.exact["edited.com"],
+            &second.exact["edited.com"]
+        ));
+        let name = |t: &RouteTable| t.exact.get_key_value("edited.com").unwrap().0.clone();
+        assert!(Arc::ptr_eq(&name(&first), &name(&second)));
+        assert_eq!(matched(&second, "edited.com", "/v2/x"), Some("edited"));
+        assert_eq!(matched(&second, "edited.com", "/v1/x"), None);
+        assert_eq!(matched(&second, "a.same.com", "/"), Some("wild"));
+        assert_ne!(first, second);
+        let (third, _) = build("/v2").build_reusing(Some(&second));
+        assert_eq!(second, third);
     }
 
     #[test]

@@ -298,8 +298,9 @@ async fn run_index(
         pending = None;
         let settings = settings.clone();
         let publish = publish.clone();
+        let previous = publisher.shared().load_full();
         let built = tokio::task::spawn_blocking(move || {
-            let snapshot = translate::build(&index, &settings);
+            let snapshot = translate::build_reusing(&index, &settings, Some(&previous));
             let view = view_of(&index, &snapshot, &publish);
             (index, snapshot, view)
         })
@@ -313,6 +314,8 @@ async fn run_index(
             }
         };
         publisher.publish_seen(snapshot, seen.into_std());
+        // The rebuild's temporaries and the old table's replaced parts are free now.
+        crate::memory::release_freed();
         views.send_if_modified(|current| {
             if **current == view {
                 false

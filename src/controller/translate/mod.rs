@@ -34,6 +34,12 @@ pub use tls::TLS_SECRET_TYPE;
 
 /// Builds the snapshot (generation 0: the publisher numbers it).
 pub fn build(index: &Index, settings: &Settings) -> Snapshot {
+    build_reusing(index, settings, None)
+}
+
+/// [`build`], sharing with `previous` (the snapshot in force) the parts that come out the
+/// same, so a rebuild after an edit keeps the memory of what did not change.
+pub fn build_reusing(index: &Index, settings: &Settings, previous: Option<&Snapshot>) -> Snapshot {
     let mut t = Translator {
         settings,
         index,
@@ -81,7 +87,7 @@ pub fn build(index: &Index, settings: &Settings) -> Snapshot {
         ..
     } = t;
     annotations.sort();
-    let (table, literal_paths) = table.build_reporting();
+    let (table, literal_paths) = table.build_reusing(previous.map(|p| &p.table));
     for (ingress, reason, message) in literal_paths {
         problems.insert(Problem::new((*ingress).clone(), reason, message));
     }
