@@ -580,25 +580,6 @@ impl RouteTableBuilder {
     /// [`RouteTableBuilder::build_reporting`] reports.
     pub fn add(&mut self, host: HostMatch, route: Route) -> Result<(), Rejected<'_>> {
         let pending = self.hosts.entry(host).or_default();
-        if pending.routes.is_empty() && pending.shadowed.is_empty() {
-            // Most hosts have one route: it claims nothing in the maps (two small tables per
-            // host, built and dropped on every rebuild) until a second one comes.
-            pending.regex |= route.regex;
-            pending.first = Some((route.ingress.clone(), route.policy.clone()));
-            pending.routes.reserve_exact(1);
-            pending.routes.push(route);
-            return Ok(());
-        }
-        if pending.claimed.is_empty() {
-            let first = &pending.routes[0];
-            let kind = first.path_type.kind();
-            if kind == PathKind::Prefix {
-                pending
-                    .normalized
-                    .insert((kind, normalize_prefix(&first.path)), 0);
-            }
-            pending.claimed.insert((kind, first.path.clone()), 0);
-        }
         let kind = route.path_type.kind();
         let raw = (kind, route.path.clone());
         if let Some(&existing) = pending.claimed.get(&raw) {
