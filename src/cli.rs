@@ -164,6 +164,20 @@ pub struct ControllerArgs {
     /// the snippet; by default they are not served, as ingress-nginx does.
     #[arg(long, env = "WICKET_IGNORE_SNIPPETS", default_value_t = false)]
     pub ignore_snippets: bool,
+    /// The node this replica runs on (the chart sets NODE_NAME from the downward API).
+    /// Services with internalTrafficPolicy: Local use only endpoints on this node, and
+    /// topology hints for this node are honoured.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// This replica's zone, for topology hints (trafficDistribution PreferClose,
+    /// PreferSameZone). In a cluster it defaults to the topology.kubernetes.io/zone label
+    /// of the node --node-name names (one read of that Node: RBAC get on nodes).
+    #[arg(long, env = "WICKET_ZONE")]
+    pub zone: Option<String>,
+    /// How wicket is deployed (the chart sets it): Deployment or DaemonSet. A Service with
+    /// internalTrafficPolicy: Local behind a Deployment is reported as a Problem.
+    #[arg(long, env = "WICKET_WORKLOAD_KIND", value_parser = ["Deployment", "DaemonSet"])]
+    pub workload_kind: Option<String>,
 }
 
 fn parse_limit_status(v: &str) -> Result<u16, String> {
@@ -194,7 +208,22 @@ impl ControllerArgs {
             ssl_passthrough: self.enable_ssl_passthrough,
             ignore_snippets: self.ignore_snippets,
             limit_zones: crate::model::Zones::default(),
+            locality: self.locality(),
         }
+    }
+
+    /// The node and zone as the flags give them; in a cluster, a missing zone is read
+    /// from the Node later.
+    fn locality(&self) -> crate::model::Locality {
+        let source = if self.zone.as_deref().is_some_and(|z| !z.trim().is_empty()) {
+            "--zone"
+        } else {
+            "no --zone given"
+        };
+        let mut here =
+            crate::model::Locality::new(self.node_name.as_deref(), self.zone.as_deref(), source);
+        here.deployment = self.workload_kind.as_deref() == Some("Deployment");
+        here
     }
 }
 

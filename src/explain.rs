@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::model::{
     collapse_slashes, normalize_prefix, segment_count, Backend, Destination, Endpoint, Lookup,
-    PathType, Policy, Route, RouteTable, Snapshot, Target, VirtualHost,
+    PathType, Policy, Preference, Route, RouteTable, Snapshot, Target, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 use crate::proxy::route::normalize_host;
@@ -78,6 +78,9 @@ pub struct BackendCheck {
     pub backend: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// How this replica chose among the endpoints (internalTrafficPolicy, topology hints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<String>,
     pub endpoints: Vec<EndpointCheck>,
 }
 
@@ -407,11 +410,16 @@ fn backend_check(target: &Target, outliers: Option<&Outliers>) -> BackendCheck {
         Target::Unavailable(why) => BackendCheck {
             backend: String::new(),
             unavailable: Some(format!("{why}; requests get 503")),
+            selection: None,
             endpoints: Vec::new(),
         },
         Target::Backend(b) => BackendCheck {
             backend: b.id.to_string(),
             unavailable: unusable_backend(b),
+            selection: match &b.destination {
+                Destination::Endpoints { selection, .. } => selection.note.clone(),
+                Destination::ExternalName { .. } => None,
+            },
             endpoints: match &b.destination {
                 Destination::Endpoints { endpoints, .. } => endpoints
                     .iter()
@@ -431,6 +439,11 @@ fn unusable_backend(b: &Backend) -> Option<String> {
     match &b.destination {
         Destination::Endpoints { endpoints, .. } if endpoints.is_empty() => {
             Some("the Service has no endpoints; requests get 503".into())
+        }
+        Destination::Endpoints { selection, .. }
+            if b.usable().next().is_none() && selection.preference == Preference::NodeLocal =>
+        {
+            selection.note.clone()
         }
         Destination::Endpoints { .. } if b.usable().next().is_none() => {
             Some("no endpoint is ready or serving; requests get 503".into())
@@ -452,10 +465,31 @@ fn endpoint_check(b: &Backend, e: &Endpoint, outliers: Option<&Outliers>) -> End
             why: ejection.describe(),
         };
     }
-    let why = if e.usable && e.ready {
+    let preference = match &b.destination {
+        Destination::Endpoints { selection, .. } => selection.preference,
+        Destination::ExternalName { .. } => Preference::All,
+    };
+    let mut why = if e.usable && e.ready {
         "ready".to_owned()
     } else if e.usable {
         "serving while terminating: used because no endpoint is ready".to_owned()
+    } else if (e.ready || (e.serving && e.terminating)) && preference != Preference::All {
+        let state = if e.ready {
+            "ready"
+        } else {
+            "serving while terminating"
+        };
+        match preference {
+            Preference::NodeLocal => format!(
+                "{state}, not on this node: internalTrafficPolicy Local uses this node's endpoints only"
+            ),
+            Preference::SameNode => format!(
+                "{state}, not hinted for this node: the endpoints hinted for it are preferred"
+            ),
+            _ => format!(
+                "{state}, not hinted for this zone: the endpoints hinted for it are preferred"
+            ),
+        }
     } else if e.ready {
         "ready, but not used".to_owned()
     } else if e.serving && e.terminating && any_ready {
@@ -465,6 +499,22 @@ fn endpoint_check(b: &Backend, e: &Endpoint, outliers: Option<&Outliers>) -> End
     } else {
         "not ready".to_owned()
     };
+    let place: Vec<String> = [
+        e.node.as_deref().map(|n| format!("node {n}")),
+        e.zone.as_deref().map(|z| {
+            if e.remote_zone {
+                format!("zone {z}, another zone than this replica's")
+            } else {
+                format!("zone {z}")
+            }
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !place.is_empty() {
+        let _ = write!(why, " ({})", place.join(", "));
+    }
     EndpointCheck {
         address: e.addr.to_string(),
         usable: e.usable,
@@ -546,6 +596,13 @@ fn backend_text(out: &mut String, title: &str, b: &BackendCheck) {
     );
     if let Some(why) = &b.unavailable {
         let _ = writeln!(out, "  {why}");
+    }
+    if let Some(how) = b
+        .selection
+        .as_ref()
+        .filter(|h| Some(*h) != b.unavailable.as_ref())
+    {
+        let _ = writeln!(out, "  {how}");
     }
     for ep in &b.endpoints {
         let _ = writeln!(

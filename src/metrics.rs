@@ -206,6 +206,7 @@ pub struct Metrics {
     duration: Family<RouteLabels, Histogram>,
     connect_errors: Family<BackendLabel, Counter>,
     retries: Family<BackendLabel, Counter>,
+    cross_zone: Family<BackendLabel, Counter>,
     timeouts: Family<BackendLabel, Counter>,
     endpoints: Family<BackendLabel, Gauge>,
     pub tls_handshakes: Counter,
@@ -255,6 +256,12 @@ impl Metrics {
             "upstream_retries",
             "Requests sent again to another endpoint after a connect failure",
             retries.clone(),
+        );
+        let cross_zone = Family::<BackendLabel, Counter>::default();
+        registry.register(
+            "upstream_cross_zone_requests",
+            "Requests sent to an endpoint in another zone than this replica's (both zones known)",
+            cross_zone.clone(),
         );
         let timeouts = Family::<BackendLabel, Counter>::default();
         registry.register(
@@ -335,6 +342,7 @@ impl Metrics {
             duration,
             connect_errors,
             retries,
+            cross_zone,
             timeouts,
             endpoints,
             tls_handshakes,
@@ -387,6 +395,15 @@ impl Metrics {
 
     pub fn retry(&self, backend: &Arc<str>) {
         self.retries
+            .get_or_create(&BackendLabel {
+                backend: backend.clone(),
+            })
+            .inc();
+    }
+
+    /// A request (attempt) sent to an endpoint in another zone.
+    pub fn cross_zone(&self, backend: &Arc<str>) {
+        self.cross_zone
             .get_or_create(&BackendLabel {
                 backend: backend.clone(),
             })

@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::model::{
-    Backend, Certificate, DefaultBackend, Destination, Ignored, IngressAnnotations,
-    PassthroughHost, Problem, Snapshot, Target, TlsBinding, TlsHost, VirtualHost,
+    Backend, Certificate, DefaultBackend, Destination, Ignored, IngressAnnotations, Locality,
+    PassthroughHost, Preference, Problem, Snapshot, Target, TlsBinding, TlsHost, VirtualHost,
 };
 use crate::proxy::outlier::Outliers;
 
@@ -28,6 +28,9 @@ pub struct RoutesView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_handshakes: Option<Handshakes>,
     problems: &'a [Problem],
+    /// The node and zone this replica's endpoint choices are made for (traffic policies,
+    /// topology hints).
+    locality: &'a Locality,
     ignored_ingresses: &'a [Ignored],
     /// Every annotation of our Ingresses and what became of it.
     annotations: &'a [IngressAnnotations],
@@ -86,6 +89,7 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
         },
         tls_handshakes: None,
         problems: &snapshot.problems,
+        locality: &snapshot.locality,
         ignored_ingresses: &snapshot.ignored,
         annotations: &snapshot.annotations,
         ssl_passthrough: snapshot.table.passthrough_hosts().into_iter().collect(),
@@ -208,12 +212,25 @@ fn endpoints(b: &Backend) -> String {
             endpoints,
             usable,
             fallback,
+            selection,
         } => {
             if usable.is_empty() {
-                return format!("503: none of {} endpoint(s) ready", endpoints.len());
+                return match selection.preference {
+                    Preference::NodeLocal => format!(
+                        "503: none of {} endpoint(s) on this node (internalTrafficPolicy Local)",
+                        endpoints.len()
+                    ),
+                    _ => format!("503: none of {} endpoint(s) ready", endpoints.len()),
+                };
             }
             let state = if *fallback { "terminating" } else { "ready" };
-            let mut s = format!("{}/{} {state}: ", usable.len(), endpoints.len());
+            let scope = match selection.preference {
+                Preference::All => "",
+                Preference::SameNode => " for this node",
+                Preference::SameZone => " for this zone",
+                Preference::NodeLocal => " on this node",
+            };
+            let mut s = format!("{}/{} {state}{scope}: ", usable.len(), endpoints.len());
             let listed: Vec<String> = b
                 .usable()
                 .take(LISTED_ENDPOINTS)
@@ -339,6 +356,16 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
         }
     }
 
+    let here = &snapshot.locality;
+    if here.is_known() {
+        let _ = writeln!(
+            out,
+            "\nThis replica: node {}, zone {} ({}); endpoints are chosen for them (internalTrafficPolicy, topology hints)",
+            here.node.as_deref().unwrap_or("unknown"),
+            here.zone.as_deref().unwrap_or("unknown"),
+            here.zone_source
+        );
+    }
     let passthrough = snapshot.table.passthrough_hosts();
     if !passthrough.is_empty() {
         let _ = writeln!(

@@ -38,6 +38,9 @@ pub struct Settings {
     /// The rate-limit zones of the tables built so far: a rebuilt table keeps counting
     /// where the last one was (compares equal always).
     pub limit_zones: crate::model::Zones,
+    /// The node and zone this replica runs in: `internalTrafficPolicy: Local` and topology
+    /// hints are judged against them.
+    pub locality: crate::model::Locality,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
@@ -56,6 +59,7 @@ impl Default for Settings {
             ssl_passthrough: false,
             ignore_snippets: false,
             limit_zones: crate::model::Zones::default(),
+            locality: crate::model::Locality::default(),
         }
     }
 }

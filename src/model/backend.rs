@@ -13,6 +13,7 @@ use http::uri::Authority;
 use serde::{Serialize, Serializer};
 
 use super::ring::{Derived, Ring, Subsets};
+use super::topology::{self, Hints, Locality, Selection, TrafficPolicy};
 
 /// How the proxy talks to the pods of a backend (`appProtocol` on the Service port).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -69,6 +70,19 @@ pub struct Endpoint {
     /// The pod behind the address, from the slice's `targetRef`, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The node it runs on (`nodeName`), when known.
+    #[serde(rename = "nodeName", skip_serializing_if = "Option::is_none")]
+    pub node: Option<Arc<str>>,
+    /// Its zone (the slice's `zone`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<Arc<str>>,
+    /// The slice's topology hints for it.
+    #[serde(skip_serializing_if = "Hints::is_empty")]
+    pub hints: Hints,
+    /// In another zone than this replica (both zones known): a request to it leaves the
+    /// zone, and is counted.
+    #[serde(rename = "otherZone", skip_serializing_if = "std::ops::Not::not")]
+    pub remote_zone: bool,
 }
 
 impl Endpoint {
@@ -81,6 +95,10 @@ impl Endpoint {
             terminating,
             usable: false,
             pod: None,
+            node: None,
+            zone: None,
+            hints: Hints::default(),
+            remote_zone: false,
         }
     }
 }
@@ -111,6 +129,8 @@ pub enum Destination {
         /// True when `usable` holds terminating endpoints because none is ready.
         #[serde(rename = "terminatingFallback")]
         fallback: bool,
+        /// Which endpoints this replica prefers (traffic policy, topology hints), and why.
+        selection: Selection,
     },
     /// An `ExternalName` Service: a DNS name resolved at connect time.
     ExternalName {
@@ -234,27 +254,11 @@ impl Backend {
 }
 
 /// Marks the usable endpoints: ready ones; when none is ready, the ones that are serving
-/// and terminating. Returns the indexes and whether the fallback was used.
+/// and terminating. Returns the indexes and whether the fallback was used. (No traffic
+/// policy and no topology: [`topology::select`] has those.)
 pub fn select_usable(endpoints: &mut [Endpoint]) -> (Vec<u32>, bool) {
-    let ready: Vec<u32> = (0..endpoints.len() as u32)
-        .filter(|&i| endpoints[i as usize].ready)
-        .collect();
-    let (usable, fallback) = if ready.is_empty() {
-        let draining: Vec<u32> = (0..endpoints.len() as u32)
-            .filter(|&i| {
-                let e = &endpoints[i as usize];
-                e.serving && e.terminating
-            })
-            .collect();
-        let fallback = !draining.is_empty();
-        (draining, fallback)
-    } else {
-        (ready, false)
-    };
-    for &i in &usable {
-        endpoints[i as usize].usable = true;
-    }
-    (usable, fallback)
+    let s = topology::select(endpoints, &TrafficPolicy::default(), &Locality::default());
+    (s.usable, s.fallback)
 }
 
 impl Destination {

@@ -17,6 +17,7 @@ mod regex_paths;
 mod ring;
 mod table;
 mod tls;
+mod topology;
 
 use std::time::SystemTime;
 
@@ -45,6 +46,7 @@ pub use table::{
     PathType, Rejected, Route, RouteTable, RouteTableBuilder, Target, VirtualHost,
 };
 pub use tls::{Certificate, TlsBinding, TlsHost, TlsTable, TlsTableBuilder};
+pub use topology::{select, Hints, Locality, Preference, Selected, Selection, TrafficPolicy};
 
 /// An Ingress we saw but do not serve, and why (shown in `/debug/routes`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,6 +66,8 @@ pub struct Snapshot {
     pub ignored: Vec<Ignored>,
     /// The annotations of our Ingresses and what became of each.
     pub annotations: Vec<IngressAnnotations>,
+    /// The node and zone the endpoint choices were made for.
+    pub locality: Locality,
 }
 
 impl Snapshot {
@@ -84,5 +88,6 @@ impl Snapshot {
             && self.problems == other.problems
             && self.ignored == other.ignored
             && self.annotations == other.annotations
+            && self.locality == other.locality
     }
 }

@@ -98,6 +98,9 @@ pub enum Reason {
     /// The Secret an access guard names (`auth-secret`) is missing, in another namespace,
     /// or unreadable: the Ingress's routes answer 503.
     AuthSecretInvalid,
+    /// A Service traffic policy (`internalTrafficPolicy`, `trafficDistribution`) with a
+    /// value wicket does not know, or that cannot work where wicket runs.
+    TrafficPolicy,
 }
 
 impl Reason {
@@ -130,6 +133,7 @@ impl Reason {
             Reason::CanaryUnused => "CanaryUnused",
             Reason::SnippetRefused => "SnippetRefused",
             Reason::AuthSecretInvalid => "AuthSecretInvalid",
+            Reason::TrafficPolicy => "TrafficPolicy",
         }
     }
 }

@@ -490,6 +490,7 @@ mod tests {
                 endpoints,
                 usable,
                 fallback,
+                selection: Default::default(),
             },
             derived: Default::default(),
         }

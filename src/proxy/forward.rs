@@ -352,7 +352,12 @@ impl Forwarder {
                 Destination::ExternalName { authority, .. } => (authority.clone(), None),
                 Destination::Endpoints { .. } => {
                     match balancer.pick_steered(&backend, client_ip, &tried[..attempts], steer) {
-                        Some(e) => (e.authority.clone(), Some(e.addr)),
+                        Some(e) => {
+                            if e.remote_zone {
+                                metrics.cross_zone(&backend.id);
+                            }
+                            (e.authority.clone(), Some(e.addr))
+                        }
                         None => return Err(ProxyError::NoEndpoints(backend.id.clone())),
                     }
                 }

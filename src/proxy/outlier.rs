@@ -383,6 +383,7 @@ mod tests {
                 endpoints,
                 usable,
                 fallback,
+                selection: Default::default(),
             },
             derived: Default::default(),
         }

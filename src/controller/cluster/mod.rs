@@ -151,7 +151,10 @@ pub fn start(
     let index_loop = tokio::spawn({
         let stop = stop.clone();
         let publish = options.publish.clone();
+        let client = options.client.clone();
         async move {
+            let mut settings = settings;
+            read_zone(&client, &mut settings.locality).await;
             run_index(
                 rx,
                 named,
@@ -189,6 +192,54 @@ pub fn start(
         stop,
     )));
     tasks
+}
+
+/// The label a Node's zone is read from.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// How long start-up waits for this replica's Node.
+const NODE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Without `--zone`, this replica's zone is its Node's [`ZONE_LABEL`]: one read at start-up
+/// (RBAC `get` on nodes). A Node that cannot be read turns the zone preference off with one
+/// warning; nothing retries per request or per build.
+async fn read_zone(client: &Client, here: &mut crate::model::Locality) {
+    if here.zone.is_some() {
+        return;
+    }
+    let Some(node) = here.node.clone() else {
+        here.zone_source =
+            "no --zone, and no node name (NODE_NAME or --node-name) to read it from".to_owned();
+        return;
+    };
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let read = tokio::time::timeout(NODE_READ_TIMEOUT, nodes.get(&node)).await;
+    let outcome = match read {
+        Ok(Ok(meta)) => Ok(meta
+            .metadata
+            .labels
+            .and_then(|mut l| l.remove(ZONE_LABEL))
+            .filter(|z| !z.trim().is_empty())),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            NODE_READ_TIMEOUT.as_secs()
+        )),
+    };
+    match outcome {
+        Ok(Some(zone)) => {
+            info!(%node, %zone, "zone read from the Node's {ZONE_LABEL} label");
+            here.zone_source = format!("label {ZONE_LABEL} of Node {node}");
+            here.zone = Some(Arc::from(zone.trim()));
+        }
+        Ok(None) => {
+            info!(%node, "the Node has no {ZONE_LABEL} label: zone topology hints are not used");
+            here.zone_source = format!("Node {node} has no {ZONE_LABEL} label");
+        }
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "cannot read this replica's Node: zone topology hints are not used (give --zone, or allow get on nodes)");
+            here.zone_source = format!("Node {node} could not be read: {e}");
+        }
+    }
 }
 
 /// The watchers of the Secrets Ingresses name (one per Secret), started and stopped as

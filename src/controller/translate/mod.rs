@@ -102,6 +102,7 @@ pub fn build_reusing(index: &Index, settings: &Settings, previous: Option<&Snaps
         problems: problems.into_iter().collect(),
         ignored,
         annotations,
+        locality: settings.locality.clone(),
     }
 }
 

@@ -19,8 +19,8 @@ use super::validate;
 use crate::controller::index::Index;
 use crate::controller::Settings;
 use crate::model::{
-    select_usable, Backend, Destination, Endpoint, ObjectRef, PortRef, Problem, Reason, Target,
-    UpstreamProtocol,
+    select, select_usable, Backend, Destination, Endpoint, ObjectRef, PortRef, Problem, Reason,
+    Selection, Target, TrafficPolicy, UpstreamProtocol,
 };
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -167,6 +167,7 @@ impl<'a> Resolver<'a> {
                 endpoints,
                 usable,
                 fallback,
+                selection: Selection::default(),
             },
             derived: Default::default(),
         };
@@ -251,7 +252,8 @@ impl<'a> Resolver<'a> {
         } else {
             None
         };
-        let (usable, fallback) = select_usable(&mut endpoints);
+        let policy = self.traffic_policy(namespace, name, svc);
+        let selected = select(&mut endpoints, &policy, &self.settings.locality);
         let app_protocol = collected
             .app_protocol
             .or_else(|| svc_port.app_protocol.clone());
@@ -265,14 +267,65 @@ impl<'a> Resolver<'a> {
             affinity: client_ip_affinity(svc),
             destination: Destination::Endpoints {
                 endpoints,
-                usable,
-                fallback,
+                usable: selected.usable,
+                fallback: selected.fallback,
+                selection: selected.selection,
             },
             derived: Default::default(),
         };
         Resolved {
             target: Target::Backend(Arc::new(backend)),
             problem,
+        }
+    }
+
+    /// The Service's `internalTrafficPolicy` and `trafficDistribution`. Values Kubernetes
+    /// does not know are Problems and count as unset (as kube-proxy treats them); so is a
+    /// node-local Service wicket cannot serve as meant (no node name; a Deployment).
+    fn traffic_policy(&mut self, namespace: &str, name: &str, svc: &Service) -> TrafficPolicy {
+        let spec = svc.spec.as_ref();
+        let object = || ObjectRef::namespaced("Service", namespace, name);
+        let node_local = match spec.and_then(|s| s.internal_traffic_policy.as_deref()) {
+            None | Some("Cluster") => false,
+            Some("Local") => true,
+            Some(other) => {
+                self.endpoint_problems.insert(Problem::new(
+                    object(),
+                    Reason::TrafficPolicy,
+                    format!("internalTrafficPolicy {other:?} is neither Cluster nor Local; treated as Cluster"),
+                ));
+                false
+            }
+        };
+        let distribution = match spec.and_then(|s| s.traffic_distribution.as_deref()) {
+            None => None,
+            Some(d @ ("PreferClose" | "PreferSameZone" | "PreferSameNode")) => Some(Arc::from(d)),
+            Some(other) => {
+                self.endpoint_problems.insert(Problem::new(
+                    object(),
+                    Reason::TrafficPolicy,
+                    format!("trafficDistribution {other:?} is not PreferClose, PreferSameZone or PreferSameNode; treated as unset, as kube-proxy does"),
+                ));
+                None
+            }
+        };
+        let here = &self.settings.locality;
+        if node_local && here.node.is_none() {
+            self.endpoint_problems.insert(Problem::new(
+                object(),
+                Reason::TrafficPolicy,
+                "internalTrafficPolicy is Local, but wicket does not know its node name (set NODE_NAME from the downward API, or --node-name): its routes answer 503",
+            ));
+        } else if node_local && here.deployment {
+            self.endpoint_problems.insert(Problem::new(
+                object(),
+                Reason::TrafficPolicy,
+                "internalTrafficPolicy is Local and wicket runs as a Deployment: replicas on nodes without an endpoint of this Service answer 503; run wicket as a DaemonSet (chart: kind=DaemonSet)",
+            ));
+        }
+        TrafficPolicy {
+            node_local,
+            distribution,
         }
     }
 
@@ -406,6 +459,22 @@ impl<'a> Resolver<'a> {
                     let mut endpoint =
                         Endpoint::new(SocketAddr::new(ip, number), ready, serving, terminating);
                     endpoint.pod = pod_name(ep.target_ref.as_ref());
+                    endpoint.node = non_empty(ep.node_name.as_deref());
+                    endpoint.zone = non_empty(ep.zone.as_deref());
+                    if let Some(hints) = &ep.hints {
+                        endpoint.hints.for_zones = hints
+                            .for_zones
+                            .iter()
+                            .flatten()
+                            .filter_map(|z| non_empty(Some(&z.name)))
+                            .collect();
+                        endpoint.hints.for_nodes = hints
+                            .for_nodes
+                            .iter()
+                            .flatten()
+                            .filter_map(|n| non_empty(Some(&n.name)))
+                            .collect();
+                    }
                     found.push(endpoint);
                 }
             }
@@ -466,6 +535,7 @@ impl<'a> Resolver<'a> {
                     let mut endpoint =
                         Endpoint::new(SocketAddr::new(ip, number), is_ready, is_ready, false);
                     endpoint.pod = pod_name(address.target_ref.as_ref());
+                    endpoint.node = non_empty(address.node_name.as_deref());
                     found.push(endpoint);
                 }
             }
@@ -505,6 +575,11 @@ fn parse_ip(address: &str, family: Family) -> Result<IpAddr, &'static str> {
         _ if ip.is_multicast() => Err("is a multicast address"),
         _ => Ok(ip),
     }
+}
+
+/// A name, unless it is missing or empty.
+fn non_empty(v: Option<&str>) -> Option<Arc<str>> {
+    v.filter(|v| !v.is_empty()).map(Arc::from)
 }
 
 /// The pod behind an endpoint, when its `targetRef` names one.

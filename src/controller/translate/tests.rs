@@ -1949,3 +1949,213 @@ fn in_regex_mode_a_slash_variant_of_a_prefix_is_its_own_pattern() {
         s.problems
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Service traffic policies and topology (kube-proxy's CategorizeEndpoints)
+
+/// (ip, nodeName, zone, hints.forZones, hints.forNodes) of a ready endpoint.
+type Placed<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+
+/// A replica on `node` in `zone`.
+fn settings_at(node: Option<&str>, zone: Option<&str>) -> Settings {
+    Settings {
+        locality: crate::model::Locality::new(node, zone, "--zone"),
+        ..settings()
+    }
+}
+
+/// Service web (with `extra` merged into its spec), and one slice whose endpoints are
+/// (ip, node, zone, forZones, forNodes), all ready.
+fn topology_world(extra: Value, eps: &[Placed<'_>]) -> Index {
+    let mut spec = json!({"selector": {"app": "web"},
+                          "ports": [{"name": "http", "port": 80, "targetPort": 8080}]});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        spec[k] = v.clone();
+    }
+    let endpoints: Vec<Value> = eps
+        .iter()
+        .map(|(ip, node, zone, zones, nodes)| {
+            let mut e = json!({"addresses": [ip], "conditions": {"ready": true}});
+            if !node.is_empty() {
+                e["nodeName"] = json!(node);
+            }
+            if !zone.is_empty() {
+                e["zone"] = json!(zone);
+            }
+            let mut hints = json!({});
+            if !zones.is_empty() {
+                hints["forZones"] =
+                    json!(zones.iter().map(|z| json!({"name": z})).collect::<Vec<_>>());
+            }
+            if !nodes.is_empty() {
+                hints["forNodes"] =
+                    json!(nodes.iter().map(|n| json!({"name": n})).collect::<Vec<_>>());
+            }
+            if hints.as_object().is_some_and(|h| !h.is_empty()) {
+                e["hints"] = hints;
+            }
+            e
+        })
+        .collect();
+    let slice = Object::EndpointSlice(Arc::new(obj(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"namespace": "default", "name": "web-1",
+                     "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": endpoints
+    }))));
+    Index::from_objects(vec![
+        wicket_class(),
+        mk_service_spec("default", "web", spec),
+        slice,
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ])
+}
+
+#[test]
+fn zone_hints_send_traffic_to_this_zone_and_mark_the_others() {
+    let index = topology_world(
+        json!({"trafficDistribution": "PreferClose"}),
+        &[
+            ("10.0.0.1", "n1", "a", &["a"], &[]),
+            ("10.0.0.2", "n2", "b", &["b"], &[]),
+            ("10.0.0.3", "n3", "a", &["a"], &[]),
+        ],
+    );
+    let s = build(&index, &settings_at(Some("n1"), Some("a")));
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec!["10.0.0.1:8080", "10.0.0.3:8080"]
+    );
+    let s = build(&index, &settings_at(Some("n2"), Some("b")));
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.2:8080"]);
+    // A replica that does not know its zone uses them all.
+    let s = build(&index, &settings_at(Some("n1"), None));
+    assert_eq!(usable(&s, "a.com", "/").len(), 3);
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+}
+
+#[test]
+fn hints_are_ignored_when_one_ready_endpoint_lacks_them() {
+    let index = topology_world(
+        json!({}),
+        &[
+            ("10.0.0.1", "n1", "a", &["a"], &[]),
+            ("10.0.0.2", "n2", "b", &[], &[]),
+        ],
+    );
+    let s = build(&index, &settings_at(Some("n1"), Some("a")));
+    assert_eq!(usable(&s, "a.com", "/").len(), 2);
+}
+
+#[test]
+fn node_hints_prefer_this_node_then_fall_back_to_the_zone() {
+    let eps: &[Placed<'_>] = &[
+        ("10.0.0.1", "n1", "a", &["a"], &["n1"]),
+        ("10.0.0.2", "n2", "a", &["a"], &["n2"]),
+        ("10.0.0.3", "n3", "b", &["b"], &["n3"]),
+    ];
+    let index = topology_world(json!({"trafficDistribution": "PreferSameNode"}), eps);
+    let s = build(&index, &settings_at(Some("n1"), Some("a")));
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.1:8080"]);
+    // A node with no endpoint of its own: its zone's.
+    let s = build(&index, &settings_at(Some("n9"), Some("a")));
+    assert_eq!(
+        usable(&s, "a.com", "/"),
+        vec!["10.0.0.1:8080", "10.0.0.2:8080"]
+    );
+}
+
+#[test]
+fn local_internal_traffic_policy_uses_this_nodes_endpoints_or_none() {
+    let index = topology_world(
+        json!({"internalTrafficPolicy": "Local"}),
+        &[
+            ("10.0.0.1", "n1", "a", &["a"], &[]),
+            ("10.0.0.2", "n2", "a", &["a"], &[]),
+            ("10.0.0.3", "", "a", &["a"], &[]),
+        ],
+    );
+    let s = build(&index, &settings_at(Some("n2"), Some("a")));
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.2:8080"]);
+    assert!(s.problems.is_empty(), "{:#?}", s.problems);
+    // No endpoint on this node: none at all (503), no fallback to other nodes.
+    let s = build(&index, &settings_at(Some("n7"), Some("a")));
+    assert!(usable(&s, "a.com", "/").is_empty());
+    // Without a node name nothing is local, and the Service says why.
+    let s = build(&index, &settings_at(None, Some("a")));
+    assert!(usable(&s, "a.com", "/").is_empty());
+    let p = problem(&s, Reason::TrafficPolicy);
+    assert_eq!(p.object.name, "web");
+    assert!(p.message.contains("node name"), "{}", p.message);
+}
+
+#[test]
+fn local_policy_behind_a_deployment_is_a_problem() {
+    let index = topology_world(
+        json!({"internalTrafficPolicy": "Local"}),
+        &[("10.0.0.1", "n1", "", &[], &[])],
+    );
+    let mut settings = settings_at(Some("n1"), None);
+    settings.locality.deployment = true;
+    let s = build(&index, &settings);
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.1:8080"]);
+    assert!(problem(&s, Reason::TrafficPolicy)
+        .message
+        .contains("DaemonSet"));
+}
+
+#[test]
+fn unknown_policy_values_are_problems_and_count_as_unset() {
+    let index = topology_world(
+        json!({"internalTrafficPolicy": "Nearby", "trafficDistribution": "PreferFar"}),
+        &[
+            ("10.0.0.1", "n1", "a", &[], &[]),
+            ("10.0.0.2", "n2", "b", &[], &[]),
+        ],
+    );
+    let s = build(&index, &settings_at(Some("n1"), Some("a")));
+    assert_eq!(usable(&s, "a.com", "/").len(), 2);
+    let messages: Vec<&str> = s
+        .problems
+        .iter()
+        .filter(|p| p.reason == Reason::TrafficPolicy)
+        .map(|p| p.message.as_str())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("\"Nearby\"")));
+    assert!(messages.iter().any(|m| m.contains("\"PreferFar\"")));
+}
+
+#[test]
+fn endpoints_objects_in_manifests_carry_their_node() {
+    let endpoints = Object::Endpoints(Arc::new(obj(json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"namespace": "default", "name": "web"},
+        "subsets": [{"addresses": [{"ip": "10.0.0.1", "nodeName": "n1"},
+                                   {"ip": "10.0.0.2", "nodeName": "n2"}],
+                     "ports": [{"name": "http", "port": 8080}]}]
+    }))));
+    let index = Index::from_objects(vec![
+        wicket_class(),
+        mk_service_spec(
+            "default",
+            "web",
+            json!({"internalTrafficPolicy": "Local",
+                   "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}),
+        ),
+        endpoints,
+        mk_ingress(
+            "default",
+            "a",
+            json!({"rules": [rule("a.com", json!([prefix("/", "web")]))]}),
+        ),
+    ]);
+    let s = build(&index, &settings_at(Some("n2"), None));
+    assert_eq!(usable(&s, "a.com", "/"), vec!["10.0.0.2:8080"]);
+}
