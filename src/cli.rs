@@ -572,6 +572,31 @@ mod tests {
     }
 
     #[test]
+    fn node_zone_and_workload_kind_flags_say_where_this_replica_runs() {
+        let cli = Cli::try_parse_from([
+            "wicket",
+            "run",
+            "--node-name",
+            "worker-1",
+            "--zone",
+            " eu-west-1a ",
+            "--workload-kind",
+            "Deployment",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        let here = run.controller.settings().locality;
+        assert_eq!(here.node.as_deref(), Some("worker-1"));
+        assert_eq!(here.zone.as_deref(), Some("eu-west-1a"));
+        assert_eq!(here.zone_source, "--zone");
+        assert!(here.deployment);
+        // Only the two kinds the chart renders are accepted.
+        assert!(Cli::try_parse_from(["wicket", "run", "--workload-kind", "Pod"]).is_err());
+    }
+
+    #[test]
     fn run_defaults_match_the_documented_ones() {
         let cli = Cli::try_parse_from(["wicket", "run", "--manifests", "/m"]).unwrap();
         let Command::Run(run) = cli.command else {

@@ -292,6 +292,8 @@ fn expected_permissions(read_scopes: &[&str]) -> BTreeSet<(String, String, Strin
         &["leases"],
         &["get", "create", "update"],
     );
+    // This replica's zone label, read once from its own Node.
+    add("*", "", &["nodes"], &["get"]);
     out
 }
 
@@ -328,6 +330,21 @@ fn rbac_is_exactly_what_wicket_uses() {
         expected_permissions(&["blog", "ingress", "shop"])
     );
     assert!(args(&docs).contains(&"--watch-namespace=shop,blog".to_owned()));
+    // No Node read, no permission to read Nodes: a zone given, or reading turned off.
+    let no_nodes = |mut p: BTreeSet<(String, String, String, String)>| {
+        p.remove(&("*".into(), "".into(), "nodes".into(), "get".into()));
+        p
+    };
+    for topology in [json!({ "zone": "eu-west-1a" }), json!({ "readNodeZone": false })] {
+        let docs = render(&json!({ "controller": { "topology": topology } }));
+        assert_eq!(
+            permissions(&docs),
+            no_nodes(expected_permissions(&["*"])),
+            "{topology}"
+        );
+        let zone = run_args(&docs).controller.zone;
+        assert_eq!(zone.as_deref(), topology["zone"].as_str(), "{topology}");
+    }
     // Every binding names the chart's ServiceAccount.
     let sa = one(&docs, "ServiceAccount")["metadata"]["name"].clone();
     for binding in docs
@@ -397,7 +414,14 @@ fn the_pod_runs_locked_down_with_probes_and_its_identity() {
             .collect();
         assert!(
             env.contains(&("POD_NAME", "metadata.name"))
-                && env.contains(&("POD_NAMESPACE", "metadata.namespace")),
+                && env.contains(&("POD_NAMESPACE", "metadata.namespace"))
+                && env.contains(&("NODE_NAME", "spec.nodeName")),
+            "{set}"
+        );
+        // wicket knows how it is deployed (node-local Services behind a Deployment warn).
+        let kind = workload(&docs)["kind"].as_str().unwrap().to_owned();
+        assert!(
+            args(&docs).contains(&format!("--workload-kind={kind}")),
             "{set}"
         );
         // Every replica keys persistent session cookies alike: one Secret, in the env.

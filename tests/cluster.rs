@@ -780,3 +780,80 @@ async fn migrate_reads_the_cluster_with_the_secrets_and_config_map_it_names() {
         .iter()
         .any(|s| s.flags.iter().any(|f| f == "--max-request-body=20m")));
 }
+
+/// Service web over `pods`, two in zone-a and the rest in zone-b, hinted for their zones.
+fn zoned_site(pods: &[wicket::echo::EchoServer]) -> String {
+    let mut s = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{name: http, port: 80}}]\n  trafficDistribution: PreferSameZone\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports:\n- {{name: http, port: {}}}\nendpoints:\n",
+        pods[0].addr.port()
+    );
+    for (i, pod) in pods.iter().enumerate() {
+        let zone = if i < 2 { "zone-a" } else { "zone-b" };
+        s.push_str(&format!(
+            "- addresses: [\"{}\"]\n  nodeName: node-{i}\n  zone: {zone}\n  hints: {{forZones: [{{name: {zone}}}]}}\n",
+            pod.addr.ip()
+        ));
+    }
+    format!(
+        "{CLASS}{s}{}",
+        ingress("site", &[("a.test", "/", "Prefix", "web")])
+    )
+}
+
+fn on_node(node: &str) -> wicket::app::Config {
+    let mut config = wicket::app::Config::local();
+    config.settings.locality = wicket::model::Locality::new(Some(node), None, "no --zone given");
+    config
+}
+
+#[tokio::test]
+async fn the_zone_is_read_from_this_replicas_node_and_keeps_traffic_in_it() {
+    let pods = pods("web", 4).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&zoned_site(&pods));
+    api.apply(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-2", "labels": {"topology.kubernetes.io/zone": "zone-b"}}
+    }));
+    let w = Wicket::launch_cluster_with(&api, "a", on_node("node-2"), |_| {}).await;
+    w.ready().await;
+    let routes = w.routes().await;
+    assert_eq!(routes["locality"]["zone"], "zone-b");
+    assert_eq!(
+        routes["locality"]["zoneSource"],
+        "label topology.kubernetes.io/zone of Node node-2"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let r = w.get("a.test", "/").await;
+        assert_eq!(r.status, StatusCode::OK);
+        seen.insert(r.pod().to_owned());
+    }
+    assert_eq!(seen, ["web-2".to_owned(), "web-3".to_owned()].into());
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_be_read_turns_the_zone_preference_off_and_says_why() {
+    let pods = pods("web", 4).await;
+    let api = ApiServer::start().await;
+    api.apply_yaml(&zoned_site(&pods));
+    // No Node object: the read answers 404.
+    let w = Wicket::launch_cluster_with(&api, "a", on_node("node-9"), |_| {}).await;
+    w.ready().await;
+    let routes = w.routes().await;
+    assert!(routes["locality"]["zone"].is_null());
+    let source = routes["locality"]["zoneSource"].as_str().unwrap();
+    assert!(source.starts_with("Node node-9 could not be read"), "{source}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(w.get("a.test", "/").await.pod().to_owned());
+    }
+    assert_eq!(seen.len(), 4, "every endpoint takes traffic: {seen:?}");
+    let why = w
+        .admin_get("/debug/explain?host=a.test&path=/&format=text")
+        .await
+        .body;
+    assert!(why.contains("wicket does not know its zone (Node node-9 could not be read"), "{why}");
+    w.stop().await;
+}

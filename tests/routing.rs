@@ -385,3 +385,127 @@ async fn debug_routes_lists_each_route_with_its_source_and_pods() {
     assert_eq!(endpoints, expected);
     w.stop().await;
 }
+
+/// A Service `name` (port 80, `spec` lines added) and its slice: each pod placed on a node
+/// and zone, with the hints given ("" for none).
+fn placed_service(
+    name: &str,
+    spec: &str,
+    pods: &[wicket::echo::EchoServer],
+    placement: &[(&str, &str, &str)],
+) -> String {
+    let port = pods[0].addr.port();
+    let mut s = format!(
+        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80}}]\n{spec}---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-1\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports:\n- {{name: http, port: {port}}}\nendpoints:\n"
+    );
+    for (pod, (node, zone, hint)) in pods.iter().zip(placement) {
+        s.push_str(&format!(
+            "- addresses: [\"{}\"]\n  conditions: {{ready: true}}\n  nodeName: {node}\n  zone: {zone}\n",
+            pod.addr.ip()
+        ));
+        if !hint.is_empty() {
+            s.push_str(&format!("  hints: {{forZones: [{{name: {hint}}}]}}\n"));
+        }
+    }
+    s
+}
+
+/// Which pods answer `n` requests for `host`.
+async fn answering(w: &Wicket, host: &str, n: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        let r = w.get(host, "/").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        seen.insert(r.pod().to_owned());
+    }
+    seen
+}
+
+fn at(node: &str, zone: &str) -> wicket::app::Config {
+    let mut config = wicket::app::Config::local();
+    config.settings.locality = wicket::model::Locality::new(Some(node), Some(zone), "--zone");
+    config
+}
+
+#[tokio::test]
+async fn topology_hints_keep_requests_in_this_zone_until_the_hints_go() {
+    let web = pods("web", 4).await;
+    let placement = [
+        ("n1", "zone-a", "zone-a"),
+        ("n2", "zone-a", "zone-a"),
+        ("n3", "zone-b", "zone-b"),
+        ("n4", "zone-b", "zone-b"),
+    ];
+    let manifests = |placement: &[(&str, &str, &str)]| {
+        format!(
+            "{CLASS}{}{}",
+            placed_service("web", "  trafficDistribution: PreferClose\n", &web, placement),
+            ingress("site", &[("a.test", "/", "Prefix", "web")])
+        )
+    };
+    let w = Wicket::start_with(&manifests(&placement), at("n1", "zone-a")).await;
+    let seen = answering(&w, "a.test", 20).await;
+    assert_eq!(seen, BTreeSet::from(["web-0".into(), "web-1".into()]));
+    let left = "wicket_upstream_cross_zone_requests_total{backend=\"default/web:80\"}";
+    assert_eq!(w.metric(left).await, 0.0);
+
+    // /debug/routes says where this replica is and where each endpoint is.
+    let routes = w.routes().await;
+    assert_eq!(routes["locality"]["node"], "n1");
+    assert_eq!(routes["locality"]["zone"], "zone-a");
+    let backend = &routes["hosts"][0]["routes"][0]["backend"];
+    let text = backend.to_string();
+    assert!(text.contains("\"preference\":\"sameZone\""), "{text}");
+    assert!(text.contains("\"otherZone\":true"), "{text}");
+    // explain says why the other zone's pods are not used.
+    let why = w
+        .admin_get("/debug/explain?host=a.test&path=/&format=text")
+        .await
+        .body;
+    assert!(why.contains("endpoints hinted for this zone (zone-a)"), "{why}");
+    assert!(why.contains("not hinted for this zone"), "{why}");
+
+    // One pod loses its hint: kube-proxy then uses every endpoint, and requests leave the
+    // zone (counted).
+    let mut unhinted = placement;
+    unhinted[3].2 = "";
+    w.apply("main.yaml", &manifests(&unhinted)).await;
+    let seen = answering(&w, "a.test", 40).await;
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(w.metric(left).await > 0.0);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn local_internal_traffic_policy_stays_on_this_node_or_answers_503() {
+    let near = pods("near", 3).await;
+    let far = pods("far", 1).await;
+    let local = "  internalTrafficPolicy: Local\n";
+    let manifests = format!(
+        "{CLASS}{}{}{}",
+        placed_service(
+            "near",
+            local,
+            &near,
+            &[("n1", "z", ""), ("n2", "z", ""), ("n1", "z", "")]
+        ),
+        placed_service("far", local, &far, &[("n3", "z", "")]),
+        ingress(
+            "site",
+            &[("near.test", "/", "Prefix", "near"), ("far.test", "/", "Prefix", "far")]
+        )
+    );
+    let w = Wicket::start_with(&manifests, at("n1", "z")).await;
+    let seen = answering(&w, "near.test", 20).await;
+    assert_eq!(seen, BTreeSet::from(["near-0".into(), "near-2".into()]));
+    // No endpoint on this node: 503, never a pod on another node.
+    let r = w.get("far.test", "/").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let why = w
+        .admin_get("/debug/explain?host=far.test&path=/&format=text")
+        .await
+        .body;
+    assert!(why.contains("no endpoint runs on this node (n1)"), "{why}");
+    assert!(why.contains("internalTrafficPolicy Local uses this node's endpoints only"), "{why}");
+    w.stop().await;
+}

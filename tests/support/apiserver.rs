@@ -55,6 +55,7 @@ const RESOURCES: &[Resource] = &[
     ),
     ("secrets", "/api/v1", "Secret", true),
     ("configmaps", "/api/v1", "ConfigMap", true),
+    ("nodes", "/api/v1", "Node", false),
     ("leases", "/apis/coordination.k8s.io/v1", "Lease", true),
     ("events", "/apis/events.k8s.io/v1", "Event", true),
 ];
