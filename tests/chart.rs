@@ -335,7 +335,10 @@ fn rbac_is_exactly_what_wicket_uses() {
         p.remove(&("*".into(), "".into(), "nodes".into(), "get".into()));
         p
     };
-    for topology in [json!({ "zone": "eu-west-1a" }), json!({ "readNodeZone": false })] {
+    for topology in [
+        json!({ "zone": "eu-west-1a" }),
+        json!({ "readNodeZone": false }),
+    ] {
         let docs = render(&json!({ "controller": { "topology": topology } }));
         assert_eq!(
             permissions(&docs),

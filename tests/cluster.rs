@@ -844,7 +844,10 @@ async fn a_node_that_cannot_be_read_turns_the_zone_preference_off_and_says_why()
     let routes = w.routes().await;
     assert!(routes["locality"]["zone"].is_null());
     let source = routes["locality"]["zoneSource"].as_str().unwrap();
-    assert!(source.starts_with("Node node-9 could not be read"), "{source}");
+    assert!(
+        source.starts_with("Node node-9 could not be read"),
+        "{source}"
+    );
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..40 {
         seen.insert(w.get("a.test", "/").await.pod().to_owned());
@@ -854,6 +857,9 @@ async fn a_node_that_cannot_be_read_turns_the_zone_preference_off_and_says_why()
         .admin_get("/debug/explain?host=a.test&path=/&format=text")
         .await
         .body;
-    assert!(why.contains("wicket does not know its zone (Node node-9 could not be read"), "{why}");
+    assert!(
+        why.contains("wicket does not know its zone (Node node-9 could not be read"),
+        "{why}"
+    );
     w.stop().await;
 }

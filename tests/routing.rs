@@ -439,7 +439,12 @@ async fn topology_hints_keep_requests_in_this_zone_until_the_hints_go() {
     let manifests = |placement: &[(&str, &str, &str)]| {
         format!(
             "{CLASS}{}{}",
-            placed_service("web", "  trafficDistribution: PreferClose\n", &web, placement),
+            placed_service(
+                "web",
+                "  trafficDistribution: PreferClose\n",
+                &web,
+                placement
+            ),
             ingress("site", &[("a.test", "/", "Prefix", "web")])
         )
     };
@@ -462,7 +467,10 @@ async fn topology_hints_keep_requests_in_this_zone_until_the_hints_go() {
         .admin_get("/debug/explain?host=a.test&path=/&format=text")
         .await
         .body;
-    assert!(why.contains("endpoints hinted for this zone (zone-a)"), "{why}");
+    assert!(
+        why.contains("endpoints hinted for this zone (zone-a)"),
+        "{why}"
+    );
     assert!(why.contains("not hinted for this zone"), "{why}");
 
     // One pod loses its hint: kube-proxy then uses every endpoint, and requests leave the
@@ -492,7 +500,10 @@ async fn local_internal_traffic_policy_stays_on_this_node_or_answers_503() {
         placed_service("far", local, &far, &[("n3", "z", "")]),
         ingress(
             "site",
-            &[("near.test", "/", "Prefix", "near"), ("far.test", "/", "Prefix", "far")]
+            &[
+                ("near.test", "/", "Prefix", "near"),
+                ("far.test", "/", "Prefix", "far")
+            ]
         )
     );
     let w = Wicket::start_with(&manifests, at("n1", "z")).await;
@@ -506,6 +517,9 @@ async fn local_internal_traffic_policy_stays_on_this_node_or_answers_503() {
         .await
         .body;
     assert!(why.contains("no endpoint runs on this node (n1)"), "{why}");
-    assert!(why.contains("internalTrafficPolicy Local uses this node's endpoints only"), "{why}");
+    assert!(
+        why.contains("internalTrafficPolicy Local uses this node's endpoints only"),
+        "{why}"
+    );
     w.stop().await;
 }
