@@ -3,14 +3,15 @@
 # else the machine does, so a change to the request path can be judged to a fraction of a
 # percent (wall-clock benchmarks on a shared 2-core machine move by several percent).
 #
-#   benches/load/instructions.sh [http|https] [requests] [binary]
+#   benches/load/instructions.sh [http|https|h2] [requests] [binary]
 #
 # The binary defaults to target/dist/wicket, built with the `dist` profile the container
 # image uses (fat LTO; a long build). Pass target/release/wicket to compare two changes
 # quickly: both builds of the same profile.
 #
 # Runs wicket (one worker thread, no access log) under valgrind twice, serving N and then
-# 2N keep-alive requests from h2load (10 connections) to one backend nginx answering "ok",
+# 2N keep-alive requests from h2load (10 connections; h2: HTTP/2 over TLS, 10 streams each)
+# to one backend nginx answering "ok",
 # and prints (instructions(2N) - instructions(N)) / N: the cost of one request, without
 # start-up and shutdown. KEEP=DIR keeps the profiles for callgrind_annotate. ANNOTATIONS=
 # 'k: "v", ...' puts annotations on the benchmark's Ingress (the cost of a route's policy).
@@ -57,7 +58,9 @@ run() {
     curl -sf http://127.0.0.1:18354/readyz >/dev/null 2>&1 && break
     sleep 0.1
   done
-  if [ "$mode" = https ]; then
+  if [ "$mode" = h2 ]; then
+    h2load -n "$n" -c 10 -m 10 --connect-to=127.0.0.1:18543 https://bench.test:18543/ >/dev/null
+  elif [ "$mode" = https ]; then
     h2load --h1 -n "$n" -c 10 --connect-to=127.0.0.1:18543 https://bench.test:18543/ >/dev/null
   else
     h2load --h1 -n "$n" -c 10 --connect-to=127.0.0.1:18180 http://bench.test:18180/ >/dev/null
