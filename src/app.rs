@@ -10,12 +10,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
+use crate::admin::metrics::Metrics;
 use crate::admin::{Admin, Health};
 use crate::controller::cluster::{self, ClusterOptions};
 use crate::controller::files::{DirWatch, FilesError, ManifestDir};
 use crate::controller::publish::{Publisher, SharedSnapshot};
 use crate::controller::{translate, Settings};
-use crate::metrics::Metrics;
 use crate::proxy::conn::{ClientTimeouts, Connections};
 use crate::proxy::listen::{ListenerSettings, Phase};
 use crate::proxy::observe::{AccessLog, AccessLogFormat, Observer};

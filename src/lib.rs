@@ -11,25 +11,21 @@
 //! * [`controller`] — the control plane: Kubernetes objects in, one immutable snapshot out.
 //! * [`model`] — the snapshot: hosts, paths, backends, endpoints, problems; no Kubernetes types.
 //! * [`proxy`] — the data plane: reads the current snapshot, forwards to pod addresses.
-//! * [`admin`] — `/healthz`, `/readyz`, `/metrics`, `/debug/routes`; [`report`] renders the
-//!   table; [`metrics`] holds the Prometheus families.
-//! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`check`], [`echo`],
+//! * [`admin`] — what operators see: the admin listener (`/healthz`, `/readyz`, `/metrics`,
+//!   `/debug/routes`, `/debug/explain`), the routing report, explain, the metrics registry,
+//!   and the clients behind `wicket routes|explain|check`.
+//! * [`app`] — wiring and shutdown; [`cli`], [`telemetry`], [`demo`], [`echo`],
 //!   [`migrate`] (what a switch from ingress-nginx does to each Ingress); [`memory`] gives
 //!   what a rebuild freed back to the system.
 
 pub mod admin;
 pub mod app;
-pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod demo;
 pub mod echo;
-pub mod explain;
-pub mod inspect;
 pub mod memory;
-pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod proxy;
-pub mod report;
 pub mod telemetry;

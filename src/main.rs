@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
+use wicket::admin::check;
 use wicket::cli::{Cli, Command, RunArgs};
 use wicket::controller::cluster::{self, lease::ElectionSettings, ClusterOptions};
-use wicket::{app, check, demo, migrate, telemetry};
+use wicket::{app, demo, migrate, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -83,7 +84,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Routes(args) => {
-            let out = runtime(1)?.block_on(wicket::inspect::routes(
+            let out = runtime(1)?.block_on(wicket::admin::inspect::routes(
                 &args.admin.url,
                 args.host.as_deref(),
                 args.json,
@@ -92,7 +93,7 @@ fn run(command: Command, workers: usize) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(args) => {
-            let out = runtime(1)?.block_on(wicket::inspect::explain(
+            let out = runtime(1)?.block_on(wicket::admin::inspect::explain(
                 &args.admin.url,
                 &args.host,
                 &args.path,

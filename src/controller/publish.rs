@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 use crate::model::{HostMatch, Problem, Snapshot};
 
 /// Where the data plane reads the current snapshot.

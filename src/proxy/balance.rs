@@ -454,7 +454,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::metrics::Metrics;
+    use crate::admin::metrics::Metrics;
     use crate::model::{select_usable, Destination, PortRef, UpstreamProtocol};
     use crate::proxy::outlier::{Failure, OutlierSettings};
 

@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use super::headers;
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 
 /// Most idle connections closed at once when a full listener makes room for a new client:
 /// one scan of the registry then serves several new clients (nginx drains 32 at a time).

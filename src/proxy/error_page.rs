@@ -12,7 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, Request, Uri};
 
 use super::headers::{self, X_FORWARDED_FOR, X_REQUEST_ID};
-use crate::metrics::RouteLabels;
+use crate::admin::metrics::RouteLabels;
 
 static X_CODE: HeaderName = HeaderName::from_static("x-code");
 static X_FORMAT: HeaderName = HeaderName::from_static("x-format");

@@ -47,7 +47,7 @@ use super::error::ProxyError;
 use super::observe::Observer;
 use super::outlier::{is_gateway_failure, Failure};
 use super::pool::{Http1Pool, PoolError, Sender, IDLE_TIMEOUT, MAX_IDLE_PER_ADDR, TCP_KEEPALIVE};
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 use crate::model::{Backend, Destination, NextUpstream, Policy, StatusSet, UpstreamProtocol};
 
 /// Endpoints tried for one request before giving up (at most two retries), unless the

@@ -39,8 +39,8 @@ use super::redirect;
 use super::route;
 use super::trust::TrustedProxies;
 use super::tunnel;
+use crate::admin::metrics::RouteLabels;
 use crate::controller::publish::SharedSnapshot;
-use crate::metrics::RouteLabels;
 use crate::model::{
     collapse_slashes, Backend, Canary, ClientAuth, ExternalAuth, InFlight, Lookup, Policy,
     SourceRanges, Target, UpstreamProtocol, Verdict as CertVerdict, VerifyClient,

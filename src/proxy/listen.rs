@@ -21,7 +21,7 @@ use super::proxy_protocol::{self, Proxied, ProxyProtocolError};
 use super::serve::Server;
 use super::tls::Terminator;
 use super::trust::TrustedProxies;
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 
 /// First and longest pause after a failed accept.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);

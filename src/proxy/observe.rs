@@ -16,7 +16,7 @@ use http::uri::Authority;
 use http::{HeaderValue, Method, StatusCode, Uri, Version};
 use serde::Serialize;
 
-use crate::metrics::{Metrics, RouteLabels};
+use crate::admin::metrics::{Metrics, RouteLabels};
 
 /// `--access-log`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

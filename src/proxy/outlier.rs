@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 use crate::model::Backend;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use crate::admin::report;
 use crate::controller::files::{FilesError, ManifestDir};
 use crate::controller::{translate, Settings};
-use crate::report;
 
 /// The report to print, and whether there were Problems.
 pub struct Checked {

@@ -1,7 +1,16 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` and `/debug/routes`.
+//! Everything wicket shows its operators, in one place.
 //!
-//! It is a separate listener (127.0.0.1:10254 by default) because it tells anyone who can
-//! reach it how the cluster is wired; it never shares a port with proxied traffic.
+//! - this file: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/debug/routes`,
+//!   `/debug/explain`) and its small HTML pages. It is a separate listener (127.0.0.1:10254
+//!   by default) because it tells anyone who can reach it how the cluster is wired; it
+//!   never shares a port with proxied traffic.
+//! - [`report`]: the routing table for people (`/debug/routes`, `wicket check`).
+//! - [`explain`]: why one request goes where it goes (`/debug/explain`, `wicket explain`).
+//! - [`metrics`]: the Prometheus registry behind `/metrics`, fed by the proxy.
+//! - [`inspect`]: the client behind `wicket routes` and `wicket explain`, which ask a
+//!   running wicket's admin listener.
+//! - [`check`]: `wicket check DIR`, the routing table of a manifests directory without
+//!   serving it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,12 +18,17 @@ use std::sync::Arc;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 
+pub mod check;
+pub mod explain;
+pub mod inspect;
+pub mod metrics;
+pub mod report;
+
 use crate::controller::publish::SharedSnapshot;
-use crate::metrics::Metrics;
 use crate::proxy::outlier::Outliers;
 use crate::proxy::tls::TlsStats;
 use crate::proxy::ProxyBody;
-use crate::{explain, report};
+use metrics::Metrics;
 
 /// Liveness and readiness shared by the admin endpoints and the shutdown sequence.
 #[derive(Debug, Default)]
