@@ -196,6 +196,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     );
     background.push(tokio::spawn(sweep_idle_connections(
         proxy.clone(),
+        metrics.clone(),
         sweep_stop,
     )));
     let proxy_handler = move |conn, req| {
@@ -420,11 +421,19 @@ async fn run_manifests(
 }
 
 /// Closes pooled upstream connections that expired or that pods closed.
-async fn sweep_idle_connections(proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+async fn sweep_idle_connections(
+    proxy: Arc<Proxy>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut sweep = tokio::time::interval(crate::proxy::pool::IDLE_TIMEOUT / 2);
     loop {
         tokio::select! {
-            _ = sweep.tick() => proxy.sweep_idle_connections(),
+            _ = sweep.tick() => {
+                proxy.sweep_idle_connections();
+                // Pods that had no traffic for a minute leave the dashboard's window.
+                metrics.traffic().sweep();
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
     }

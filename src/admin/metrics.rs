@@ -219,6 +219,8 @@ pub struct Metrics {
     last_publish: Gauge<f64, std::sync::atomic::AtomicU64>,
     propagation: Histogram,
     problems: Family<ReasonLabel, Gauge>,
+    /// The last minute per pod address, for the dashboard.
+    traffic: super::traffic::Traffic,
 }
 
 impl Default for Metrics {
@@ -355,7 +357,13 @@ impl Metrics {
             last_publish,
             propagation,
             problems,
+            traffic: super::traffic::Traffic::new(),
         }
+    }
+
+    /// The last minute of traffic per pod address (the dashboard's figures).
+    pub fn traffic(&self) -> &super::traffic::Traffic {
+        &self.traffic
     }
 
     /// The OpenMetrics text of every metric.

@@ -23,6 +23,7 @@ pub mod explain;
 pub mod inspect;
 pub mod metrics;
 pub mod report;
+pub mod traffic;
 
 use crate::controller::publish::SharedSnapshot;
 use crate::proxy::outlier::Outliers;

@@ -493,6 +493,7 @@ impl Forwarder {
                 Err(SendError::Connect { error, timed_out }) => {
                     metrics.connect_error(&backend.id);
                     if let Some(addr) = endpoint {
+                        metrics.traffic().connect_error(addr);
                         outliers.failure(addr, &backend, Failure::Connect);
                     }
                     debug!(endpoint = %authority, %error, timed_out, attempt = attempts, "upstream connect failed");

@@ -296,6 +296,7 @@ impl Proxy {
             method,
             status: response.status(),
             route: trace.route,
+            endpoint: trace.upstream.endpoint,
             request,
             in_flight: trace.in_flight,
         };

@@ -50,9 +50,15 @@ impl Observer {
     }
 
     fn record(&self, record: &Record, bytes_out: u64) {
-        let took = record.started.elapsed();
+        let now = Instant::now();
+        let took = now.saturating_duration_since(record.started);
         self.metrics
             .request(&record.route, &record.method, record.status, took);
+        if let Some(addr) = record.endpoint {
+            self.metrics
+                .traffic()
+                .answered(addr, record.status, took, now);
+        }
         if let (Some(log), Some(request)) = (&self.log, &record.request) {
             log.write(record, request, bytes_out, took);
         }
@@ -66,6 +72,8 @@ pub struct Record {
     pub method: Method,
     pub status: StatusCode,
     pub route: RouteLabels,
+    /// The pod address that answered (the last one tried), if any.
+    pub endpoint: Option<std::net::SocketAddr>,
     /// The rest of the request, kept only when there is an access log.
     pub request: Option<Box<Request>>,
     /// Counted against `limit-connections` until the response is done (dropped with this).
@@ -335,6 +343,7 @@ mod tests {
             method: Method::GET,
             status: StatusCode::OK,
             route: RouteLabels::default(),
+            endpoint: None,
             request: Some(Box::new(Request {
                 client: Client::peer("10.0.0.9:40000".parse().unwrap()),
                 host: Some(HeaderValue::from_static("a.test")),
