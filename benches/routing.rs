@@ -15,6 +15,11 @@
 //!   remembered, with `htpasswd -B`'s default cost. `access/rate_limit_admit`: one
 //!   `limit-rps` decision for a known client.
 //!
+//! * `dashboard/*`: the admin dashboard of the `translate/full` world (10,500 routes,
+//!   10,000 backends, 50,000 endpoints, traffic on 1,000 pod addresses): building its view
+//!   (`view`), the whole HTML page (`html`). Target ≤ 100 ms each: it runs on the blocking
+//!   pool, never on a proxy worker, but an operator's refresh should stay quick.
+//!
 //! Run: `cargo bench --bench routing`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,6 +35,7 @@ use k8s_openapi::api::networking::v1::{
     IngressRule, IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use wicket::admin::dashboard;
 use wicket::controller::index::{Index, Object};
 use wicket::controller::{translate, Settings};
 use wicket::model::{Lookup, Snapshot};
@@ -236,6 +242,38 @@ fn benches(c: &mut Criterion) {
         "/api/v2/items"
     ));
     assert!(!lookup(&snapshot, "nobody.example.org", "/"));
+
+    let traffic = wicket::admin::traffic::Traffic::new();
+    let now = std::time::Instant::now();
+    for i in 0..1000u32 {
+        let addr = std::net::SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250) as u8], 8080));
+        traffic.answered(
+            addr,
+            http::StatusCode::OK,
+            std::time::Duration::from_millis(3),
+            now,
+        );
+    }
+    let info = dashboard::RunInfo::default();
+    let sources = dashboard::Sources {
+        snapshot: &snapshot,
+        outliers: None,
+        traffic: Some(&traffic),
+        info: &info,
+        shutting_down: false,
+    };
+    let view = dashboard::view(&sources, None);
+    assert_eq!(view.routes.len(), dashboard::MAX_ROWS);
+    assert_eq!(view.routes_total, (HOSTS + WILDCARD_HOSTS) * PATHS_PER_HOST);
+    let mut group = c.benchmark_group("dashboard");
+    group.sample_size(20);
+    group.bench_function("view", |b| {
+        b.iter(|| dashboard::view(black_box(&sources), None))
+    });
+    group.bench_function("html", |b| {
+        b.iter(|| dashboard::page(&dashboard::view(black_box(&sources), None)))
+    });
+    group.finish();
     let mut group = c.benchmark_group("lookup");
     group.bench_function("hit", |b| {
         b.iter(|| {

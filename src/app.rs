@@ -144,19 +144,32 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     ))];
     let sweep_stop = controller_rx.clone();
     let reaper_stop = controller_rx.clone();
+    let mut info = crate::admin::dashboard::RunInfo {
+        mode: String::new(),
+        listeners: vec![
+            ("http", http_addr),
+            ("https", https_addr),
+            ("admin", admin_addr),
+        ],
+        leader: None,
+    };
     match (dir, source_options) {
-        (Some(dir), _) => background.push(tokio::spawn(run_manifests(
-            dir,
-            config.settings.clone(),
-            publisher,
-            controller_rx,
-        ))),
-        (None, Some(options)) => background.extend(cluster::start(
-            *options,
-            config.settings.clone(),
-            publisher,
-            controller_rx,
-        )),
+        (Some(dir), _) => {
+            info.mode = format!("manifests {}", dir.root().display());
+            background.push(tokio::spawn(run_manifests(
+                dir,
+                config.settings.clone(),
+                publisher,
+                controller_rx,
+            )));
+        }
+        (None, Some(options)) => {
+            info.mode = "cluster".to_owned();
+            let (tasks, leader) =
+                cluster::start(*options, config.settings.clone(), publisher, controller_rx);
+            info.leader = Some(leader);
+            background.extend(tasks);
+        }
         (None, None) => {}
     }
 
@@ -206,7 +219,8 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let admin_service = Admin::new(snapshot.clone(), health.clone())
         .with_tls(tls_stats.clone())
         .with_metrics(metrics.clone())
-        .with_outliers(outliers);
+        .with_outliers(outliers)
+        .with_info(info);
     let admin_handler = move |_conn, req| {
         let admin = admin_service.clone();
         async move { admin.handle(req).await }

@@ -19,6 +19,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 
 pub mod check;
+pub mod dashboard;
 pub mod explain;
 pub mod inspect;
 pub mod metrics;
@@ -54,6 +55,7 @@ pub struct Admin {
     tls: Option<TlsStats>,
     metrics: Option<Arc<Metrics>>,
     outliers: Option<Arc<Outliers>>,
+    info: Arc<dashboard::RunInfo>,
 }
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -66,6 +68,64 @@ impl Admin {
             tls: None,
             metrics: None,
             outliers: None,
+            info: Arc::default(),
+        }
+    }
+
+    /// What the dashboard says about this process (mode, listeners, leadership).
+    pub fn with_info(mut self, info: dashboard::RunInfo) -> Self {
+        self.info = Arc::new(info);
+        self
+    }
+
+    /// The dashboard: built and rendered on the blocking pool, never on a proxy worker.
+    async fn dashboard<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
+        let query = Query::parse(req);
+        let format = query.format(req);
+        let fragment = query.get("fragment").is_some();
+        let filter = query.get("q").map(str::to_owned);
+        let snapshot = self.snapshot.load_full();
+        let outliers = self.outliers.clone();
+        let metrics = self.metrics.clone();
+        let info = self.info.clone();
+        let shutting_down = self.health.is_shutting_down();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let sources = dashboard::Sources {
+                snapshot: &snapshot,
+                outliers: outliers.as_deref(),
+                traffic: metrics.as_deref().map(Metrics::traffic),
+                info: &info,
+                shutting_down,
+            };
+            let view = dashboard::view(&sources, filter.as_deref());
+            match format {
+                // The script's refresh: the live part, whatever the Accept header says.
+                _ if fragment => (
+                    "text/html; charset=utf-8",
+                    dashboard::live_html(&view).into_bytes(),
+                ),
+                Format::Html => (
+                    "text/html; charset=utf-8",
+                    dashboard::page(&view).into_bytes(),
+                ),
+                Format::Text => (
+                    "text/plain; charset=utf-8",
+                    dashboard::text(&view).into_bytes(),
+                ),
+                Format::Json => {
+                    let mut body = serde_json::to_vec_pretty(&view).unwrap_or_default();
+                    body.push(b'\n');
+                    ("application/json", body)
+                }
+            }
+        })
+        .await;
+        match rendered {
+            Ok((content_type, body)) => respond(StatusCode::OK, content_type, body),
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500: the dashboard could not be rendered\n",
+            ),
         }
     }
 
@@ -92,6 +152,7 @@ impl Admin {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
         }
         match req.uri().path() {
+            "/" => self.dashboard(&req).await,
             "/healthz" => text(StatusCode::OK, "ok\n"),
             "/readyz" => {
                 if self.health.is_shutting_down() {
@@ -172,10 +233,17 @@ impl Admin {
                 Some(metrics) => respond(StatusCode::OK, OPENMETRICS, metrics.encode().into()),
                 None => text(StatusCode::NOT_FOUND, "404 not found: no metrics here\n"),
             },
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "404 not found: try /healthz, /readyz, /metrics, /debug/routes or /debug/explain?host=H&path=P\n",
-            ),
+            _ => match Query::parse(&req).format(&req) {
+                Format::Html => respond(
+                    StatusCode::NOT_FOUND,
+                    "text/html; charset=utf-8",
+                    html::not_found().into_bytes(),
+                ),
+                _ => text(
+                    StatusCode::NOT_FOUND,
+                    "404 not found: try / (the dashboard), /healthz, /readyz, /metrics, /debug/routes or /debug/explain?host=H&path=P\n",
+                ),
+            },
         }
     }
 }
@@ -267,9 +335,16 @@ mod html {
         )
     }
 
+    pub fn not_found() -> String {
+        page(
+            "wicket: not found",
+            "<h1>404: no such page</h1><p><a href=\"/\">Back to the dashboard</a></p>",
+        )
+    }
+
     pub fn routes(snapshot: &Snapshot, table: &str) -> String {
         let body = format!(
-            "<h1>wicket routing table</h1><p>generation {} &middot; <a href=\"?format=json\">JSON</a> &middot; <a href=\"?format=text\">text</a> &middot; <a href=\"/metrics\">metrics</a></p>{}<pre>{}</pre>",
+            "<h1>wicket routing table</h1><p>generation {} &middot; <a href=\"/\">dashboard</a> &middot; <a href=\"?format=json\">JSON</a> &middot; <a href=\"?format=text\">text</a> &middot; <a href=\"/metrics\">metrics</a></p>{}<pre>{}</pre>",
             snapshot.generation,
             form("", "/"),
             escape(table)
@@ -277,13 +352,30 @@ mod html {
         page("wicket routes", &body)
     }
 
+    /// The explanation as a list of steps: one item per line of the text form, nested as
+    /// the text is indented.
     pub fn explain(host: &str, path: &str, text: &str) -> String {
+        let mut steps = String::from("<ol class=steps>");
+        for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+            let depth = line.len() - line.trim_start().len();
+            let _ = std::fmt::Write::write_fmt(
+                &mut steps,
+                format_args!(
+                    "<li style=\"margin-left:{}em\">{}</li>",
+                    depth / 2,
+                    escape(line.trim())
+                ),
+            );
+        }
+        steps.push_str("</ol>");
         let body = format!(
-            "<h1>Explain {} {}</h1><p><a href=\"/debug/routes?format=html\">routing table</a></p>{}<pre>{}</pre>",
+            "<h1>Explain {} {}</h1><p><a href=\"/\">dashboard</a> &middot; <a href=\"/debug/routes?format=html\">routing table</a> &middot; <a href=\"?host={}&amp;path={}&amp;format=text\">text</a></p>{}{}",
             escape(host),
             escape(path),
+            escape(&form_urlencoded::byte_serialize(host.as_bytes()).collect::<String>()),
+            escape(&form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()),
             form(host, path),
-            escape(text)
+            steps
         );
         page("wicket explain", &body)
     }

@@ -96,13 +96,14 @@ pub struct Reported {
     pub message: String,
 }
 
-/// Starts the watchers, the index loop, the election and the leader's writers.
+/// Starts the watchers, the index loop, the election and the leader's writers; returns
+/// their tasks and whether this replica leads (for the dashboard).
 pub fn start(
     options: ClusterOptions,
     settings: Settings,
     publisher: Publisher,
     stop: tokio_watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
+) -> (Vec<JoinHandle<()>>, tokio_watch::Receiver<bool>) {
     let mut extra = Vec::new();
     for key in [
         &settings.default_backend_service,
@@ -184,6 +185,7 @@ pub fn start(
         leader.clone(),
         stop.clone(),
     )));
+    let leading = leader.clone();
     tasks.push(tokio::spawn(events::run(
         options.client,
         reporter,
@@ -191,7 +193,7 @@ pub fn start(
         leader,
         stop,
     )));
-    tasks
+    (tasks, leading)
 }
 
 /// The label a Node's zone is read from.
