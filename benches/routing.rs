@@ -261,6 +261,7 @@ fn benches(c: &mut Criterion) {
         traffic: Some(&traffic),
         info: &info,
         shutting_down: false,
+        served: None,
     };
     let view = dashboard::view(&sources, None);
     assert_eq!(view.routes.len(), dashboard::MAX_ROWS);

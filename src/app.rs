@@ -183,6 +183,7 @@ pub async fn start(config: Config, source: Source) -> Result<Running, StartError
     let tls_stats = TlsStats {
         handshakes: metrics.tls_handshakes.clone(),
         failures: metrics.tls_handshake_failures.clone(),
+        served: Arc::default(),
     };
     let terminator = Arc::new(Terminator::new(
         snapshot.clone(),

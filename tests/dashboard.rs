@@ -112,7 +112,40 @@ async fn the_dashboard_shows_states_traffic_and_problems_first_in_a_browser() {
     );
     // A hostile name: reported in a Problem, shown escaped.
     let hostile = "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: evil}\nspec:\n  ingressClassName: wicket\n  rules:\n  - host: \"<script>alert(1)</script>.test\"\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}\n";
-    let w = Wicket::start_with(&format!("{manifests}{hostile}"), config).await;
+    // A TLS host: its certificate, how long it has left and how often it was served.
+    let cert = test_cert(&["secure.test"]);
+    let secure = format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: secure}}\nspec:\n  ingressClassName: wicket\n  tls: [{{hosts: [secure.test], secretName: secure-tls}}]\n  rules:\n  - host: secure.test\n    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n",
+        tls_secret("secure-tls", &cert)
+    );
+    // And one that expires in 5 days: flagged.
+    let expiring = {
+        use k8s_openapi::jiff::{tz::TimeZone, Timestamp, ToSpan};
+        let soon = Timestamp::now()
+            .checked_add(120.hours())
+            .unwrap()
+            .to_zoned(TimeZone::UTC)
+            .date();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["soon.test".to_owned()]).unwrap();
+        params.not_after =
+            rcgen::date_time_ymd(i32::from(soon.year()), soon.month() as u8, soon.day() as u8);
+        let c = params.self_signed(&key).unwrap();
+        TestCert {
+            pem: c.pem(),
+            key_pem: key.serialize_pem(),
+            der: c.der().clone(),
+            key_der: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    };
+    let soon = format!(
+        "{}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: soon}}\nspec:\n  ingressClassName: wicket\n  tls: [{{hosts: [soon.test], secretName: soon-tls}}]\n  rules:\n  - host: soon.test\n    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}\n",
+        tls_secret("soon-tls", &expiring)
+    );
+    let w = Wicket::start_with(&format!("{manifests}{hostile}{secure}{soon}"), config).await;
+    for _ in 0..2 {
+        tls_connect(w.https(), Some("secure.test"), &[b"http/1.1"]).await;
+    }
 
     for _ in 0..30 {
         assert_eq!(w.get("web.test", "/").await.status, StatusCode::OK);
@@ -173,6 +206,22 @@ async fn the_dashboard_shows_states_traffic_and_problems_first_in_a_browser() {
         .find(|b| b["id"] == "default/flaky:80")
         .unwrap();
     assert_eq!(flaky_json["traffic"]["connectErrors"], 1, "{flaky_json}");
+
+    // The certificates: one with years left (rcgen's default), served twice; one that
+    // expires within 14 days, flagged.
+    let certs = json["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 2, "{certs:?}");
+    let secure = certs.iter().find(|c| c["host"] == "secure.test").unwrap();
+    assert_eq!(secure["secret"], "default/secure-tls");
+    assert_eq!(secure["served"], 2);
+    assert_eq!(secure["warn"], false);
+    let soon = certs.iter().find(|c| c["host"] == "soon.test").unwrap();
+    assert!(
+        (3..=5).contains(&soon["daysLeft"].as_i64().unwrap()),
+        "{soon}"
+    );
+    assert_eq!(soon["warn"], true);
+    assert!(tag(&dom, "class=\"certificate warn").contains("warn"));
 
     // Routes with their badges; the one whose Service is missing answers 503.
     assert!(dom.contains("ghost.test"));

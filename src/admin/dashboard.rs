@@ -146,6 +146,8 @@ pub struct CertificateView {
     pub not_after: String,
     pub days_left: i64,
     pub warn: bool,
+    /// TLS handshakes it was chosen for since start.
+    pub served: u64,
 }
 
 /// What [`view`] reads.
@@ -155,6 +157,8 @@ pub struct Sources<'a> {
     pub traffic: Option<&'a Traffic>,
     pub info: &'a RunInfo,
     pub shutting_down: bool,
+    /// How often each certificate was served.
+    pub served: Option<&'a crate::proxy::tls::Served>,
 }
 
 /// Builds the view; `filter` keeps the backends, routes and Problems whose text contains it.
@@ -294,6 +298,7 @@ pub fn view(src: &Sources<'_>, filter: Option<&str>) -> View {
                 not_after: rfc3339(cert.not_after),
                 days_left: left,
                 warn: left < WARN_DAYS,
+                served: src.served.map_or(0, |s| s.get(cert.fingerprint)),
             }
         })
         .collect();
@@ -689,7 +694,7 @@ pub fn live_html(v: &View) -> String {
     for b in &v.backends {
         let _ = write!(
             out,
-            "<tr class=\"backend {}\" data-id=\"{}\"><td><details{}><summary>{}</summary>{}<table class=endpoints><thead><tr><th>Endpoint</th><th>Pod</th><th>Node / zone</th><th>State</th><th>req/s</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>p50</th><th>p99</th><th>connect errors</th></tr></thead><tbody>",
+            "<tr class=\"backend {}\" data-id=\"{}\"><td><details{}><summary>{}</summary>{}<table class=endpoints{}><thead><tr><th>Endpoint</th><th>Pod</th><th>Node / zone</th><th>State</th><th>req/s</th><th>2xx</th><th>3xx</th><th>4xx</th><th>5xx</th><th>p50</th><th>p99</th><th>connect errors</th></tr></thead><tbody>",
             b.state,
             esc_all(&b.id),
             // The broken ones open, so what is wrong shows without a click.
@@ -699,6 +704,7 @@ pub fn live_html(v: &View) -> String {
                 .as_ref()
                 .map(|n| format!("<p class=note>{}</p>", esc_all(n)))
                 .unwrap_or_default(),
+            if b.endpoints.is_empty() { " hidden" } else { "" },
         );
         for e in &b.endpoints {
             let _ = write!(
@@ -788,19 +794,21 @@ pub fn live_html(v: &View) -> String {
     if !v.certificates.is_empty() {
         let _ = write!(
             out,
-            "<section id=certificates><h2>Certificates <span class=count>{}</span></h2><table class=sortable><thead><tr><th data-sort=text>Host</th><th data-sort=text>Secret</th><th data-sort=text>Not after</th><th data-sort=num>Days left</th></tr></thead><tbody>",
+            "<section id=certificates><h2>Certificates <span class=count>{}</span></h2><table class=sortable><thead><tr><th data-sort=text>Host</th><th data-sort=text>Secret</th><th data-sort=text>Not after</th><th data-sort=num>Days left</th><th data-sort=num>Served</th></tr></thead><tbody>",
             v.certificates.len()
         );
         for c in &v.certificates {
             let _ = write!(
                 out,
-                "<tr class=\"certificate{}\"><td>{}</td><td>{}</td><td>{}</td><td class=num data-v=\"{}\">{}</td></tr>",
+                "<tr class=\"certificate{}\"><td>{}</td><td>{}</td><td>{}</td><td class=num data-v=\"{}\">{}</td><td class=num data-v=\"{}\">{}</td></tr>",
                 if c.warn { " warn" } else { "" },
                 esc(&c.host),
                 esc(&c.secret),
                 c.not_after,
                 c.days_left,
-                c.days_left
+                c.days_left,
+                c.served,
+                c.served
             );
         }
         out.push_str("</tbody></table></section>");
@@ -843,7 +851,7 @@ header{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px so
 h1{margin:.2em 0;font-size:1.4em}h1 small{font-weight:normal;color:#777}h2{font-size:1.15em;margin:1.2em 0 .4em}\
 header form{display:inline-block;margin:.3em 1.5em .3em 0}nav{display:inline-block;margin-right:1.5em}\
 table{border-collapse:collapse;width:100%;font-size:.9em}th,td{text-align:left;padding:.25em .5em;border-bottom:1px solid #eee;vertical-align:top}\
-th[data-sort]{cursor:pointer}th[data-sort]:hover{text-decoration:underline}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th[data-sort]{cursor:pointer}th[data-sort]:hover{text-decoration:underline}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 .pill{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em;color:#fff;background:#888}\
 .pill.up{background:#2e8b3a}.pill.degraded{background:#d98200}.pill.down{background:#c62828}.pill.dns{background:#4a6fa5}\
 tr.backend.down>td{background:#fdecea}tr.backend.degraded>td{background:#fff6e5}\
@@ -943,11 +951,12 @@ pub fn text(v: &View) -> String {
         for c in &v.certificates {
             let _ = writeln!(
                 out,
-                "  {} {} not after {} ({} days){}",
+                "  {} {} not after {} ({} days, served {}){}",
                 c.host,
                 c.secret,
                 c.not_after,
                 c.days_left,
+                c.served,
                 if c.warn { "  << renew" } else { "" }
             );
         }

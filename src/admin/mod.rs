@@ -88,6 +88,7 @@ impl Admin {
         let outliers = self.outliers.clone();
         let metrics = self.metrics.clone();
         let info = self.info.clone();
+        let served = self.tls.as_ref().map(|t| t.served.clone());
         let shutting_down = self.health.is_shutting_down();
         let rendered = tokio::task::spawn_blocking(move || {
             let sources = dashboard::Sources {
@@ -96,6 +97,7 @@ impl Admin {
                 traffic: metrics.as_deref().map(Metrics::traffic),
                 info: &info,
                 shutting_down,
+                served: served.as_deref(),
             };
             let view = dashboard::view(&sources, filter.as_deref());
             match format {

@@ -35,11 +35,39 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-/// Handshakes since start, for `/debug/routes` and `/metrics` (the same counters).
+/// Handshakes since start, for `/debug/routes` and `/metrics` (the same counters), and how
+/// often each certificate was chosen (the dashboard).
 #[derive(Clone, Debug, Default)]
 pub struct TlsStats {
     pub handshakes: prometheus_client::metrics::counter::Counter,
     pub failures: prometheus_client::metrics::counter::Counter,
+    pub served: Arc<Served>,
+}
+
+/// ClientHellos answered with each certificate since start, by the certificate's
+/// fingerprint (a rotated Secret's new certificate counts from zero). Bounded: past
+/// [`Served::MAX`] certificates, new ones are not counted.
+#[derive(Debug, Default)]
+pub struct Served(dashmap::DashMap<u64, std::sync::atomic::AtomicU64, foldhash::fast::RandomState>);
+
+impl Served {
+    pub const MAX: usize = 4096;
+
+    fn count(&self, fingerprint: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(n) = self.0.get(&fingerprint) {
+            n.fetch_add(1, Relaxed);
+        } else if self.0.len() < Self::MAX {
+            self.0.entry(fingerprint).or_default().fetch_add(1, Relaxed);
+        }
+    }
+
+    /// How often the certificate with `fingerprint` was served.
+    pub fn get(&self, fingerprint: u64) -> u64 {
+        self.0
+            .get(&fingerprint)
+            .map_or(0, |n| n.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Picks the certificate for a ClientHello from the current snapshot.
@@ -47,6 +75,7 @@ pub struct TlsStats {
 struct SnapshotResolver {
     snapshot: SharedSnapshot,
     fallback: Arc<CertifiedKey>,
+    served: Arc<Served>,
 }
 
 /// `Foo.Example.COM.` → `foo.example.com`, borrowing when nothing changes.
@@ -64,7 +93,10 @@ impl ResolvesServerCert for SnapshotResolver {
         let sni = hello.server_name().map(normalize_sni);
         let snapshot = self.snapshot.load();
         Some(match snapshot.tls.certificate_for(sni.as_deref()) {
-            Some(cert) => cert.key.clone(),
+            Some(cert) => {
+                self.served.count(cert.fingerprint);
+                cert.key.clone()
+            }
             None => self.fallback.clone(),
         })
     }
@@ -136,6 +168,7 @@ impl Terminator {
             .with_cert_resolver(Arc::new(SnapshotResolver {
                 snapshot: snapshot.clone(),
                 fallback,
+                served: stats.served.clone(),
             }));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         config.ignore_client_order = true;
