@@ -830,6 +830,13 @@ async fn the_zone_is_read_from_this_replicas_node_and_keeps_traffic_in_it() {
         seen.insert(r.pod().to_owned());
     }
     assert_eq!(seen, ["web-2".to_owned(), "web-3".to_owned()].into());
+    // The dashboard says cluster mode, and that this (only) replica leads once it holds
+    // the Lease.
+    eventually("the dashboard to show the leader", || async {
+        let view: Value = serde_json::from_str(&w.admin_get("/?format=json").await.body).unwrap();
+        (view["mode"] == "cluster" && view["leader"] == true).then_some(())
+    })
+    .await;
     w.stop().await;
 }
 
