@@ -172,6 +172,10 @@ fn instructions(running: &app::Running, pods: &[Pod], file: &std::path::Path) ->
         "  Manifests: {} (edit and save: routes change live)",
         file.display()
     );
+    let _ = writeln!(
+        s,
+        "  Dashboard: http://{admin}/ (open it in a browser: backends, traffic, routes, Problems)"
+    );
     let _ = writeln!(s, "\nTry:");
     let (port, ip) = (https.port(), https.ip());
     let commands = [
@@ -202,6 +206,10 @@ fn instructions(running: &app::Running, pods: &[Pod], file: &std::path::Path) ->
         (
             format!("curl -sk --resolve {SECURE_HOST}:{port}:{ip} https://{SECURE_HOST}:{port}/"),
             "HTTPS, certificate chosen by SNI (self-signed: -k)",
+        ),
+        (
+            format!("curl -s 'http://{admin}/?format=text'"),
+            "the dashboard, for a terminal",
         ),
         (
             format!("curl -s 'http://{admin}/debug/routes?format=text'"),

@@ -28,6 +28,8 @@ use crate::proxy::outlier::Outliers;
 pub const MAX_ROWS: usize = 500;
 /// Longest name shown in full; longer ones are cut with an ellipsis.
 const MAX_NAME: usize = 120;
+/// Longest message or note shown in full (a Problem can quote a hostile value).
+const MAX_TEXT: usize = 600;
 /// Certificates expiring within this many days are flagged.
 const WARN_DAYS: i64 = 14;
 
@@ -569,28 +571,26 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// HTML-escapes `s`, cut to [`MAX_NAME`] characters.
 pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_NAME * 2));
+    esc_cut(s, MAX_NAME)
+}
+
+/// HTML-escapes `s` whole (text and attribute values alike).
+pub fn escape(s: &str) -> String {
+    esc_cut(s, usize::MAX)
+}
+
+/// HTML-escapes a message or note, cut to [`MAX_TEXT`] characters.
+fn esc_all(s: &str) -> String {
+    esc_cut(s, MAX_TEXT)
+}
+
+fn esc_cut(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max.saturating_mul(2)));
     for (i, c) in s.chars().enumerate() {
-        if i == MAX_NAME {
+        if i == max {
             out.push('…');
             break;
         }
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// HTML-escapes `s` whole (messages, notes).
-fn esc_all(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -975,6 +975,15 @@ mod tests {
         let cut = esc(&long);
         assert_eq!(cut.chars().count(), MAX_NAME + 1);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn messages_are_escaped_and_cut_longer() {
+        let hostile = format!("<img src=x onerror=alert(1)>{}", "x".repeat(5000));
+        let shown = esc_all(&hostile);
+        assert!(shown.starts_with("&lt;img src=x onerror=alert(1)&gt;"));
+        assert_eq!(shown.chars().filter(|c| *c == '<').count(), 0);
+        assert!(shown.chars().count() < MAX_TEXT + 20, "{}", shown.len());
     }
 
     #[test]

@@ -301,22 +301,8 @@ impl Query {
 
 /// Plain HTML pages for browsers: the text views, escaped, with links and a form.
 mod html {
+    use super::dashboard::escape;
     use crate::model::Snapshot;
-
-    fn escape(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for c in s.chars() {
-            match c {
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '&' => out.push_str("&amp;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-        }
-        out
-    }
 
     fn page(title: &str, body: &str) -> String {
         format!(
