@@ -11,16 +11,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::*;
-use tokio::net::TcpListener;
 use wicket::app::Config;
 use wicket::proxy::outlier::OutlierSettings;
-
-/// A loopback address nothing listens on.
-async fn dead_address() -> std::net::SocketAddr {
-    let ip = format!("127.{}.{}.9", fastrand::u8(1..=250), fastrand::u8(1..=250));
-    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
-    listener.local_addr().unwrap()
-}
 
 fn chromium() -> &'static str {
     for candidate in ["chromium", "chromium-browser", "google-chrome"] {

@@ -17,13 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use wicket::app::Config;
 
-/// A loopback address nothing listens on (bound, then closed).
-async fn dead_address() -> SocketAddr {
-    let ip = format!("127.{}.{}.9", fastrand::u8(1..=250), fastrand::u8(1..=250));
-    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
-    listener.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn a_pod_that_refuses_connections_is_skipped_even_for_requests_with_a_body() {
     let live = pods("web", 1).await;

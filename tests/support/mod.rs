@@ -74,6 +74,15 @@ pub async fn pods(prefix: &str, n: usize) -> Vec<EchoServer> {
     panic!("no free loopback addresses for {prefix}");
 }
 
+/// A loopback address nothing listens on (bound, then closed): a pod that died.
+pub async fn dead_address() -> SocketAddr {
+    let ip = format!("127.{}.{}.9", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    listener.local_addr().unwrap()
+}
+
 pub fn ips(pods: &[EchoServer]) -> Vec<String> {
     pods.iter().map(|p| p.addr.ip().to_string()).collect()
 }
