@@ -343,3 +343,64 @@ async fn a_websocket_tunnel_is_closed_after_the_idle_timeout_but_not_while_it_ta
     assert!(closed.is_ok(), "an idle tunnel is closed");
     w.stop().await;
 }
+
+/// A pod that answers every request on a connection with `answer`, which carries more
+/// than one response (a desync attempt); counts connections.
+async fn smuggling_pod(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let ip = format!("127.{}.{}.6", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_pod_that_answers_more_than_once_never_answers_the_next_client() {
+    for answer in [
+        // A whole response with a second one glued to it.
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"[..],
+        // Content-Length and chunked: framed by chunked, and the connection is dropped.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+    ] {
+        let (addr, accepted) = smuggling_pod(answer).await;
+        let w = one_pod_world(addr, Config::local()).await;
+        for _ in 0..3 {
+            let reply = w.get("a.test", "/").await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.body, "ok", "{}", String::from_utf8_lossy(answer));
+        }
+        // Requests with a body take hyper's client: the same answer there.
+        for _ in 0..2 {
+            let req = w
+                .request(Method::POST, "a.test", "/")
+                .body(Full::new(Bytes::from_static(b"x")))
+                .unwrap();
+            let reply = w.send(req).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.body, "ok", "{}", String::from_utf8_lossy(answer));
+        }
+        // Every request got a connection of its own: none was trusted after the extra bytes.
+        assert_eq!(accepted.load(Ordering::Relaxed), 5);
+        w.stop().await;
+    }
+}

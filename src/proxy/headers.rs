@@ -412,7 +412,14 @@ pub fn set_host(headers: &mut HeaderMap, authority: &str) {
 
 /// Response headers towards the client.
 pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool) {
-    remove_hop_by_hop(headers, upgrade);
+    let found = HopByHop::of(headers);
+    if found.transfer_encoding {
+        // The pod framed its body with Transfer-Encoding: a Content-Length beside it is
+        // wrong, and a proxy must not pass it on (RFC 9112 §6.3); the client gets the body
+        // re-framed, chunked.
+        headers.remove(CONTENT_LENGTH);
+    }
+    remove_found(headers, found, upgrade);
     if !headers.contains_key(SERVER) {
         headers.insert(SERVER, HeaderValue::from_static("wicket"));
     }
