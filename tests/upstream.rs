@@ -149,37 +149,51 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 /// connection (`then`: "close" at once, "close-chunked" after a chunked response, or
 /// "connection-close" saying so in a header).
 async fn one_request_per_connection_pod(then: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
-    let ip = format!("127.{}.{}.8", fastrand::u8(1..=250), fastrand::u8(1..=250));
+    counting_pod(8, move |mut stream| async move {
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let response: &[u8] = match then {
+            "close-chunked" => {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            }
+            "connection-close" => {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            }
+            _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        };
+        let _ = stream.write_all(response).await;
+        // Hang up without saying so (except "connection-close"): the proxy finds out
+        // when it next uses the connection, or just before.
+    })
+    .await
+}
+
+/// A pod on 127.x.y.`last` serving each connection with `serve`; counts connections.
+async fn counting_pod<F, Fut>(last: u8, serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let ip = format!(
+        "127.{}.{}.{last}",
+        fastrand::u8(1..=250),
+        fastrand::u8(1..=250)
+    );
     let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
     tokio::spawn(async move {
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
             counter.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut head = Vec::new();
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let response: &[u8] = match then {
-                    "close-chunked" => {
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-                    }
-                    "connection-close" => {
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                    }
-                    _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-                };
-                let _ = stream.write_all(response).await;
-                // Hang up without saying so (except "connection-close"): the proxy finds
-                // out when it next uses the connection, or just before.
-            });
+            tokio::spawn(serve(stream));
         }
     });
     (addr, accepted)
@@ -347,31 +361,20 @@ async fn a_websocket_tunnel_is_closed_after_the_idle_timeout_but_not_while_it_ta
 /// A pod that answers every request on a connection with `answer`, which carries more
 /// than one response (a desync attempt); counts connections.
 async fn smuggling_pod(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
-    let ip = format!("127.{}.{}.6", fastrand::u8(1..=250), fastrand::u8(1..=250));
-    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
+    counting_pod(6, move |mut stream| async move {
+        let mut buf = [0u8; 4096];
         loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            counter.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {
-                            if stream.write_all(answer).await.is_err() {
-                                return;
-                            }
-                        }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if stream.write_all(answer).await.is_err() {
+                        return;
                     }
                 }
-            });
+            }
         }
-    });
-    (addr, accepted)
+    })
+    .await
 }
 
 #[tokio::test]
