@@ -70,6 +70,16 @@ fn backend_row<'a>(dom: &'a str, id: &str) -> &'a str {
     &rest[..end]
 }
 
+/// The rendered row of the route for `host`.
+fn route_row<'a>(dom: &'a str, host: &str) -> &'a str {
+    let at = dom
+        .find(&format!("<td>{host}</td>"))
+        .unwrap_or_else(|| panic!("no route for {host}"));
+    let start = dom[..at].rfind("<tr").unwrap();
+    let end = at + dom[at..].find("</tr>").unwrap();
+    &dom[start..end]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_states_traffic_and_problems_first_in_a_browser() {
     let web = pods("web", 2).await;
@@ -215,9 +225,12 @@ async fn the_dashboard_shows_states_traffic_and_problems_first_in_a_browser() {
     assert_eq!(soon["warn"], true);
     assert!(tag(&dom, "class=\"certificate warn").contains("warn"));
 
-    // Routes with their badges; the one whose Service is missing answers 503.
-    assert!(dom.contains("ghost.test"));
-    assert!(tag(&dom, "class=\"route\"").contains("route"));
+    // Routes with their badges: the one whose Service is missing shows 503, the TLS host
+    // its TLS badge, the route to the empty backend that backend's state.
+    assert!(route_row(&dom, "ghost.test").contains("pill down"));
+    assert!(route_row(&dom, "secure.test").contains("badge TLS"));
+    assert!(route_row(&dom, "empty.test").contains("pill down\">down"));
+    assert!(!route_row(&dom, "web.test").contains("pill"));
 
     // The page refreshes itself (its script runs without errors): after 6 s of the
     // browser's virtual time it has fetched and swapped in a fresh copy.

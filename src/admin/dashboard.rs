@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::report::rfc3339;
 use super::traffic::{Summary, Traffic};
 use crate::model::{
     Backend, Destination, Endpoint, ObjectRef, Outcome, Policy, Preference, Snapshot, Target,
@@ -557,12 +558,6 @@ fn annotations(snapshot: &Snapshot, ingress: &ObjectRef) -> Vec<AnnotationView> 
                 })
                 .collect()
         })
-        .unwrap_or_default()
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    k8s_openapi::jiff::Timestamp::try_from(t)
-        .map(|t| t.to_string())
         .unwrap_or_default()
 }
 

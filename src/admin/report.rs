@@ -102,7 +102,7 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(super) fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
