@@ -178,6 +178,17 @@ pub struct ControllerArgs {
     /// internalTrafficPolicy: Local behind a Deployment is reported as a Problem.
     #[arg(long, env = "WICKET_WORKLOAD_KIND", value_parser = ["Deployment", "DaemonSet"])]
     pub workload_kind: Option<String>,
+    /// GatewayClasses whose spec.controllerName is this are wicket's: their Gateways'
+    /// listeners and the HTTPRoutes attached to them are served.
+    #[arg(long, env = "WICKET_GATEWAY_CONTROLLER_NAME", default_value = crate::controller::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
+    /// The Gateway listener port served on the plain-HTTP socket: HTTP listeners with this
+    /// port are served there (other ports are refused with PortUnavailable).
+    #[arg(long, env = "WICKET_GATEWAY_HTTP_PORT", default_value_t = 80)]
+    pub gateway_http_port: u16,
+    /// The Gateway listener port served on the TLS socket (HTTPS listeners).
+    #[arg(long, env = "WICKET_GATEWAY_HTTPS_PORT", default_value_t = 443)]
+    pub gateway_https_port: u16,
 }
 
 fn parse_limit_status(v: &str) -> Result<u16, String> {
@@ -209,6 +220,9 @@ impl ControllerArgs {
             ignore_snippets: self.ignore_snippets,
             limit_zones: crate::model::Zones::default(),
             locality: self.locality(),
+            gateway_controller_name: self.gateway_controller_name.clone(),
+            gateway_http_port: self.gateway_http_port,
+            gateway_https_port: self.gateway_https_port,
         }
     }
 

@@ -3,7 +3,10 @@
 //! seen with `curl`.
 //!
 //! The response carries `x-pod: NAME`, and a text body: the pod, the request line, then
-//! every request header, then the body size.
+//! every request header, then the body size. A request that accepts `application/json`
+//! gets the same as JSON (`pod`, `method`, `path`, `host`, `proto`, `headers` with every
+//! value of each name), as Gateway API conformance's echo backend answers; and
+//! `X-Echo-Set-Header: name:value,name2:value2` puts those headers on the response.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -86,6 +89,80 @@ async fn echo(pod: &str, addr: SocketAddr, req: Request<Incoming>) -> Response<F
         .await
         .map(|b| b.to_bytes().len())
         .unwrap_or(0);
+    let wants_json = parts
+        .headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("application/json")));
+    let mut response = if wants_json {
+        json(pod, &parts, received)
+    } else {
+        text(pod, addr, &parts, received)
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(pod) {
+        headers.insert("x-pod", v);
+    }
+    for set in parts.headers.get_all("x-echo-set-header") {
+        for pair in set.to_str().unwrap_or("").split(',') {
+            let Some((name, value)) = pair.split_once(':') else {
+                continue;
+            };
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value.trim()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+    }
+    response
+}
+
+fn json(pod: &str, parts: &http::request::Parts, received: usize) -> Response<Full<Bytes>> {
+    let mut headers = serde_json::Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<serde_json::Value> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().into())
+            .collect();
+        headers.insert(name.as_str().to_owned(), values.into());
+    }
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        })
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "pod": pod,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "host": host,
+        "proto": format!("{:?}", parts.version),
+        "headers": headers,
+        "bodyBytes": received,
+    });
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(
+    pod: &str,
+    addr: SocketAddr,
+    parts: &http::request::Parts,
+    received: usize,
+) -> Response<Full<Bytes>> {
     let mut text = String::new();
     let _ = writeln!(text, "pod: {pod} ({addr})");
     let _ = writeln!(
@@ -98,13 +175,9 @@ async fn echo(pod: &str, addr: SocketAddr, req: Request<Incoming>) -> Response<F
     }
     let _ = writeln!(text, "body: {received} bytes");
     let mut response = Response::new(Full::new(Bytes::from(text)));
-    let headers = response.headers_mut();
-    headers.insert(
+    response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(pod) {
-        headers.insert("x-pod", v);
-    }
     response
 }

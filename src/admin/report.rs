@@ -40,6 +40,16 @@ pub struct RoutesView<'a> {
     /// Hosts that ask for client certificates (`auth-tls-*`), and how they check them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     client_certificates: BTreeMap<String, &'a crate::model::ClientAuth>,
+    /// Gateway API: the listeners served with their rules in precedence order, and the
+    /// status of every object of ours (what cluster mode writes to the API server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway_api: Option<GatewayApiView<'a>>,
+}
+
+#[derive(Serialize)]
+struct GatewayApiView<'a> {
+    routes: Option<&'a crate::model::gateway::GatewayTable>,
+    status: &'a [crate::model::gateway_status::ObjectStatus],
 }
 
 /// A virtual host with the certificate its name gets over HTTPS.
@@ -99,6 +109,12 @@ pub fn view(snapshot: &Snapshot) -> RoutesView<'_> {
             .into_iter()
             .map(|(host, auth)| (host, &**auth))
             .collect(),
+        gateway_api: (snapshot.gateway.is_some() || !snapshot.gateway_status.is_empty()).then(
+            || GatewayApiView {
+                routes: snapshot.gateway.as_deref(),
+                status: &snapshot.gateway_status,
+            },
+        ),
     }
 }
 
@@ -356,6 +372,9 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
         }
     }
 
+    if let Some(gateway) = snapshot.gateway.as_deref() {
+        gateway_text(&mut out, gateway);
+    }
     let here = &snapshot.locality;
     if here.is_known() {
         let _ = writeln!(
@@ -437,4 +456,38 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
         }
     }
     out
+}
+
+/// The Gateway API listeners and their rules, in the order a request tries them.
+fn gateway_text(out: &mut String, gateway: &crate::model::gateway::GatewayTable) {
+    for (tls, socket) in [(false, &gateway.http), (true, &gateway.https)] {
+        for (listener, levels) in socket.listeners() {
+            let _ = writeln!(
+                out,
+                "\nGateway API: listener {} of {} ({} {}, hostname {}, on the {} socket)",
+                listener.name,
+                listener.gateway,
+                listener.protocol,
+                listener.port,
+                listener.hostname,
+                if tls { "TLS" } else { "plain" }
+            );
+            if levels.is_empty() {
+                let _ = writeln!(out, "  no routes attached");
+            }
+            for (hostname, set) in levels {
+                for entry in &set.entries {
+                    let _ = writeln!(
+                        out,
+                        "  {hostname}  {}  {}/{} rule {}  → {}",
+                        entry.summary(),
+                        entry.rule.route.namespace.as_deref().unwrap_or(""),
+                        entry.rule.route.name,
+                        entry.rule.index,
+                        entry.outcome()
+                    );
+                }
+            }
+        }
+    }
 }

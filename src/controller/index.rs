@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::model::Problem;
 
 /// The kinds wicket reads.
@@ -27,10 +28,16 @@ pub enum Kind {
     Secret,
     /// Read for `custom-headers` only.
     ConfigMap,
+    /// Read for their labels: Gateway listeners select route namespaces by them.
+    Namespace,
+    GatewayClass,
+    Gateway,
+    HttpRoute,
+    ReferenceGrant,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Ingress,
         Kind::IngressClass,
         Kind::Service,
@@ -38,6 +45,11 @@ impl Kind {
         Kind::Endpoints,
         Kind::Secret,
         Kind::ConfigMap,
+        Kind::Namespace,
+        Kind::GatewayClass,
+        Kind::Gateway,
+        Kind::HttpRoute,
+        Kind::ReferenceGrant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,11 +61,19 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
+            Kind::Namespace => "Namespace",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::Gateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
         }
     }
 
     pub fn is_namespaced(self) -> bool {
-        !matches!(self, Kind::IngressClass)
+        !matches!(
+            self,
+            Kind::IngressClass | Kind::Namespace | Kind::GatewayClass
+        )
     }
 }
 
@@ -106,6 +126,11 @@ pub enum Object {
     Endpoints(Arc<Endpoints>),
     Secret(Arc<Secret>),
     ConfigMap(Arc<ConfigMap>),
+    Namespace(Arc<Namespace>),
+    GatewayClass(Arc<GatewayClass>),
+    Gateway(Arc<Gateway>),
+    HttpRoute(Arc<HttpRoute>),
+    ReferenceGrant(Arc<ReferenceGrant>),
 }
 
 impl Object {
@@ -118,6 +143,11 @@ impl Object {
             Object::Endpoints(_) => Kind::Endpoints,
             Object::Secret(_) => Kind::Secret,
             Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::GatewayClass(_) => Kind::GatewayClass,
+            Object::Gateway(_) => Kind::Gateway,
+            Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::ReferenceGrant(_) => Kind::ReferenceGrant,
         }
     }
 
@@ -130,6 +160,11 @@ impl Object {
             Object::Endpoints(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
         }
     }
 
@@ -152,6 +187,11 @@ pub struct Index {
     /// keeps every Secret in `secrets`.
     pub named_secrets: BTreeMap<Key, Arc<Secret>>,
     pub config_maps: BTreeMap<Key, Arc<ConfigMap>>,
+    pub namespaces: BTreeMap<Key, Arc<Namespace>>,
+    pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
+    pub gateways: BTreeMap<Key, Arc<Gateway>>,
+    pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
+    pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Problems found by the source itself (a manifest that does not parse, say); carried
     /// into the snapshot next to the problems translation finds.
     pub source_problems: Vec<Problem>,
@@ -187,6 +227,21 @@ impl Index {
             Object::ConfigMap(o) => {
                 self.config_maps.insert(key, o);
             }
+            Object::Namespace(o) => {
+                self.namespaces.insert(key, o);
+            }
+            Object::GatewayClass(o) => {
+                self.gateway_classes.insert(key, o);
+            }
+            Object::Gateway(o) => {
+                self.gateways.insert(key, o);
+            }
+            Object::HttpRoute(o) => {
+                self.http_routes.insert(key, o);
+            }
+            Object::ReferenceGrant(o) => {
+                self.reference_grants.insert(key, o);
+            }
         }
     }
 
@@ -213,6 +268,21 @@ impl Index {
             }
             Kind::ConfigMap => {
                 self.config_maps.remove(key);
+            }
+            Kind::Namespace => {
+                self.namespaces.remove(key);
+            }
+            Kind::GatewayClass => {
+                self.gateway_classes.remove(key);
+            }
+            Kind::Gateway => {
+                self.gateways.remove(key);
+            }
+            Kind::HttpRoute => {
+                self.http_routes.remove(key);
+            }
+            Kind::ReferenceGrant => {
+                self.reference_grants.remove(key);
             }
         }
     }
@@ -245,6 +315,11 @@ impl Index {
             Kind::Endpoints => self.endpoints.retain(|k, _| keep(k)),
             Kind::Secret => self.secrets.retain(|k, _| keep(k)),
             Kind::ConfigMap => self.config_maps.retain(|k, _| keep(k)),
+            Kind::Namespace => self.namespaces.retain(|k, _| keep(k)),
+            Kind::GatewayClass => self.gateway_classes.retain(|k, _| keep(k)),
+            Kind::Gateway => self.gateways.retain(|k, _| keep(k)),
+            Kind::HttpRoute => self.http_routes.retain(|k, _| keep(k)),
+            Kind::ReferenceGrant => self.reference_grants.retain(|k, _| keep(k)),
         }
         for object in objects {
             if object.kind() == kind && object.meta().namespace.as_deref() == Some(namespace) {
@@ -262,6 +337,11 @@ impl Index {
             Kind::Endpoints => self.endpoints.clear(),
             Kind::Secret => self.secrets.clear(),
             Kind::ConfigMap => self.config_maps.clear(),
+            Kind::Namespace => self.namespaces.clear(),
+            Kind::GatewayClass => self.gateway_classes.clear(),
+            Kind::Gateway => self.gateways.clear(),
+            Kind::HttpRoute => self.http_routes.clear(),
+            Kind::ReferenceGrant => self.reference_grants.clear(),
         }
     }
 

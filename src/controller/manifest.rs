@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::debug;
 
+use super::gateway_api;
 use super::index::{Key, Kind, Object};
 use crate::model::{ObjectRef, Problem, Reason};
 
@@ -121,6 +122,11 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         "Secret" => (Kind::Secret, "v1"),
         "ConfigMap" => (Kind::ConfigMap, "v1"),
         "EndpointSlice" => (Kind::EndpointSlice, "discovery.k8s.io/v1"),
+        "Namespace" => (Kind::Namespace, "v1"),
+        "GatewayClass" => (Kind::GatewayClass, gateway_api::API_VERSION),
+        "Gateway" => (Kind::Gateway, gateway_api::API_VERSION),
+        "HTTPRoute" => (Kind::HttpRoute, gateway_api::API_VERSION),
+        "ReferenceGrant" => (Kind::ReferenceGrant, gateway_api::API_VERSION),
         other => {
             debug!(
                 file = origin,
@@ -160,7 +166,9 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         ));
         return;
     }
-    if api_version != expected {
+    let also_served =
+        kind == Kind::ReferenceGrant && api_version == gateway_api::API_VERSION_V1BETA1;
+    if api_version != expected && !also_served {
         out.problems.push(Problem::new(
             object_ref,
             Reason::InvalidManifest,
@@ -184,6 +192,15 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         Kind::Endpoints => typed(value, kind).map(|(o, u)| (Object::Endpoints(Arc::new(o)), u)),
         Kind::Secret => typed(value, kind).map(|(o, u)| (Object::Secret(Arc::new(o)), u)),
         Kind::ConfigMap => typed(value, kind).map(|(o, u)| (Object::ConfigMap(Arc::new(o)), u)),
+        Kind::Namespace => typed(value, kind).map(|(o, u)| (Object::Namespace(Arc::new(o)), u)),
+        Kind::GatewayClass => {
+            typed(value, kind).map(|(o, u)| (Object::GatewayClass(Arc::new(o)), u))
+        }
+        Kind::Gateway => typed(value, kind).map(|(o, u)| (Object::Gateway(Arc::new(o)), u)),
+        Kind::HttpRoute => typed(value, kind).map(|(o, u)| (Object::HttpRoute(Arc::new(o)), u)),
+        Kind::ReferenceGrant => {
+            typed(value, kind).map(|(o, u)| (Object::ReferenceGrant(Arc::new(o)), u))
+        }
     };
     match typed {
         Ok((mut object, unknown)) => {
@@ -267,6 +284,17 @@ fn set_namespace(object: &mut Object, namespace: &str) {
         Object::Endpoints(o) => &mut Arc::make_mut(o).metadata,
         Object::Secret(o) => &mut Arc::make_mut(o).metadata,
         Object::ConfigMap(o) => &mut Arc::make_mut(o).metadata,
+        Object::Namespace(o) => {
+            Arc::make_mut(o).metadata.namespace = None;
+            return;
+        }
+        Object::GatewayClass(o) => {
+            Arc::make_mut(o).metadata.namespace = None;
+            return;
+        }
+        Object::Gateway(o) => &mut Arc::make_mut(o).metadata,
+        Object::HttpRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::ReferenceGrant(o) => &mut Arc::make_mut(o).metadata,
     };
     meta.namespace = Some(namespace.to_owned());
 }

@@ -4,6 +4,7 @@
 pub mod class;
 pub mod cluster;
 pub mod files;
+pub mod gateway_api;
 pub mod index;
 pub mod manifest;
 pub mod publish;
@@ -41,10 +42,17 @@ pub struct Settings {
     /// The node and zone this replica runs in: `internalTrafficPolicy: Local` and topology
     /// hints are judged against them.
     pub locality: crate::model::Locality,
+    /// `GatewayClass.spec.controllerName` value that makes a class ours.
+    pub gateway_controller_name: String,
+    /// The Gateway listener port served on the plain-HTTP socket (HTTP listeners).
+    pub gateway_http_port: u16,
+    /// The Gateway listener port served on the TLS socket (HTTPS listeners).
+    pub gateway_https_port: u16,
 }
 
 pub const DEFAULT_CONTROLLER_NAME: &str = "wicket.dev/ingress-controller";
 pub const DEFAULT_INGRESS_CLASS: &str = "wicket";
+pub const DEFAULT_GATEWAY_CONTROLLER_NAME: &str = "wicket.dev/gateway-controller";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -60,6 +68,9 @@ impl Default for Settings {
             ignore_snippets: false,
             limit_zones: crate::model::Zones::default(),
             locality: crate::model::Locality::default(),
+            gateway_controller_name: DEFAULT_GATEWAY_CONTROLLER_NAME.to_owned(),
+            gateway_http_port: 80,
+            gateway_https_port: 443,
         }
     }
 }

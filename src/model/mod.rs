@@ -8,6 +8,8 @@ mod bounded;
 mod canary;
 mod client_auth;
 mod external_auth;
+pub mod gateway;
+pub mod gateway_status;
 mod ip_set;
 mod path_table;
 mod policy;
@@ -68,6 +70,10 @@ pub struct Snapshot {
     pub annotations: Vec<IngressAnnotations>,
     /// The node and zone the endpoint choices were made for.
     pub locality: Locality,
+    /// Gateway API routes (None: no Gateway of ours has a listener served).
+    pub gateway: Option<std::sync::Arc<gateway::GatewayTable>>,
+    /// The status of every Gateway API object of ours, as written to the API server.
+    pub gateway_status: Vec<gateway_status::ObjectStatus>,
 }
 
 impl Snapshot {
@@ -89,5 +95,7 @@ impl Snapshot {
             && self.ignored == other.ignored
             && self.annotations == other.annotations
             && self.locality == other.locality
+            && self.gateway == other.gateway
+            && self.gateway_status == other.gateway_status
     }
 }

@@ -101,6 +101,13 @@ pub enum Reason {
     /// A Service traffic policy (`internalTrafficPolicy`, `trafficDistribution`) with a
     /// value wicket does not know, or that cannot work where wicket runs.
     TrafficPolicy,
+    /// A GatewayClass, Gateway or listener of ours that is not (wholly) served: its status
+    /// conditions say why.
+    GatewayNotAccepted,
+    /// A Gateway API route not accepted by a parent Gateway, or with rules dropped.
+    RouteNotAccepted,
+    /// A route's backendRef that cannot be used: its share of requests gets 500.
+    BackendRefInvalid,
 }
 
 impl Reason {
@@ -134,6 +141,9 @@ impl Reason {
             Reason::SnippetRefused => "SnippetRefused",
             Reason::AuthSecretInvalid => "AuthSecretInvalid",
             Reason::TrafficPolicy => "TrafficPolicy",
+            Reason::GatewayNotAccepted => "GatewayNotAccepted",
+            Reason::RouteNotAccepted => "RouteNotAccepted",
+            Reason::BackendRefInvalid => "BackendRefInvalid",
         }
     }
 }

@@ -71,6 +71,10 @@ pub enum ProxyError {
     /// The route's backend cannot be used (missing Service or port, ...).
     #[error("backend unavailable: {0}")]
     BackendUnavailable(Arc<str>),
+    /// A Gateway API rule's backend reference is invalid (missing Service, unknown kind,
+    /// no ReferenceGrant), or the rule has no backend: 500, as the spec asks.
+    #[error("invalid backend reference: {0}")]
+    InvalidBackend(Arc<str>),
     /// The backend has no usable endpoint.
     #[error("no usable endpoint for {0}")]
     NoEndpoints(Arc<str>),
@@ -111,7 +115,9 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::AuthFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::AuthFailed(_) | ProxyError::InvalidBackend(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             ProxyError::Limited(status, _) => *status,
             ProxyError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::AuthOverloaded
@@ -147,6 +153,9 @@ impl ProxyError {
             }
             ProxyError::Limited(..) => "503 service unavailable: request limit reached\n",
             ProxyError::TooManyAttempts => "429 too many requests: too many password attempts\n",
+            ProxyError::InvalidBackend(_) => {
+                "500 internal server error: the route's backend reference is invalid\n"
+            }
             ProxyError::AuthOverloaded => "503 service unavailable: try again shortly\n",
             ProxyError::NotReady => "503 service unavailable: routing table not loaded yet\n",
             ProxyError::BackendUnavailable(_) => "503 service unavailable: backend unavailable\n",

@@ -32,6 +32,7 @@ use super::error::ProxyError;
 use super::error_page;
 use super::external_auth::{self, AuthClient, Verdict};
 use super::forward::{Attempts, Forwarder, UpstreamSettings};
+use super::gateway;
 use super::headers::{self, Forwarded, X_FORWARDED_PREFIX, X_REQUEST_ID};
 use super::limits;
 use super::observe::{self, Finish, Observer, Record};
@@ -41,6 +42,9 @@ use super::trust::TrustedProxies;
 use super::tunnel;
 use crate::admin::metrics::RouteLabels;
 use crate::controller::publish::SharedSnapshot;
+use crate::model::gateway::{
+    Action, BackendTarget as GatewayTarget, GatewayRule, Matched, RequestFacts,
+};
 use crate::model::{
     collapse_slashes, Backend, Canary, ClientAuth, ExternalAuth, InFlight, Lookup, Policy,
     SourceRanges, Target, UpstreamProtocol, Verdict as CertVerdict, VerifyClient,
@@ -142,6 +146,8 @@ struct Trace {
     /// Cookies an auth service set, and whether they go on any response
     /// (`auth-always-set-cookie`) or on successful ones only.
     auth_cookies: Option<(Vec<HeaderValue>, bool)>,
+    /// A Gateway API rule with ResponseHeaderModifiers, and the backendRef chosen.
+    gateway: Option<(Arc<GatewayRule>, usize)>,
 }
 
 /// The access checks the routing step leaves to the request's task (they wait on
@@ -286,6 +292,9 @@ impl Proxy {
                 headers.insert(name, value.clone());
             }
         }
+        if let Some((rule, chosen)) = trace.gateway.take() {
+            gateway::edit_response(&rule, chosen, response.headers_mut());
+        }
         let request = request.filter(|_| !trace.unlogged).map(|mut r| {
             r.upstream = trace.upstream.authority;
             r.request_id = trace.request_id;
@@ -326,6 +335,23 @@ impl Proxy {
         let host = route::request_host(req)?;
         let path = req.uri().path();
         route::check_path(path)?;
+        // Gateway API routes first: a request no HTTPRoute rule takes goes on to the
+        // Ingress rules (README, "Gateway API"). One pointer check when there are none.
+        if let Some(table) = snapshot.gateway.as_deref() {
+            let facts = RequestFacts {
+                method: req.method(),
+                headers: req.headers(),
+                query: req.uri().query(),
+            };
+            if let Some(matched) = table.lookup(conn.tls, &host, path, &facts) {
+                if self.source.is_some()
+                    && !SourceRanges::admits(None, self.source.as_deref(), client)
+                {
+                    return Err(ProxyError::Forbidden);
+                }
+                return self.gateway_route(conn, req, &host, matched, trace);
+            }
+        }
         // Client certificates first (INGRESS-NGINX.md §A6 steps 1–2); over plain HTTP there
         // is none, and the check waits for the redirects to HTTPS.
         let mut set_headers = Vec::new();
@@ -528,6 +554,75 @@ impl Proxy {
             route_path,
             canary,
             strip_authorization: basic_auth.is_some(),
+            set_headers,
+        }))
+    }
+
+    /// A request a Gateway API rule took: its redirect, or its backend with the rule's
+    /// and the backendRef's filters.
+    fn gateway_route<B: http_body::Body>(
+        &self,
+        conn: &ConnInfo,
+        req: &Request<B>,
+        host: &str,
+        matched: Matched<'_>,
+        trace: &mut Trace,
+    ) -> Result<Decision, ProxyError> {
+        let rule = &matched.entry.rule;
+        let forward = match &rule.action {
+            Action::Redirect(to) => {
+                trace.route = RouteLabels::new(Some(&rule.owner));
+                let location = to.location(
+                    conn.tls,
+                    host,
+                    req.uri().path(),
+                    req.uri().query(),
+                    matched.listener.port,
+                );
+                return Ok(Decision::Respond(Box::new(redirect::gateway(
+                    to.status, &location,
+                ))));
+            }
+            Action::Forward(forward) => forward,
+        };
+        let Some((chosen, share)) = forward.pick() else {
+            trace.route = RouteLabels::new(Some(&rule.owner));
+            let why = forward
+                .none
+                .clone()
+                .unwrap_or_else(|| Arc::from("no backendRef"));
+            return Err(ProxyError::InvalidBackend(why));
+        };
+        trace.route = RouteLabels::new(Some(&share.owner));
+        let backend = match &share.target {
+            GatewayTarget::Backend(backend) => backend.clone(),
+            GatewayTarget::Invalid(why) => return Err(ProxyError::InvalidBackend(why.clone())),
+        };
+        if forward.response.is_some() || share.response.is_some() {
+            trace.gateway = Some((rule.clone(), chosen));
+        }
+        let mut set_headers = Vec::new();
+        for edits in [forward.request.as_ref(), share.request.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            gateway::edit_request(edits, req.headers(), &mut set_headers);
+        }
+        let rewritten = match &forward.path {
+            Some(rewrite) => Some(gateway::rewritten(rewrite, req.uri())?),
+            None => None,
+        };
+        limits::check_declared_body(req.body(), self.max_request_body)?;
+        Ok(Decision::Forward(Forward {
+            protocol: backend.protocol,
+            backend,
+            hsts: None,
+            policy: forward.policy.clone(),
+            body_limit: self.max_request_body,
+            rewritten,
+            route_path: None,
+            canary: false,
+            strip_authorization: false,
             set_headers,
         }))
     }

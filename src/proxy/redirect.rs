@@ -93,6 +93,15 @@ pub fn rewrite(location: &str) -> Response<ProxyBody> {
     }
 }
 
+/// A Gateway API RequestRedirect: `location` built by the rule.
+pub fn gateway(status: u16, location: &str) -> Response<ProxyBody> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    match HeaderValue::try_from(location) {
+        Ok(location) => respond(code, location),
+        Err(_) => respond(code, HeaderValue::from_static("/")),
+    }
+}
+
 fn respond(code: StatusCode, location: HeaderValue) -> Response<ProxyBody> {
     let body = format!(
         "{} {}\n",

@@ -242,6 +242,13 @@ pub async fn follow(client: Client, scope: Scope, stream: usize, tx: mpsc::Sende
         // Endpoints objects come from manifest files only; in a cluster the EndpointSlice
         // mirroring controller already turns them into slices.
         Kind::Endpoints => {}
+        // Gateway API kinds (and the Namespaces their listeners select by label) are read
+        // from manifest files; cluster mode does not watch them yet.
+        Kind::Namespace
+        | Kind::GatewayClass
+        | Kind::Gateway
+        | Kind::HttpRoute
+        | Kind::ReferenceGrant => {}
     }
 }
 

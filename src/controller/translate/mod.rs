@@ -8,6 +8,7 @@
 //! (`creationTimestamp`, then namespace/name), so the older claimant of a host + path wins.
 
 pub mod annotations;
+mod gateway;
 mod service;
 mod tls;
 pub mod validate;
@@ -77,6 +78,7 @@ pub fn build_reusing(index: &Index, settings: &Settings, previous: Option<&Snaps
     t.global_default_backend();
     t.default_certificate();
     t.tls_hosts_without_rules();
+    let (gateway, gateway_status) = t.gateway_api();
 
     let Translator {
         mut problems,
@@ -103,6 +105,8 @@ pub fn build_reusing(index: &Index, settings: &Settings, previous: Option<&Snaps
         ignored,
         annotations,
         locality: settings.locality.clone(),
+        gateway,
+        gateway_status,
     }
 }
 

@@ -1,0 +1,1078 @@
+//! Gateway API routing in the snapshot: the rules of HTTPRoutes, compiled per listener and
+//! hostname into lists in the spec's precedence order, with indexes that find the first
+//! matching rule without trying them all. Nothing here knows Kubernetes types.
+//!
+//! A request on a socket (plain or TLS) picks **one listener** by its hostname (exact, then
+//! the longest wildcard, then the listener without a hostname) and is matched only against
+//! the routes attached to that listener (listener isolation). Within it, rules are tried
+//! **level by level**: the rules whose route hostname equals the request host, then those
+//! of wildcard route hostnames (longest first), then those of routes without hostnames.
+//! Within a level, the first rule in precedence order whose match holds wins:
+//!
+//! 1. `Exact` path, then `RegularExpression` (longer pattern first), then `PathPrefix`
+//!    (longer first) — where regular expressions rank is implementation-specific; wicket
+//!    puts them between the two, as Envoy Gateway does;
+//! 2. a match with a `method`; 3. more header matches; 4. more query-parameter matches;
+//! 5. the older route (then namespace/name, as the translator orders routes);
+//! 6. rule order, then match order, within one route.
+//!
+//! The index: exact paths in a hash map, regular expressions in a list, prefixes in a
+//! [`PathTable`] whose groups know their next shorter prefix, so a prefix whose rules all
+//! fail their header or method conditions falls through to the next one.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use regex::Regex;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+
+use super::backend::Backend;
+use super::path_table::{collapse_slashes, PathKind, PathTable};
+use super::policy::Policy;
+use super::problem::ObjectRef;
+use super::table::Owner;
+
+/// A regular expression, compared by its text (the snapshot must compare equal to itself).
+#[derive(Clone, Debug)]
+pub struct Pattern(pub Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+impl Eq for Pattern {}
+
+impl Pattern {
+    /// Compiles `pattern` anchored at both ends (Gateway API regular expressions match the
+    /// whole value). The regex crate runs in linear time whatever the pattern.
+    pub fn full(pattern: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map(Pattern)
+            .map_err(|e| match e {
+                regex::Error::Syntax(s) => s
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+                other => other.to_string(),
+            })
+    }
+
+    /// The pattern as written.
+    pub fn source(&self) -> &str {
+        let s = self.0.as_str();
+        s.strip_prefix("^(?:")
+            .and_then(|s| s.strip_suffix(")$"))
+            .unwrap_or(s)
+    }
+}
+
+/// A rule's path match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Byte-equal to the request path.
+    Exact(String),
+    /// Element-wise prefix, stored normalised (`/a/b`, never a trailing `/`; `/` for all).
+    Prefix(String),
+    /// The whole path matches the pattern.
+    Regex(Pattern),
+}
+
+impl PathMatch {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PathMatch::Exact(_) => "Exact",
+            PathMatch::Prefix(_) => "PathPrefix",
+            PathMatch::Regex(_) => "RegularExpression",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+            PathMatch::Regex(r) => r.source(),
+        }
+    }
+
+    /// Whether the request path (no query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => {
+                let path = collapse_slashes(path);
+                p == "/"
+                    || path
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            }
+            PathMatch::Regex(r) => r.0.is_match(path),
+        }
+    }
+}
+
+/// An exact value or a pattern, for header and query-parameter matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueMatch {
+    Exact(String),
+    Regex(Pattern),
+}
+
+impl ValueMatch {
+    fn matches(&self, value: &[u8]) -> bool {
+        match self {
+            ValueMatch::Exact(v) => v.as_bytes() == value,
+            ValueMatch::Regex(r) => std::str::from_utf8(value).is_ok_and(|v| r.0.is_match(v)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ValueMatch::Exact(v) => v.clone(),
+            ValueMatch::Regex(r) => format!("~{}", r.source()),
+        }
+    }
+}
+
+/// What a match asks beyond the path; all must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Conditions {
+    pub method: Option<Method>,
+    /// The first value of each header counts (names are case-insensitive by type).
+    pub headers: Vec<(HeaderName, ValueMatch)>,
+    /// The first occurrence of each parameter counts; names are case-sensitive; names and
+    /// values are compared percent-decoded.
+    pub query: Vec<(String, ValueMatch)>,
+}
+
+/// What [`Conditions`] look at in a request.
+#[derive(Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+}
+
+impl Conditions {
+    pub fn holds(&self, req: &RequestFacts<'_>) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != req.method) {
+            return false;
+        }
+        for (name, want) in &self.headers {
+            match req.headers.get(name) {
+                Some(v) if want.matches(v.as_bytes()) => {}
+                _ => return false,
+            }
+        }
+        for (name, want) in &self.query {
+            let first = req.query.and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v)
+            });
+            match first {
+                Some(v) if want.matches(v.as_bytes()) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// How a filter changes a path (RequestRedirect and URLRewrite).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// `ReplaceFullPath`.
+    Full(String),
+    /// `ReplacePrefixMatch`: the rule's one `PathPrefix` (normalised) is replaced.
+    Prefix { matched: String, with: String },
+}
+
+impl PathRewrite {
+    /// The new path for a request path (no query).
+    pub fn apply(&self, path: &str) -> String {
+        match self {
+            PathRewrite::Full(to) => to.clone(),
+            PathRewrite::Prefix { matched, with } => {
+                let path = collapse_slashes(path);
+                let rest = if matched == "/" {
+                    &path[..]
+                } else {
+                    path.get(matched.len()..).unwrap_or("")
+                };
+                let mut out = with.trim_end_matches('/').to_owned();
+                out.push_str(rest);
+                if out.is_empty() {
+                    out.push('/');
+                }
+                if !out.starts_with('/') {
+                    out.insert(0, '/');
+                }
+                out
+            }
+        }
+    }
+}
+
+/// RequestHeaderModifier / ResponseHeaderModifier: `set` replaces, `add` appends to the
+/// value (joined with `,`), `remove` drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Applies the edits to a header map in place.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.set {
+            headers.insert(name, value.clone());
+        }
+        for (name, value) in &self.add {
+            let joined = match headers.get(name) {
+                Some(existing) => {
+                    let mut v = Vec::with_capacity(existing.len() + 1 + value.len());
+                    for (i, each) in headers.get_all(name).iter().enumerate() {
+                        if i > 0 {
+                            v.push(b',');
+                        }
+                        v.extend_from_slice(each.as_bytes());
+                    }
+                    v.push(b',');
+                    v.extend_from_slice(value.as_bytes());
+                    HeaderValue::from_bytes(&v).unwrap_or_else(|_| value.clone())
+                }
+                None => value.clone(),
+            };
+            headers.insert(name, joined);
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+    }
+}
+
+impl Serialize for HeaderEdits {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let mut map = s.serialize_map(None)?;
+        if !self.set.is_empty() {
+            let set: BTreeMap<&str, String> = self
+                .set
+                .iter()
+                .map(|(n, v)| (n.as_str(), text(v)))
+                .collect();
+            map.serialize_entry("set", &set)?;
+        }
+        if !self.add.is_empty() {
+            let add: BTreeMap<&str, String> = self
+                .add
+                .iter()
+                .map(|(n, v)| (n.as_str(), text(v)))
+                .collect();
+            map.serialize_entry("add", &add)?;
+        }
+        if !self.remove.is_empty() {
+            let remove: Vec<&str> = self.remove.iter().map(HeaderName::as_str).collect();
+            map.serialize_entry("remove", &remove)?;
+        }
+        map.end()
+    }
+}
+
+/// RequestRedirect: the `Location` is built from the request and these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectTo {
+    /// `http` or `https`; None: the request's.
+    pub scheme: Option<&'static str>,
+    /// None: the request's host, without its port.
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathRewrite>,
+    pub status: u16,
+}
+
+impl RedirectTo {
+    /// The `Location` for a request. `listener_port` is the Gateway listener's port (not
+    /// the socket's), used when neither a port nor a scheme is set.
+    pub fn location(
+        &self,
+        tls: bool,
+        host: &str,
+        path: &str,
+        query: Option<&str>,
+        listener_port: u16,
+    ) -> String {
+        let scheme = self.scheme.unwrap_or(if tls { "https" } else { "http" });
+        let port = match (self.port, self.scheme) {
+            (Some(p), _) => p,
+            (None, Some("https")) => 443,
+            (None, Some(_)) => 80,
+            (None, None) => listener_port,
+        };
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let host = self.hostname.as_deref().unwrap_or(host);
+        let path = match &self.path {
+            Some(rewrite) => rewrite.apply(path),
+            None => path.to_owned(),
+        };
+        let mut out = format!("{scheme}://{host}");
+        if port != default_port {
+            out.push(':');
+            out.push_str(&port.to_string());
+        }
+        out.push_str(&path);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        out
+    }
+}
+
+/// Where one share of a rule's traffic goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BackendTarget {
+    Backend(Arc<Backend>),
+    /// An invalid reference (missing Service, unknown kind, no ReferenceGrant): its share
+    /// of the requests is answered 500, as the spec asks.
+    Invalid(Arc<str>),
+}
+
+/// One backendRef of a rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedBackend {
+    pub weight: u32,
+    /// The running total of weights up to and including this one.
+    pub upto: u64,
+    pub target: BackendTarget,
+    /// The backendRef's own RequestHeaderModifier / ResponseHeaderModifier.
+    pub request: Option<HeaderEdits>,
+    pub response: Option<HeaderEdits>,
+    /// The Service it names, for the access log and metrics.
+    pub owner: Arc<Owner>,
+}
+
+/// What a rule does with the requests it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Redirect(RedirectTo),
+    Forward(Box<ForwardTo>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardTo {
+    pub request: Option<HeaderEdits>,
+    pub response: Option<HeaderEdits>,
+    /// URLRewrite: the path the pod gets.
+    pub path: Option<PathRewrite>,
+    /// URLRewrite `hostname`, as the route policy's upstream `Host` (None: no rewrite).
+    pub policy: Option<Arc<Policy>>,
+    pub backends: Vec<WeightedBackend>,
+    /// Sum of the weights: 0 means every request gets 500.
+    pub total: u64,
+    /// When `backends` is empty or all weights are 0: why requests get 500.
+    pub none: Option<Arc<str>>,
+}
+
+impl ForwardTo {
+    /// The backendRef for one request: weighted random, each share kept (an invalid
+    /// reference answers its share with 500). None: every weight is 0 or there is none.
+    pub fn pick(&self) -> Option<(usize, &WeightedBackend)> {
+        let i = match self.backends.len() {
+            0 => return None,
+            _ if self.total == 0 => return None,
+            1 => 0,
+            _ => {
+                let n = fastrand::u64(0..self.total);
+                self.backends.partition_point(|b| b.upto <= n)
+            }
+        };
+        self.backends.get(i).map(|b| (i, b))
+    }
+}
+
+/// One rule of one route, shared by its matches (and by every listener it attaches to).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayRule {
+    pub route: Arc<ObjectRef>,
+    /// Its index in `spec.rules`, and its `name` if it has one.
+    pub index: usize,
+    pub name: Option<String>,
+    pub action: Action,
+    /// Names the rule in metrics and the access log: namespace, route, first Service.
+    pub owner: Arc<Owner>,
+}
+
+/// One match of one rule: where the rule's matches meet the index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathMatch,
+    pub conditions: Option<Box<Conditions>>,
+    pub rule: Arc<GatewayRule>,
+    /// Its index in the rule's `matches` (0 for a rule without matches).
+    pub match_index: usize,
+    /// The route's place in age order (oldest first, then namespace/name).
+    pub route_order: u32,
+}
+
+impl Entry {
+    /// The precedence key: smaller wins.
+    fn rank(&self) -> impl Ord {
+        let (kind, length) = match &self.path {
+            PathMatch::Exact(p) => (0u8, p.len()),
+            PathMatch::Regex(r) => (1, r.source().len()),
+            PathMatch::Prefix(p) => (2, if p == "/" { 0 } else { p.len() }),
+        };
+        let c = self.conditions.as_deref();
+        (
+            kind,
+            Reverse(length),
+            c.is_none_or(|c| c.method.is_none()),
+            Reverse(c.map_or(0, |c| c.headers.len())),
+            Reverse(c.map_or(0, |c| c.query.len())),
+            self.route_order,
+            self.rule.index,
+            self.match_index,
+        )
+    }
+
+    /// The whole match, path included: what the index answers, the slow way.
+    pub fn matches(&self, path: &str, req: &RequestFacts<'_>) -> bool {
+        self.path.matches(path) && self.holds(req)
+    }
+
+    fn holds(&self, req: &RequestFacts<'_>) -> bool {
+        self.conditions.as_deref().is_none_or(|c| c.holds(req))
+    }
+}
+
+impl Entry {
+    /// The match in a few words: `PathPrefix /api GET x-v=1 ?q=1`.
+    pub fn summary(&self) -> String {
+        let mut out = format!("{} {}", self.path.kind(), self.path.value());
+        if let Some(c) = self.conditions.as_deref() {
+            if let Some(m) = &c.method {
+                out.push(' ');
+                out.push_str(m.as_str());
+            }
+            for (n, v) in &c.headers {
+                out.push_str(&format!(" {n}={}", v.describe()));
+            }
+            for (n, v) in &c.query {
+                out.push_str(&format!(" ?{n}={}", v.describe()));
+            }
+        }
+        out
+    }
+
+    /// What the rule does, in a few words: `302 → https://...` or the backends.
+    pub fn outcome(&self) -> String {
+        match &self.rule.action {
+            Action::Redirect(r) => format!("redirect {}", r.status),
+            Action::Forward(f) => {
+                if let Some(why) = &f.none {
+                    return format!("500: {why}");
+                }
+                let parts: Vec<String> = f
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let what = match &b.target {
+                            BackendTarget::Backend(backend) => backend.id.to_string(),
+                            BackendTarget::Invalid(_) => "500 (invalid backendRef)".to_owned(),
+                        };
+                        if f.backends.len() > 1 {
+                            format!("{what} ×{}", b.weight)
+                        } else {
+                            what
+                        }
+                    })
+                    .collect();
+                parts.join(", ")
+            }
+        }
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry(
+            "path",
+            &format!("{} {}", self.path.kind(), self.path.value()),
+        )?;
+        if let Some(c) = self.conditions.as_deref() {
+            if let Some(m) = &c.method {
+                map.serialize_entry("method", m.as_str())?;
+            }
+            if !c.headers.is_empty() {
+                let h: BTreeMap<&str, String> = c
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.describe()))
+                    .collect();
+                map.serialize_entry("headers", &h)?;
+            }
+            if !c.query.is_empty() {
+                let q: BTreeMap<&str, String> = c
+                    .query
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.describe()))
+                    .collect();
+                map.serialize_entry("queryParams", &q)?;
+            }
+        }
+        map.serialize_entry("route", &*self.rule.route)?;
+        map.serialize_entry("rule", &self.rule.index)?;
+        if let Some(name) = &self.rule.name {
+            map.serialize_entry("ruleName", name)?;
+        }
+        if self.match_index > 0 {
+            map.serialize_entry("match", &self.match_index)?;
+        }
+        match &self.rule.action {
+            Action::Redirect(r) => map.serialize_entry("redirect", &RedirectView(r))?,
+            Action::Forward(f) => map.serialize_entry("forward", &ForwardView(f))?,
+        }
+        map.end()
+    }
+}
+
+struct RedirectView<'a>(&'a RedirectTo);
+
+impl Serialize for RedirectView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("statusCode", &r.status)?;
+        if let Some(v) = r.scheme {
+            map.serialize_entry("scheme", v)?;
+        }
+        if let Some(v) = &r.hostname {
+            map.serialize_entry("hostname", v)?;
+        }
+        if let Some(v) = r.port {
+            map.serialize_entry("port", &v)?;
+        }
+        if let Some(p) = &r.path {
+            map.serialize_entry("path", &describe_rewrite(p))?;
+        }
+        map.end()
+    }
+}
+
+fn describe_rewrite(p: &PathRewrite) -> String {
+    match p {
+        PathRewrite::Full(to) => format!("ReplaceFullPath {to}"),
+        PathRewrite::Prefix { matched, with } => format!("ReplacePrefixMatch {matched} → {with}"),
+    }
+}
+
+struct ForwardView<'a>(&'a ForwardTo);
+
+impl Serialize for ForwardView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.0;
+        let mut map = s.serialize_map(None)?;
+        if let Some(e) = &f.request {
+            map.serialize_entry("requestHeaders", e)?;
+        }
+        if let Some(e) = &f.response {
+            map.serialize_entry("responseHeaders", e)?;
+        }
+        if let Some(p) = &f.path {
+            map.serialize_entry("rewritePath", &describe_rewrite(p))?;
+        }
+        if let Some(host) = f.policy.as_ref().and_then(|p| p.upstream_vhost.as_ref()) {
+            map.serialize_entry("rewriteHostname", &String::from_utf8_lossy(host.as_bytes()))?;
+        }
+        if let Some(why) = &f.none {
+            map.serialize_entry("answers500", &**why)?;
+        }
+        map.serialize_entry("backends", &BackendsView(&f.backends))?;
+        map.end()
+    }
+}
+
+struct BackendsView<'a>(&'a [WeightedBackend]);
+
+impl Serialize for BackendsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for b in self.0 {
+            seq.serialize_element(&BackendView(b))?;
+        }
+        seq.end()
+    }
+}
+
+struct BackendView<'a>(&'a WeightedBackend);
+
+impl Serialize for BackendView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("weight", &b.weight)?;
+        match &b.target {
+            BackendTarget::Backend(backend) => map.serialize_entry("backend", &**backend)?,
+            BackendTarget::Invalid(why) => map.serialize_entry("answers500", &**why)?,
+        }
+        if let Some(e) = &b.request {
+            map.serialize_entry("requestHeaders", e)?;
+        }
+        if let Some(e) = &b.response {
+            map.serialize_entry("responseHeaders", e)?;
+        }
+        map.end()
+    }
+}
+
+/// A route hostname as attached to a listener: exact, `*.suffix` (any number of extra
+/// labels), or none (every host the listener takes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hostname {
+    Exact(String),
+    /// The suffix without `*.`.
+    Wildcard(String),
+    Any,
+}
+
+impl Hostname {
+    /// `*.example.com` → Wildcard("example.com"); `` → Any; else Exact, lowercase.
+    pub fn parse(text: &str) -> Self {
+        let text = text.to_ascii_lowercase();
+        if text.is_empty() {
+            Hostname::Any
+        } else if let Some(suffix) = text.strip_prefix("*.") {
+            Hostname::Wildcard(suffix.to_owned())
+        } else {
+            Hostname::Exact(text)
+        }
+    }
+
+    /// Whether a request host (normalised) is one this hostname takes.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Hostname::Exact(h) => h == host,
+            Hostname::Wildcard(s) => host
+                .strip_suffix(s.as_str())
+                .is_some_and(|label| label.len() > 1 && label.ends_with('.')),
+            Hostname::Any => true,
+        }
+    }
+
+    /// The spec's hostname precedence: exact before any wildcard, longer wildcard first,
+    /// none last (smaller wins).
+    fn rank(&self) -> (u8, Reverse<usize>) {
+        match self {
+            Hostname::Exact(h) => (0, Reverse(h.len())),
+            Hostname::Wildcard(s) => (1, Reverse(s.len())),
+            Hostname::Any => (2, Reverse(0)),
+        }
+    }
+
+    /// Whether this hostname takes every host `other` takes (a wildcard covering an exact
+    /// name or a longer wildcard).
+    fn covers(&self, other: &Hostname) -> bool {
+        match (self, other) {
+            (Hostname::Any, _) => true,
+            (Hostname::Wildcard(s), Hostname::Exact(h)) => Hostname::Wildcard(s.clone()).matches(h),
+            (Hostname::Wildcard(s), Hostname::Wildcard(o)) => {
+                o == s || o.strip_suffix(s.as_str()).is_some_and(|l| l.ends_with('.'))
+            }
+            (Hostname::Exact(a), Hostname::Exact(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Hostname {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hostname::Exact(h) => f.write_str(h),
+            Hostname::Wildcard(s) => write!(f, "*.{s}"),
+            Hostname::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// The listener a request was taken by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerRef {
+    pub gateway: ObjectRef,
+    pub name: String,
+    /// The listener's port as the Gateway says (80, 443), whatever socket serves it.
+    pub port: u16,
+    pub protocol: &'static str,
+    #[serde(serialize_with = "display")]
+    pub hostname: Hostname,
+}
+
+fn display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The rules of one listener for one route hostname, in precedence order, indexed.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    pub entries: Vec<Entry>,
+    exact: HashMap<Box<str>, Vec<u32>, RandomState>,
+    regex: Vec<u32>,
+    prefix: PathTable,
+    groups: Vec<PrefixGroup>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PrefixGroup {
+    entries: Vec<u32>,
+    /// The group of the next shorter prefix that also matches every path this one does.
+    parent: Option<u32>,
+}
+
+impl PartialEq for RuleSet {
+    fn eq(&self, other: &Self) -> bool {
+        // The indexes are derived from the entries.
+        self.entries == other.entries
+    }
+}
+impl Eq for RuleSet {}
+
+impl RuleSet {
+    fn new(mut entries: Vec<Entry>) -> Self {
+        entries.sort_by_cached_key(|e| e.rank());
+        let mut set = RuleSet::default();
+        let mut prefix_groups: HashMap<String, u32, RandomState> = HashMap::default();
+        for (i, entry) in entries.iter().enumerate() {
+            let i = i as u32;
+            match &entry.path {
+                PathMatch::Exact(p) => set.exact.entry(p.as_str().into()).or_default().push(i),
+                PathMatch::Regex(_) => set.regex.push(i),
+                PathMatch::Prefix(p) => {
+                    let group = *prefix_groups.entry(p.clone()).or_insert_with(|| {
+                        set.groups.push(PrefixGroup::default());
+                        (set.groups.len() - 1) as u32
+                    });
+                    set.groups[group as usize].entries.push(i);
+                }
+            }
+        }
+        for (path, &group) in &prefix_groups {
+            // Inserting a normalised prefix twice cannot happen: one group per prefix.
+            let _ = set.prefix.insert(PathKind::Prefix, path, group);
+            set.groups[group as usize].parent =
+                shorter_prefixes(path).find_map(|shorter| prefix_groups.get(shorter).copied());
+        }
+        set.entries = entries;
+        set
+    }
+
+    /// The first entry, in precedence order, that matches the request.
+    pub fn first(&self, path: &str, req: &RequestFacts<'_>) -> Option<&Entry> {
+        if !self.exact.is_empty() {
+            if let Some(list) = self.exact.get(path) {
+                if let Some(e) = self.first_holding(list, req) {
+                    return Some(e);
+                }
+            }
+        }
+        for &i in &self.regex {
+            let e = &self.entries[i as usize];
+            if e.matches(path, req) {
+                return Some(e);
+            }
+        }
+        let mut group = self.prefix.lookup(path);
+        while let Some(g) = group {
+            let g = &self.groups[g as usize];
+            if let Some(e) = self.first_holding(&g.entries, req) {
+                return Some(e);
+            }
+            group = g.parent;
+        }
+        None
+    }
+
+    fn first_holding(&self, list: &[u32], req: &RequestFacts<'_>) -> Option<&Entry> {
+        list.iter()
+            .map(|&i| &self.entries[i as usize])
+            .find(|e| e.holds(req))
+    }
+}
+
+/// `/a/b/c` → `/a/b`, `/a`, `/`; `/` → nothing.
+fn shorter_prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let mut rest = if path == "/" { None } else { Some(path) };
+    std::iter::from_fn(move || {
+        let current = rest?;
+        let cut = current.rfind('/')?;
+        let shorter = if cut == 0 { "/" } else { &current[..cut] };
+        rest = (shorter != "/").then_some(shorter);
+        Some(shorter)
+    })
+}
+
+/// What a request host finds on a socket: the listener that takes it, and the rule sets
+/// to try, most specific route hostname first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRoutes {
+    pub listener: Arc<ListenerRef>,
+    pub levels: Vec<(Hostname, Arc<RuleSet>)>,
+}
+
+/// The routes of one socket (plain or TLS), by request host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketRoutes {
+    exact: HashMap<Box<str>, Arc<HostRoutes>, RandomState>,
+    wildcard: HashMap<Box<str>, Arc<HostRoutes>, RandomState>,
+    any: Option<Arc<HostRoutes>>,
+    /// Every listener with its rule sets, for display.
+    listeners: Vec<ListenerView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ListenerView {
+    listener: Arc<ListenerRef>,
+    levels: Vec<(Hostname, Arc<RuleSet>)>,
+}
+
+impl SocketRoutes {
+    /// The listener and rule sets for a normalised host: exact, then the longest wildcard
+    /// suffix, then the listener without a hostname.
+    pub fn host(&self, host: &str) -> Option<&HostRoutes> {
+        if let Some(h) = self.exact.get(host) {
+            return Some(h);
+        }
+        if !self.wildcard.is_empty() {
+            let mut rest = host;
+            while let Some((_, suffix)) = rest.split_once('.') {
+                if let Some(h) = self.wildcard.get(suffix) {
+                    return Some(h);
+                }
+                rest = suffix;
+            }
+        }
+        self.any.as_deref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.listeners.is_empty()
+    }
+
+    /// Every listener of the socket with its rule sets, most specific route hostname
+    /// first, for display.
+    pub fn listeners(&self) -> impl Iterator<Item = (&ListenerRef, &[(Hostname, Arc<RuleSet>)])> {
+        self.listeners
+            .iter()
+            .map(|l| (&*l.listener, l.levels.as_slice()))
+    }
+}
+
+/// A Gateway API rule that matched a request.
+pub struct Matched<'a> {
+    pub listener: &'a ListenerRef,
+    pub hostname: &'a Hostname,
+    pub entry: &'a Entry,
+}
+
+/// Gateway API routing: one [`SocketRoutes`] per socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayTable {
+    pub http: SocketRoutes,
+    pub https: SocketRoutes,
+}
+
+impl GatewayTable {
+    pub fn is_empty(&self) -> bool {
+        self.http.is_empty() && self.https.is_empty()
+    }
+
+    pub fn socket(&self, tls: bool) -> &SocketRoutes {
+        if tls {
+            &self.https
+        } else {
+            &self.http
+        }
+    }
+
+    /// The rule that takes a request, if a Gateway API route does.
+    pub fn lookup<'a>(
+        &'a self,
+        tls: bool,
+        host: &str,
+        path: &str,
+        req: &RequestFacts<'_>,
+    ) -> Option<Matched<'a>> {
+        let found = self.socket(tls).host(host)?;
+        found.levels.iter().find_map(|(hostname, set)| {
+            set.first(path, req).map(|entry| Matched {
+                listener: &found.listener,
+                hostname,
+                entry,
+            })
+        })
+    }
+}
+
+impl Serialize for GatewayTable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("http", &SocketView(&self.http))?;
+        map.serialize_entry("https", &SocketView(&self.https))?;
+        map.end()
+    }
+}
+
+struct SocketView<'a>(&'a SocketRoutes);
+
+impl Serialize for SocketView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.listeners.len()))?;
+        for l in &self.0.listeners {
+            seq.serialize_element(&ListenerOut(l))?;
+        }
+        seq.end()
+    }
+}
+
+struct ListenerOut<'a>(&'a ListenerView);
+
+impl Serialize for ListenerOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("listener", &*self.0.listener)?;
+        let levels: Vec<LevelOut<'_>> = self.0.levels.iter().map(LevelOut).collect();
+        map.serialize_entry("hostnames", &levels)?;
+        map.end()
+    }
+}
+
+struct LevelOut<'a>(&'a (Hostname, Arc<RuleSet>));
+
+impl Serialize for LevelOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("hostname", &self.0 .0.to_string())?;
+        map.serialize_entry("rules", &self.0 .1.entries)?;
+        map.end()
+    }
+}
+
+/// A listener being built: TLS socket or not, the listener, its entries by hostname.
+type PendingListener = (bool, Arc<ListenerRef>, BTreeMap<Hostname, Vec<Entry>>);
+
+/// Builds a [`GatewayTable`] from listeners and the entries attached to each.
+#[derive(Default)]
+pub struct GatewayTableBuilder {
+    listeners: Vec<PendingListener>,
+}
+
+impl GatewayTableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a listener served on the TLS socket (`tls`) or the plain one; returns its id.
+    /// Listeners of one socket must have distinct hostnames (the translator refuses the
+    /// conflicting ones first).
+    pub fn listener(&mut self, tls: bool, listener: ListenerRef) -> usize {
+        self.listeners
+            .push((tls, Arc::new(listener), BTreeMap::new()));
+        self.listeners.len() - 1
+    }
+
+    /// Attaches one match of a rule to a listener under a route hostname (the intersection
+    /// of the route's and the listener's).
+    pub fn add(&mut self, listener: usize, hostname: Hostname, entry: Entry) {
+        if let Some((_, _, levels)) = self.listeners.get_mut(listener) {
+            levels.entry(hostname).or_default().push(entry);
+        }
+    }
+
+    pub fn build(self) -> GatewayTable {
+        let mut http = Vec::new();
+        let mut https = Vec::new();
+        for (tls, listener, levels) in self.listeners {
+            let levels: Vec<(Hostname, Arc<RuleSet>)> = levels
+                .into_iter()
+                .map(|(h, entries)| (h, Arc::new(RuleSet::new(entries))))
+                .collect();
+            let view = ListenerView { listener, levels };
+            if tls {
+                https.push(view);
+            } else {
+                http.push(view);
+            }
+        }
+        GatewayTable {
+            http: socket(http),
+            https: socket(https),
+        }
+    }
+}
+
+/// Precomputes, for every hostname any listener or route of the socket names, what a
+/// request for it finds (see [`SocketRoutes::host`]).
+fn socket(listeners: Vec<ListenerView>) -> SocketRoutes {
+    let mut keys: Vec<Hostname> = listeners
+        .iter()
+        .flat_map(|l| {
+            std::iter::once(l.listener.hostname.clone())
+                .chain(l.levels.iter().map(|(h, _)| h.clone()))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = SocketRoutes::default();
+    for key in keys {
+        // The listener: the most specific hostname that takes this key's hosts.
+        let Some(view) = listeners
+            .iter()
+            .filter(|l| l.listener.hostname.covers(&key))
+            .min_by_key(|l| l.listener.hostname.rank())
+        else {
+            continue;
+        };
+        let mut levels: Vec<(Hostname, Arc<RuleSet>)> = view
+            .levels
+            .iter()
+            .filter(|(h, _)| h.covers(&key))
+            .map(|(h, set)| (h.clone(), set.clone()))
+            .collect();
+        levels.sort_by_key(|(h, _)| h.rank());
+        let found = Arc::new(HostRoutes {
+            listener: view.listener.clone(),
+            levels,
+        });
+        match key {
+            Hostname::Exact(h) => {
+                out.exact.insert(h.into_boxed_str(), found);
+            }
+            Hostname::Wildcard(s) => {
+                out.wildcard.insert(s.into_boxed_str(), found);
+            }
+            Hostname::Any => out.any = Some(found),
+        }
+    }
+    out.listeners = listeners;
+    out
+}
+
+#[cfg(test)]
+mod tests;
