@@ -637,3 +637,164 @@ async fn listeners_conflicting_across_gateways_leave_the_older_one_serving() {
     assert_eq!(gw2["listeners"][0]["attachedRoutes"], 1);
     w.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Cluster mode, against the API server double
+
+fn gateway_api_objects() -> String {
+    format!(
+        "{CLASS}{}{}",
+        gateway("default", "gw", HTTP_ALL),
+        route(
+            "default",
+            "site",
+            "  hostnames: [gw.test]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n"
+        ),
+    )
+}
+
+fn gateway_status_writes(api: &support::apiserver::ApiServer) -> Vec<support::apiserver::Write> {
+    api.writes()
+        .into_iter()
+        .filter(|w| {
+            ["gatewayclasses", "gateways", "httproutes"].contains(&w.resource.as_str())
+                && w.subresource.as_deref() == Some("status")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn cluster_mode_turns_gateway_api_on_when_the_crds_appear_and_only_the_leader_writes_status()
+{
+    let web = pods("web", 1).await;
+    let api = support::apiserver::ApiServer::start().await;
+    api.apply_yaml(&site(&web));
+    // CRDs absent: Ingresses are served, Gateway API is off, nothing fails.
+    let (a, b) = tokio::join!(
+        Wicket::start_cluster(&api, "a"),
+        Wicket::start_cluster(&api, "b")
+    );
+    assert_eq!(a.get("a.test", "/").await.pod(), "web-0");
+    assert!(a.routes().await.get("gatewayApi").is_none());
+
+    // Installed later: picked up without a restart.
+    api.install_gateway_api();
+    api.apply_yaml(&gateway_api_objects());
+    for w in [&a, &b] {
+        eventually("the HTTPRoute served", || async {
+            (w.get("gw.test", "/").await.pod() == "web-0").then_some(())
+        })
+        .await;
+    }
+    eventually("route status written", || async {
+        let route = api.get("HTTPRoute", "default", "site")?;
+        let parent = route["status"]["parents"].get(0)?.clone();
+        (parent["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Accepted" && c["status"] == "True"))
+        .then_some(())
+    })
+    .await;
+    let route = api.get("HTTPRoute", "default", "site").unwrap();
+    let parent = &route["status"]["parents"][0];
+    assert_eq!(parent["controllerName"], "wicket.dev/gateway-controller");
+    assert_eq!(parent["parentRef"]["name"], "gw");
+    let gw = eventually("Gateway status", || async {
+        let gw = api.get("Gateway", "default", "gw")?;
+        (gw["status"]["listeners"][0]["attachedRoutes"] == 1).then_some(gw)
+    })
+    .await;
+    assert_eq!(
+        gw["status"]["addresses"],
+        serde_json::json!([{"type": "IPAddress", "value": PUBLISHED_IP}])
+    );
+    let class = api.get("GatewayClass", "", "wicket").unwrap();
+    assert_eq!(
+        condition(&class["status"]["conditions"], "Accepted").0,
+        "True"
+    );
+
+    // One replica writes, each object once; a rebuild with nothing new writes nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let writes = gateway_status_writes(&api);
+    let writers: std::collections::BTreeSet<&str> =
+        writes.iter().map(|w| w.instance.as_str()).collect();
+    assert_eq!(writers.len(), 1, "{writers:?}");
+    let mut objects: Vec<(&str, &str)> = writes
+        .iter()
+        .map(|w| (w.resource.as_str(), w.name.as_str()))
+        .collect();
+    objects.sort();
+    assert_eq!(
+        objects,
+        [
+            ("gatewayclasses", "wicket"),
+            ("gateways", "gw"),
+            ("httproutes", "site")
+        ]
+    );
+
+    // Another controller's parent entry survives our writes.
+    let mut route = api.get("HTTPRoute", "default", "site").unwrap();
+    route["status"]["parents"].as_array_mut().unwrap().push(serde_json::json!({
+        "parentRef": {"name": "other-gw"}, "controllerName": "example.com/other", "conditions": []
+    }));
+    route["spec"]["hostnames"] = serde_json::json!(["gw.test", "also.test"]);
+    route["metadata"]["generation"] = serde_json::json!(2);
+    api.apply(route);
+    eventually("the new hostname served", || async {
+        (a.get("also.test", "/").await.pod() == "web-0").then_some(())
+    })
+    .await;
+    let parents = eventually("status for generation 2", || async {
+        let route = api.get("HTTPRoute", "default", "site")?;
+        let parents = route["status"]["parents"].as_array()?.clone();
+        parents
+            .iter()
+            .any(|p| {
+                p["controllerName"] == "wicket.dev/gateway-controller"
+                    && p["conditions"][0]["observedGeneration"] == 2
+            })
+            .then_some(parents)
+    })
+    .await;
+    assert!(
+        parents
+            .iter()
+            .any(|p| p["controllerName"] == "example.com/other"),
+        "{parents:#?}"
+    );
+    assert_eq!(parents.len(), 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_mode_with_gateway_api_installed_is_ready_only_with_its_routes() {
+    let web = pods("web", 1).await;
+    let api = support::apiserver::ApiServer::start().await;
+    api.install_gateway_api();
+    api.apply_yaml(&format!(
+        "{}{}",
+        service("web", &web),
+        gateway_api_objects()
+    ));
+    // HTTPRoutes cannot be listed for a while: readiness waits for them.
+    api.fail_lists("HTTPRoute", true);
+    let w = Wicket::launch_cluster(&api, "a", |_| {}).await;
+    eventually("the HTTPRoute list tried", || async {
+        (api.lists("HTTPRoute") > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        w.admin_get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    api.fail_lists("HTTPRoute", false);
+    w.ready().await;
+    // No polling: the first table after readiness already has the HTTPRoute.
+    assert_eq!(w.get("gw.test", "/").await.pod(), "web-0");
+    w.stop().await;
+}

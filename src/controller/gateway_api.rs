@@ -405,3 +405,53 @@ pub struct ReferenceGrantTo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
+
+/// `kube::Resource` for the kinds above, so the API client and kube-runtime's watcher
+/// take them like k8s-openapi's types (what `#[derive(CustomResource)]` would write, without
+/// the derive feature and its schema machinery wicket does not need).
+macro_rules! resource {
+    ($ty:ident, $kind:literal, $plural:literal, $scope:ty) => {
+        impl kube::Resource for $ty {
+            type DynamicType = ();
+            type Scope = $scope;
+
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                $kind.into()
+            }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                GROUP.into()
+            }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                "v1".into()
+            }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                $plural.into()
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
+resource!(
+    GatewayClass,
+    "GatewayClass",
+    "gatewayclasses",
+    k8s_openapi::ClusterResourceScope
+);
+resource!(
+    Gateway,
+    "Gateway",
+    "gateways",
+    k8s_openapi::NamespaceResourceScope
+);
+resource!(
+    HttpRoute,
+    "HTTPRoute",
+    "httproutes",
+    k8s_openapi::NamespaceResourceScope
+);

@@ -56,7 +56,32 @@ const RESOURCES: &[Resource] = &[
     ("secrets", "/api/v1", "Secret", true),
     ("configmaps", "/api/v1", "ConfigMap", true),
     ("nodes", "/api/v1", "Node", false),
+    ("namespaces", "/api/v1", "Namespace", false),
     ("leases", "/apis/coordination.k8s.io/v1", "Lease", true),
+    (
+        "gatewayclasses",
+        "/apis/gateway.networking.k8s.io/v1",
+        "GatewayClass",
+        false,
+    ),
+    (
+        "gateways",
+        "/apis/gateway.networking.k8s.io/v1",
+        "Gateway",
+        true,
+    ),
+    (
+        "httproutes",
+        "/apis/gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        true,
+    ),
+    (
+        "referencegrants",
+        "/apis/gateway.networking.k8s.io/v1",
+        "ReferenceGrant",
+        true,
+    ),
     ("events", "/apis/events.k8s.io/v1", "Event", true),
 ];
 
@@ -102,6 +127,8 @@ struct State {
     partitioned: HashSet<String>,
     lists: BTreeMap<&'static str, usize>,
     failing_lists: HashSet<&'static str>,
+    /// The Gateway API CRDs are installed: their group is served.
+    gateway_api: bool,
 }
 
 pub struct ApiServer {
@@ -145,6 +172,11 @@ impl ApiServer {
             down,
             task,
         }
+    }
+
+    /// Installs the Gateway API CRDs: their group is served from now on.
+    pub fn install_gateway_api(&self) {
+        self.state.lock().unwrap().gateway_api = true;
     }
 
     /// A kube client for this double; its requests carry `x-instance: instance`.
@@ -543,6 +575,38 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
             }),
         );
+    }
+    if let Some(rest) = req
+        .uri()
+        .path()
+        .strip_prefix("/apis/gateway.networking.k8s.io")
+    {
+        if !shared.state.lock().unwrap().gateway_api {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        if rest == "/v1" {
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.1 == "/apis/gateway.networking.k8s.io/v1")
+                .map(|r| {
+                    json!({
+                        "name": r.0, "singularName": "", "namespaced": r.3, "kind": r.2,
+                        "verbs": ["get", "list", "watch", "patch"],
+                    })
+                })
+                .collect();
+            return full(
+                StatusCode::OK,
+                json!({
+                    "kind": "APIResourceList", "apiVersion": "v1",
+                    "groupVersion": "gateway.networking.k8s.io/v1", "resources": resources,
+                }),
+            );
+        }
     }
     let Some((resource, namespace, name, sub)) = route(req.uri().path()) else {
         return status(StatusCode::NOT_FOUND, "NotFound", "no such path");

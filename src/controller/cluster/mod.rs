@@ -14,6 +14,8 @@
 //! the API server is unreachable, the last snapshot stays in force and readiness holds.
 
 pub mod events;
+pub mod gateway_status;
+pub mod gateway_watch;
 pub mod lease;
 pub mod status;
 pub mod watch;
@@ -56,7 +58,13 @@ pub struct ClusterOptions {
     pub election: ElectionSettings,
     /// `reportingController` of Events.
     pub controller_name: String,
+    /// How often the API server is asked whether the Gateway API CRDs are installed, while
+    /// they are not.
+    pub gateway_api_recheck: Duration,
 }
+
+/// See [`ClusterOptions::gateway_api_recheck`].
+pub const GATEWAY_API_RECHECK: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for ClusterOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,6 +85,8 @@ pub struct View {
     /// `None`: nothing to publish (no flag, or the publish Service has no address yet).
     pub addresses: Option<Vec<Address>>,
     pub problems: Vec<Reported>,
+    /// Gateway API objects whose status should change.
+    pub gateway: Vec<gateway_status::Desired>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -128,6 +138,15 @@ pub fn start(
             tx.clone(),
         )));
     }
+    // The Gateway API follower is one more stream readiness waits for.
+    let streams = scopes.len() + 1;
+    tasks.push(tokio::spawn(gateway_watch::follow_gateway_api(
+        options.client.clone(),
+        options.namespaces.clone(),
+        scopes.len(),
+        tx.clone(),
+        options.gateway_api_recheck,
+    )));
     let named = Named {
         client: options.client.clone(),
         tx,
@@ -157,14 +176,7 @@ pub fn start(
             let mut settings = settings;
             read_zone(&client, &mut settings.locality).await;
             run_index(
-                rx,
-                named,
-                scopes.len(),
-                settings,
-                publish,
-                publisher,
-                views_tx,
-                stop,
+                rx, named, streams, settings, publish, publisher, views_tx, stop,
             )
             .await;
             for w in watchers {
@@ -180,6 +192,12 @@ pub fn start(
         stop.clone(),
     )));
     tasks.push(tokio::spawn(status::run(
+        options.client.clone(),
+        views.clone(),
+        leader.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(gateway_status::run(
         options.client.clone(),
         views.clone(),
         leader.clone(),
@@ -354,7 +372,12 @@ async fn run_index(
         let previous = publisher.shared().load_full();
         let built = tokio::task::spawn_blocking(move || {
             let snapshot = translate::build_reusing(&index, &settings, Some(&previous));
-            let view = view_of(&index, &snapshot, &publish);
+            let view = view_of(
+                &index,
+                &snapshot,
+                &publish,
+                &settings.gateway_controller_name,
+            );
             (index, snapshot, view)
         })
         .await;
@@ -386,7 +409,7 @@ fn touches_ingresses(change: &Change) -> bool {
         Change::Delete(kind, _) | Change::Reset { kind, .. } => {
             *kind == crate::controller::index::Kind::Ingress
         }
-        Change::Named(..) => false,
+        Change::Named(..) | Change::Listed(_) => false,
     }
 }
 
@@ -404,6 +427,11 @@ fn apply(index: &mut Index, change: Change, synced: &mut [bool], named: &mut Nam
                         index.named_secrets.remove(&key);
                     }
                 }
+            }
+        }
+        Change::Listed(stream) => {
+            if let Some(s) = synced.get_mut(stream) {
+                *s = true;
             }
         }
         Change::Apply(object) => index.apply(object),
@@ -426,7 +454,12 @@ fn apply(index: &mut Index, change: Change, synced: &mut [bool], named: &mut Nam
 }
 
 /// The writers' view of one build.
-fn view_of(index: &Index, snapshot: &Snapshot, publish: &PublishFrom) -> View {
+fn view_of(
+    index: &Index,
+    snapshot: &Snapshot,
+    publish: &PublishFrom,
+    gateway_controller: &str,
+) -> View {
     let not_ours: std::collections::HashSet<(Option<&str>, &str)> = snapshot
         .ignored
         .iter()
@@ -474,6 +507,14 @@ fn view_of(index: &Index, snapshot: &Snapshot, publish: &PublishFrom) -> View {
                     .slices
                     .get(&key)
                     .map(|o| ("discovery.k8s.io/v1", &o.metadata)),
+                "Gateway" => index
+                    .gateways
+                    .get(&key)
+                    .map(|o| (crate::controller::gateway_api::API_VERSION, &o.metadata)),
+                "HTTPRoute" => index
+                    .http_routes
+                    .get(&key)
+                    .map(|o| (crate::controller::gateway_api::API_VERSION, &o.metadata)),
                 _ => None,
             };
             let (api_version, meta) = meta?;
@@ -484,10 +525,13 @@ fn view_of(index: &Index, snapshot: &Snapshot, publish: &PublishFrom) -> View {
             })
         })
         .collect();
+    let gateway =
+        gateway_status::desired(index, snapshot, gateway_controller, addresses.as_deref());
     View {
         ingresses,
         addresses,
         problems,
+        gateway,
     }
 }
 

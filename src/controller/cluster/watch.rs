@@ -11,7 +11,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::gateway_watch;
 use crate::controller::class::{CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION};
+use crate::controller::gateway_api::{Gateway, GatewayClass, HttpRoute};
 use crate::controller::index::{Key, Kind, Object};
 use crate::controller::translate::TLS_SECRET_TYPE;
 
@@ -47,6 +49,9 @@ pub enum Change {
     /// is now (None: it does not exist). The first one after a watcher starts also says it
     /// has listed.
     Named(Key, Option<Object>),
+    /// Stream `usize` has listed what it had to (the Gateway API follower: its CRDs are
+    /// absent, or every one of its watchers has listed once).
+    Listed(usize),
 }
 
 /// The Secrets the Ingresses name for access guards (`auth-secret`, `auth-tls-secret`), in
@@ -242,13 +247,52 @@ pub async fn follow(client: Client, scope: Scope, stream: usize, tx: mpsc::Sende
         // Endpoints objects come from manifest files only; in a cluster the EndpointSlice
         // mirroring controller already turns them into slices.
         Kind::Endpoints => {}
-        // Gateway API kinds (and the Namespaces their listeners select by label) are read
-        // from manifest files; cluster mode does not watch them yet.
-        Kind::Namespace
-        | Kind::GatewayClass
-        | Kind::Gateway
-        | Kind::HttpRoute
-        | Kind::ReferenceGrant => {}
+        Kind::Namespace => {
+            run::<Namespace>(
+                Api::all(client),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                gateway_watch::namespace,
+            )
+            .await
+        }
+        Kind::GatewayClass => {
+            run::<GatewayClass>(
+                Api::all(client),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                gateway_watch::gateway_class,
+            )
+            .await
+        }
+        Kind::Gateway => {
+            run::<Gateway>(
+                api(client, ns),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                gateway_watch::gateway,
+            )
+            .await
+        }
+        Kind::HttpRoute => {
+            run::<HttpRoute>(
+                api(client, ns),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                gateway_watch::http_route,
+            )
+            .await
+        }
+        // Watched by `gateway_watch::follow_grants`, at the version the cluster serves.
+        Kind::ReferenceGrant => {}
     }
 }
 
@@ -263,7 +307,7 @@ where
     }
 }
 
-async fn run<K>(
+pub(super) async fn run<K>(
     api: Api<K>,
     config: watcher::Config,
     scope: Scope,
@@ -316,7 +360,7 @@ async fn run<K>(
 
 /// Drops what translation never reads: managed fields, and annotations other than `keep`.
 /// (`kubectl apply` alone stores a full copy of the object in an annotation.)
-fn strip(meta: &mut ObjectMeta, keep: impl Fn(&str) -> bool) {
+pub(super) fn strip(meta: &mut ObjectMeta, keep: impl Fn(&str) -> bool) {
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.retain(|k, _| keep(k));
