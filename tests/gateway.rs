@@ -798,3 +798,58 @@ async fn cluster_mode_with_gateway_api_installed_is_ready_only_with_its_routes()
     assert_eq!(w.get("gw.test", "/").await.pod(), "web-0");
     w.stop().await;
 }
+
+#[tokio::test]
+async fn explain_walks_listener_hostnames_precedence_and_filters() {
+    let (web, v2) = (pods("web", 1).await, pods("v2", 1).await);
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{}",
+        gateway("default", "gw", HTTP_ALL),
+        service("web", &web),
+        service("v2", &v2),
+        route("default", "site", "  hostnames: [shop.test]\n  rules:\n  - backendRefs: [{name: web, port: 80}]\n"),
+        route("default", "v2", concat!(
+            "  hostnames: [\"*.test\"]\n  rules:\n",
+            "  - matches: [{path: {value: /api}, headers: [{name: version, value: two}]}]\n",
+            "    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}}}]\n",
+            "    backendRefs: [{name: v2, port: 80, weight: 3}, {name: gone, port: 80}]\n",
+        )),
+    );
+    let w = Wicket::start(&manifests).await;
+    let text = w
+        .admin_get("/debug/explain?host=api.test&path=/api/x&header=version:%20two&format=text")
+        .await
+        .body;
+    assert!(text.contains("=> rule 0 of HTTPRoute default/v2 answers over http (listener http of Gateway default/gw)"), "{text}");
+    assert!(
+        text.contains("ReplacePrefixMatch /api → \"/v2\": the path becomes /v2/x"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backend default/v2:80 (3/4 of requests; 1 of 1 endpoints usable)"),
+        "{text}"
+    );
+    assert!(text.contains("500 for 1/4 of requests"), "{text}");
+    // Without the header the rule does not match, and says why.
+    let e: Value = serde_json::from_str(
+        &w.admin_get("/debug/explain?host=shop.test&path=/api/x")
+            .await
+            .body,
+    )
+    .unwrap();
+    let http = &e["gatewayApi"][0];
+    assert_eq!(http["socket"], "http");
+    let rules = http["rules"].as_array().unwrap();
+    assert_eq!(
+        rules[0]["hostname"], "shop.test",
+        "the exact hostname first: {rules:#?}"
+    );
+    assert_eq!(rules[0]["chosen"], true);
+    assert_eq!(rules[1]["hostname"], "*.test");
+    assert_eq!(
+        rules[1]["why"],
+        "the path matches, but not its method, headers or query parameters"
+    );
+    assert_eq!(e["outcome"], "gatewayRoute");
+    w.stop().await;
+}

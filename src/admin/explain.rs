@@ -49,6 +49,9 @@ pub struct Explanation {
     /// The route's canary: its backend, and which requests it takes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryCheck>,
+    /// Gateway API, per socket: tried before the Ingress rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gateway_api: Vec<super::explain_gateway::GatewayCheck>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +103,73 @@ pub fn explain(
     path: &str,
     outliers: Option<&Outliers>,
 ) -> Explanation {
+    explain_request(
+        snapshot,
+        host,
+        path,
+        &http::Method::GET,
+        &http::HeaderMap::new(),
+        outliers,
+    )
+}
+
+/// [`explain`] for a request with this method and these headers (Gateway API rules match
+/// on them).
+pub fn explain_request(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    method: &http::Method,
+    headers: &http::HeaderMap,
+    outliers: Option<&Outliers>,
+) -> Explanation {
+    let mut e = explain_ingress(snapshot, host, path, outliers);
+    let (Some(table), Some(normalized)) = (snapshot.gateway.as_deref(), e.normalized_host.clone())
+    else {
+        return e;
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let (path_only, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let facts = crate::model::gateway::RequestFacts {
+        method,
+        headers,
+        query,
+    };
+    for tls in [false, true] {
+        if let Some(check) =
+            super::explain_gateway::check(table, tls, &normalized, path_only, &facts)
+        {
+            e.gateway_api.push(check);
+        }
+    }
+    if let Some(plain) = e
+        .gateway_api
+        .iter()
+        .find(|c| c.socket == "http" && c.answers)
+    {
+        e.summary = format!(
+            "{}; the Ingress rules are not consulted (without Gateway API: {})",
+            plain.summary, e.summary
+        );
+        e.outcome = "gatewayRoute".into();
+    } else if e.gateway_api.iter().any(|c| c.answers) {
+        let _ = write!(
+            e.summary,
+            " (over plain HTTP; over HTTPS a Gateway API rule answers, see gatewayApi)"
+        );
+    }
+    e
+}
+
+fn explain_ingress(
+    snapshot: &Snapshot,
+    host: &str,
+    path: &str,
+    outliers: Option<&Outliers>,
+) -> Explanation {
     let mut e = Explanation {
         host: host.to_owned(),
         path: path.to_owned(),
@@ -114,6 +184,7 @@ pub fn explain(
         policy: None,
         tls: None,
         canary: None,
+        gateway_api: Vec::new(),
     };
     let path = if path.is_empty() { "/" } else { path };
     let normalized = match normalize_host(host) {
@@ -581,6 +652,7 @@ pub fn to_text(e: &Explanation) -> String {
     if let Some(tls) = &e.tls {
         let _ = writeln!(out, "\nTLS: {tls}");
     }
+    super::explain_gateway::to_text(&mut out, &e.gateway_api);
     out
 }
 

@@ -21,6 +21,7 @@ use http::{Method, Request, Response, StatusCode};
 pub mod check;
 pub mod dashboard;
 pub mod explain;
+pub mod explain_gateway;
 pub mod inspect;
 pub mod metrics;
 pub mod report;
@@ -210,9 +211,29 @@ impl Admin {
                     );
                 };
                 let path = query.get("path").unwrap_or("/");
+                // Gateway API rules match on the method and headers too.
+                let method = query
+                    .get("method")
+                    .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                    .unwrap_or(http::Method::GET);
+                let mut headers = http::HeaderMap::new();
+                if let Some((name, value)) = query.get("header").and_then(|h| h.split_once(':')) {
+                    if let (Ok(name), Ok(value)) = (
+                        http::HeaderName::from_bytes(name.trim().as_bytes()),
+                        http::HeaderValue::from_str(value.trim()),
+                    ) {
+                        headers.insert(name, value);
+                    }
+                }
                 let snapshot = self.snapshot.load_full();
-                let explanation =
-                    explain::explain(&snapshot, host, path, self.outliers.as_deref());
+                let explanation = explain::explain_request(
+                    &snapshot,
+                    host,
+                    path,
+                    &method,
+                    &headers,
+                    self.outliers.as_deref(),
+                );
                 match query.format(&req) {
                     Format::Text => respond(
                         StatusCode::OK,
