@@ -462,6 +462,10 @@ pub struct ClusterArgs {
     /// it. The leader renews every 2/15 of it and steps down after 2/3 without success.
     #[arg(long, env = "WICKET_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_lease_duration)]
     pub election_lease_duration: Duration,
+    /// Do not watch Gateway API objects even when their CRDs are installed (the chart sets
+    /// it when gatewayAPI.enabled is false: there is no RBAC to read them then).
+    #[arg(long, env = "WICKET_NO_GATEWAY_API", default_value_t = false)]
+    pub no_gateway_api: bool,
 }
 
 impl ClusterArgs {

@@ -180,7 +180,7 @@ fn cluster_options(client: kube::Client, args: &RunArgs) -> ClusterOptions {
             lease_duration: args.cluster.election_lease_duration,
         },
         controller_name: args.controller.controller_name.clone(),
-        gateway_api_recheck: cluster::GATEWAY_API_RECHECK,
+        gateway_api_recheck: (!args.cluster.no_gateway_api).then_some(cluster::GATEWAY_API_RECHECK),
     }
 }
 

@@ -121,6 +121,7 @@ fn value_sets() -> Vec<(&'static str, Value)> {
                     "sslRedirect": false
                 },
                 "podAnnotations": { "example.com/team": "edge" },
+                "gatewayAPI": { "enabled": true, "gatewayClass": { "create": true } },
                 "priorityClassName": "system-cluster-critical"
             }),
         ),
@@ -180,6 +181,15 @@ fn check_types(set: &str, docs: &[Value]) {
             "IngressClass" => drop(typed::<networking::IngressClass>(doc)),
             "PodDisruptionBudget" => drop(typed::<policy::PodDisruptionBudget>(doc)),
             "HorizontalPodAutoscaler" => drop(typed::<autoscaling::HorizontalPodAutoscaler>(doc)),
+            // Gateway API: wicket's own types for it (the fields it reads).
+            "GatewayClass" => {
+                let class = typed::<wicket::controller::gateway_api::GatewayClass>(doc);
+                assert_eq!(
+                    doc["apiVersion"],
+                    wicket::controller::gateway_api::API_VERSION
+                );
+                assert_eq!(class.spec.controller_name, "wicket.dev/gateway-controller");
+            }
             // A CRD of the Prometheus Operator: not in k8s-openapi; its shape is checked below.
             "ServiceMonitor" => {
                 assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
@@ -347,6 +357,46 @@ fn rbac_is_exactly_what_wicket_uses() {
         );
         let zone = run_args(&docs).controller.zone;
         assert_eq!(zone.as_deref(), topology["zone"].as_str(), "{topology}");
+    }
+    // Gateway API: nothing unless enabled; then reads, status writes and Namespaces, in the
+    // watched namespaces only.
+    assert!(args(&render(&json!({}))).contains(&"--no-gateway-api".to_owned()));
+    for (values, scopes) in [
+        (json!({ "gatewayAPI": { "enabled": true } }), vec!["*"]),
+        (
+            json!({ "gatewayAPI": { "enabled": true }, "controller": { "watchNamespaces": ["shop"] } }),
+            vec!["ingress", "shop"],
+        ),
+    ] {
+        let docs = render(&values);
+        let mut want = expected_permissions(&scopes);
+        let mut add = |scope: &str, group: &str, resource: &str, verbs: &[&str]| {
+            for v in verbs {
+                want.insert((scope.into(), group.into(), resource.into(), (*v).into()));
+            }
+        };
+        let gw = "gateway.networking.k8s.io";
+        add("*", gw, "gatewayclasses", &["get", "list", "watch"]);
+        add("*", gw, "gatewayclasses/status", &["update", "patch"]);
+        add("*", "", "namespaces", &["get", "list", "watch"]);
+        for scope in &scopes {
+            for r in ["gateways", "httproutes", "referencegrants"] {
+                add(scope, gw, r, &["get", "list", "watch"]);
+            }
+            for r in ["gateways/status", "httproutes/status"] {
+                add(scope, gw, r, &["update", "patch"]);
+            }
+        }
+        assert_eq!(permissions(&docs), want, "{values}");
+        let args = args(&docs);
+        assert!(
+            args.contains(&"--gateway-controller-name=wicket.dev/gateway-controller".to_owned())
+        );
+        assert!(!args.contains(&"--no-gateway-api".to_owned()));
+        assert!(
+            find(&docs, "GatewayClass").is_empty(),
+            "created only when asked"
+        );
     }
     // Every binding names the chart's ServiceAccount.
     let sa = one(&docs, "ServiceAccount")["metadata"]["name"].clone();
@@ -605,6 +655,12 @@ fn service_modes_render_as_documented() {
     );
     let monitor = one(&docs, "ServiceMonitor");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    let class = one(&docs, "GatewayClass");
+    assert_eq!(class["metadata"]["name"], "wicket");
+    assert_eq!(
+        class["spec"]["controllerName"],
+        "wicket.dev/gateway-controller"
+    );
     let admin = find(&docs, "Service")
         .into_iter()
         .find(|s| s["metadata"]["name"].as_str().unwrap().ends_with("-admin"))

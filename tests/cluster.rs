@@ -589,7 +589,7 @@ async fn against_a_real_cluster_it_lists_everything_and_turns_ready() {
             lease_duration: Duration::from_secs(15),
         },
         controller_name: "wicket.dev/ingress-controller-test".into(),
-        gateway_api_recheck: wicket::controller::cluster::GATEWAY_API_RECHECK,
+        gateway_api_recheck: Some(wicket::controller::cluster::GATEWAY_API_RECHECK),
     };
     let running = wicket::app::start(
         wicket::app::Config::local(),

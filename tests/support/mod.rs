@@ -299,7 +299,7 @@ impl Wicket {
                 lease_duration: LEASE,
             },
             controller_name: "wicket.dev/ingress-controller".into(),
-            gateway_api_recheck: std::time::Duration::from_millis(200),
+            gateway_api_recheck: Some(std::time::Duration::from_millis(200)),
         };
         tune(&mut options);
         let running = app::start(config, Source::Cluster(Box::new(options)))

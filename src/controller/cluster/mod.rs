@@ -59,8 +59,8 @@ pub struct ClusterOptions {
     /// `reportingController` of Events.
     pub controller_name: String,
     /// How often the API server is asked whether the Gateway API CRDs are installed, while
-    /// they are not.
-    pub gateway_api_recheck: Duration,
+    /// they are not; None: Gateway API objects are not watched at all (`--no-gateway-api`).
+    pub gateway_api_recheck: Option<Duration>,
 }
 
 /// See [`ClusterOptions::gateway_api_recheck`].
@@ -139,14 +139,17 @@ pub fn start(
         )));
     }
     // The Gateway API follower is one more stream readiness waits for.
-    let streams = scopes.len() + 1;
-    tasks.push(tokio::spawn(gateway_watch::follow_gateway_api(
-        options.client.clone(),
-        options.namespaces.clone(),
-        scopes.len(),
-        tx.clone(),
-        options.gateway_api_recheck,
-    )));
+    let mut streams = scopes.len();
+    if let Some(recheck) = options.gateway_api_recheck {
+        tasks.push(tokio::spawn(gateway_watch::follow_gateway_api(
+            options.client.clone(),
+            options.namespaces.clone(),
+            streams,
+            tx.clone(),
+            recheck,
+        )));
+        streams += 1;
+    }
     let named = Named {
         client: options.client.clone(),
         tx,
