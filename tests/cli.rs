@@ -387,6 +387,48 @@ fn the_quickstart_example_checks_clean() {
     }
 }
 
+/// The README's Gateway API example, with the certificate the README makes with openssl.
+#[test]
+fn the_gateway_example_checks_clean() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["www.example.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: www-tls, namespace: shop}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.pem()),
+        indent(&key.serialize_pem())
+    );
+    let mut files = vec![("secret.yaml".to_owned(), secret)];
+    for name in ["gateway.yaml", "routes.yaml", "services.yaml"] {
+        files.push((
+            name.to_owned(),
+            std::fs::read_to_string(example.join(name)).unwrap(),
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let dir = dir_with(&borrowed);
+    let out = wicket(&["check", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for expected in [
+        "listener http of Gateway shop/shop (HTTP 80, hostname *, on the plain socket)",
+        "www.example.test  PathPrefix /  shop/www-redirect rule 0  → redirect 301",
+        "listener https of Gateway shop/shop (HTTPS 443, hostname www.example.test, on the TLS socket)",
+        "www.example.test  PathPrefix /docs  shop/www rule 0  → shop/docs:80",
+        "www.example.test  PathPrefix /  shop/www rule 1  → shop/web:80 ×90, shop/web-canary:80 ×10",
+        "No problems.",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
 #[test]
 fn echo_answers_with_its_pod_name_and_the_request_and_stops_on_sigterm() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -455,6 +497,50 @@ fn the_kind_walkthrough_app_routes_as_documented() {
         text.contains("Problems (1)") && text.contains("TLSSecretInvalid"),
         "{text}"
     );
+}
+
+/// The README's Gateway API step on kind: the echo app through examples/gateway/kind.yaml.
+#[test]
+fn the_kind_gateway_example_routes_as_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = std::fs::read_to_string(root.join("examples/echo/echo.yaml")).unwrap();
+    let gateway = std::fs::read_to_string(root.join("examples/gateway/kind.yaml")).unwrap();
+    // What the cluster adds: the chart's GatewayClass, the slices, the walkthrough's Secret.
+    let cluster_side = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: wicket}\nspec: {controllerName: wicket.dev/gateway-controller}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-abc12, namespace: echo, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints:\n- addresses: [\"10.244.0.7\"]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: api-def34, namespace: echo, labels: {kubernetes.io/service-name: api}}\naddressType: IPv4\nports: [{name: http, port: 9090}]\nendpoints:\n- addresses: [\"10.244.0.9\"]\n";
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["echo.local".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: echo-tls, namespace: echo}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.pem()),
+        indent(&key.serialize_pem())
+    );
+    // The Ingress of the walkthrough is left out: only the Gateway API objects route here.
+    let app: String = app
+        .split("\n---")
+        .filter(|doc| !doc.contains("kind: Ingress"))
+        .collect::<Vec<_>>()
+        .join("\n---");
+    let dir = dir_with(&[
+        ("echo.yaml", &app),
+        ("gateway.yaml", &gateway),
+        ("cluster.yaml", cluster_side),
+        ("secret.yaml", &secret),
+    ]);
+    let out = wicket(&["check", dir.path().to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    for expected in [
+        "listener http of Gateway echo/echo (HTTP 80, hostname gw.echo.local, on the plain socket)",
+        "listener https of Gateway echo/echo (HTTPS 443, hostname gw.echo.local, on the TLS socket)",
+        "gw.echo.local  PathPrefix /api  echo/echo rule 0  → echo/api:80",
+        "gw.echo.local  PathPrefix /  echo/echo rule 1  → echo/web:80",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
 }
 
 fn free_port() -> u16 {

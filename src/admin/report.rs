@@ -353,7 +353,11 @@ pub fn to_text_for(snapshot: &Snapshot, host: Option<&str>, outliers: Option<&Ou
 
     let mut out = String::new();
     if rows.len() == 1 {
-        out.push_str("No routes.\n");
+        out.push_str(if snapshot.gateway.is_some() {
+            "No Ingress routes.\n"
+        } else {
+            "No routes.\n"
+        });
     } else {
         let widths: Vec<usize> = (0..6)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
