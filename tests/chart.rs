@@ -380,10 +380,10 @@ fn rbac_is_exactly_what_wicket_uses() {
         add("*", gw, "gatewayclasses/status", &["update", "patch"]);
         add("*", "", "namespaces", &["get", "list", "watch"]);
         for scope in &scopes {
-            for r in ["gateways", "httproutes", "referencegrants"] {
+            for r in ["gateways", "httproutes", "grpcroutes", "referencegrants"] {
                 add(scope, gw, r, &["get", "list", "watch"]);
             }
-            for r in ["gateways/status", "httproutes/status"] {
+            for r in ["gateways/status", "httproutes/status", "grpcroutes/status"] {
                 add(scope, gw, r, &["update", "patch"]);
             }
         }

@@ -643,13 +643,14 @@ async fn listeners_conflicting_across_gateways_leave_the_older_one_serving() {
 
 fn gateway_api_objects() -> String {
     format!(
-        "{CLASS}{}{}",
+        "{CLASS}{}{}{}",
         gateway("default", "gw", HTTP_ALL),
         route(
             "default",
             "site",
             "  hostnames: [gw.test]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n"
         ),
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: rpc, namespace: default}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: [gw.test]\n  rules: [{matches: [{method: {service: pkg.Svc}}], backendRefs: [{name: web, port: 80}]}]\n",
     )
 }
 
@@ -657,7 +658,8 @@ fn gateway_status_writes(api: &support::apiserver::ApiServer) -> Vec<support::ap
     api.writes()
         .into_iter()
         .filter(|w| {
-            ["gatewayclasses", "gateways", "httproutes"].contains(&w.resource.as_str())
+            ["gatewayclasses", "gateways", "httproutes", "grpcroutes"]
+                .contains(&w.resource.as_str())
                 && w.subresource.as_deref() == Some("status")
         })
         .collect()
@@ -702,7 +704,7 @@ async fn cluster_mode_turns_gateway_api_on_when_the_crds_appear_and_only_the_lea
     assert_eq!(parent["parentRef"]["name"], "gw");
     let gw = eventually("Gateway status", || async {
         let gw = api.get("Gateway", "default", "gw")?;
-        (gw["status"]["listeners"][0]["attachedRoutes"] == 1).then_some(gw)
+        (gw["status"]["listeners"][0]["attachedRoutes"] == 2).then_some(gw)
     })
     .await;
     assert_eq!(
@@ -715,9 +717,15 @@ async fn cluster_mode_turns_gateway_api_on_when_the_crds_appear_and_only_the_lea
         "True"
     );
 
-    // One replica writes, each object once; a rebuild with nothing new writes nothing.
+    // One replica writes, and once settled writes nothing more.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let writes = gateway_status_writes(&api);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        gateway_status_writes(&api).len(),
+        writes.len(),
+        "no rewrites once settled"
+    );
     let writers: std::collections::BTreeSet<&str> =
         writes.iter().map(|w| w.instance.as_str()).collect();
     assert_eq!(writers.len(), 1, "{writers:?}");
@@ -726,11 +734,13 @@ async fn cluster_mode_turns_gateway_api_on_when_the_crds_appear_and_only_the_lea
         .map(|w| (w.resource.as_str(), w.name.as_str()))
         .collect();
     objects.sort();
+    objects.dedup();
     assert_eq!(
         objects,
         [
             ("gatewayclasses", "wicket"),
             ("gateways", "gw"),
+            ("grpcroutes", "rpc"),
             ("httproutes", "site")
         ]
     );
@@ -851,5 +861,112 @@ async fn explain_walks_listener_hostnames_precedence_and_filters() {
         "the path matches, but not its method, headers or query parameters"
     );
     assert_eq!(e["outcome"], "gatewayRoute");
+    w.stop().await;
+}
+
+/// One gRPC-shaped call (HTTP/2 prior knowledge, `content-type: application/grpc`, an
+/// empty message) to wicket's plain socket.
+async fn grpc_call(w: &Wicket, authority: &str, path: &str) -> Reply {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{authority}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let response = sender.send_request(req).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn grpc_routes_match_service_and_method_over_h2c_and_answer_errors_as_grpc_statuses() {
+    let (say, other, web) = (
+        pods("say", 1).await,
+        pods("other", 1).await,
+        pods("web", 1).await,
+    );
+    let grpc_route = concat!(
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: rpc, namespace: default}\nspec:\n  parentRefs: [{name: gw}]\n  hostnames: [grpc.test]\n  rules:\n",
+                "  - matches: [{method: {service: pkg.Echo, method: Say}}]\n",
+                "    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-route, value: rpc}]}}]\n",
+                "    backendRefs: [{name: say, port: 80}]\n",
+                "  - matches: [{method: {service: pkg.Other}}]\n",
+                "    backendRefs: [{name: other, port: 80}]\n",
+                "  - matches: [{method: {service: pkg.Broken}}]\n",
+                "    backendRefs: [{name: missing, port: 80}]\n",
+    );
+    let manifests = format!(
+        "{CLASS}{}{}{}{}{grpc_route}{}",
+        gateway("default", "gw", HTTP_ALL),
+        service("say", &say),
+        service("other", &other),
+        service("web", &web),
+        route("default", "site", "  hostnames: [grpc.test]\n  rules: [{matches: [{path: {value: /web}}], backendRefs: [{name: web, port: 80}]}]\n"),
+    );
+    let w = Wicket::start(&manifests).await;
+    let r = grpc_call(&w, "grpc.test", "/pkg.Echo/Say").await;
+    assert_eq!(r.pod(), "say-0");
+    assert!(
+        r.body.contains("/pkg.Echo/Say HTTP/2.0"),
+        "the pod gets HTTP/2: {}",
+        r.body
+    );
+    assert_eq!(r.headers["x-route"], "rpc");
+    assert_eq!(
+        grpc_call(&w, "grpc.test", "/pkg.Other/Anything")
+            .await
+            .pod(),
+        "other-0"
+    );
+    // No GRPCRoute rule: the HTTPRoute rules of the listener still apply to gRPC calls.
+    assert_eq!(grpc_call(&w, "grpc.test", "/web/x").await.pod(), "web-0");
+    // Nothing at all: UNIMPLEMENTED, as a gRPC client reads it.
+    let r = grpc_call(&w, "grpc.test", "/pkg.Echo/Nope").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/grpc");
+    assert_eq!(r.headers["grpc-status"], "12");
+    // An invalid backendRef: UNAVAILABLE.
+    assert_eq!(
+        grpc_call(&w, "grpc.test", "/pkg.Broken/Call").await.headers["grpc-status"],
+        "14"
+    );
+    // A GRPCRoute rule takes gRPC requests only.
+    assert_eq!(
+        w.get("grpc.test", "/pkg.Echo/Say").await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let routes = w.routes().await;
+    let grpc = status(&routes, "GRPCRoute", "default/rpc");
+    assert_eq!(
+        condition(&grpc["parents"][0]["conditions"], "Accepted").0,
+        "True"
+    );
+    assert_eq!(
+        condition(&grpc["parents"][0]["conditions"], "ResolvedRefs"),
+        ("False".into(), "BackendNotFound".into())
+    );
+    let gw = status(&routes, "Gateway", "default/gw");
+    assert_eq!(gw["listeners"][0]["attachedRoutes"], 2);
+    assert_eq!(
+        gw["listeners"][0]["supportedKinds"],
+        serde_json::json!([
+            "gateway.networking.k8s.io/HTTPRoute",
+            "gateway.networking.k8s.io/GRPCRoute"
+        ])
+    );
     w.stop().await;
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::model::gateway::{
-    Action, BackendTarget, Entry, GatewayTable, PathRewrite, RequestFacts,
+    is_grpc, Action, BackendTarget, Entry, GatewayTable, PathRewrite, RequestFacts,
 };
 
 /// At most this many candidate rules are listed per socket.
@@ -87,12 +87,31 @@ pub fn check(
         .lookup(tls, host, path, req)
         .map(|m| m.entry as *const Entry);
     'levels: for (hostname, set) in &found.levels {
-        for entry in &set.entries {
+        // GRPCRoute rules are tried first, for gRPC requests.
+        for entry in set.grpc_entries().iter().chain(&set.entries) {
             if out.rules.len() >= MAX_LISTED {
                 break 'levels;
             }
             let path_ok = entry.path.matches(path);
             let holds = entry.conditions.as_deref().is_none_or(|c| c.holds(req));
+            if entry.rule.grpc && !is_grpc(req.headers) {
+                if out.rules.len() < MAX_LISTED {
+                    out.rules.push(RuleCheck {
+                        hostname: hostname.to_string(),
+                        route: format!(
+                            "{}/{}",
+                            entry.rule.route.namespace.as_deref().unwrap_or(""),
+                            entry.rule.route.name
+                        ),
+                        rule: entry.rule.index,
+                        what: entry.summary(),
+                        matches: false,
+                        chosen: false,
+                        why: "a GRPCRoute rule: it takes gRPC requests only (content-type application/grpc; explain one with header=content-type:application/grpc)".to_owned(),
+                    });
+                }
+                continue;
+            }
             let is_chosen = chosen == Some(entry as *const Entry);
             let why = match (path_ok, holds) {
                 (false, _) => format!(

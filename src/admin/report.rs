@@ -480,7 +480,7 @@ fn gateway_text(out: &mut String, gateway: &crate::model::gateway::GatewayTable)
                 let _ = writeln!(out, "  no routes attached");
             }
             for (hostname, set) in levels {
-                for entry in &set.entries {
+                for entry in set.grpc_entries().iter().chain(&set.entries) {
                     let _ = writeln!(
                         out,
                         "  {hostname}  {}  {}/{} rule {}  → {}",

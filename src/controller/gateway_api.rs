@@ -61,6 +61,11 @@ object!(
     HttpRouteSpec
 );
 object!(
+    /// gRPC routing rules (service/method matches) attached to Gateway listeners.
+    GrpcRoute,
+    GrpcRouteSpec
+);
+object!(
     /// Lives in the target namespace: lets objects of other namespaces refer to its objects.
     ReferenceGrant,
     ReferenceGrantSpec
@@ -195,6 +200,55 @@ pub struct HttpRouteSpec {
     pub hostnames: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Vec<HttpRouteRule>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_refs: Option<Vec<ParentReference>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostnames: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<GrpcRouteRule>>,
+}
+
+/// A GRPCRoute rule. Its filters and backendRefs have the HTTPRoute shapes; the filter
+/// types a GRPCRoute may not use (RequestRedirect, URLRewrite) are refused by translation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Vec<GrpcRouteMatch>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Vec<HttpRouteFilter>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_refs: Option<Vec<HttpBackendRef>>,
+    /// Experimental channel only; refused with UnsupportedValue when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_persistence: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<GrpcMethodMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Vec<ValueMatch>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcMethodMatch {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -453,5 +507,11 @@ resource!(
     HttpRoute,
     "HTTPRoute",
     "httproutes",
+    k8s_openapi::NamespaceResourceScope
+);
+resource!(
+    GrpcRoute,
+    "GRPCRoute",
+    "grpcroutes",
     k8s_openapi::NamespaceResourceScope
 );

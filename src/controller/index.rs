@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::gateway_api::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use super::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 use crate::model::Problem;
 
 /// The kinds wicket reads.
@@ -33,11 +33,12 @@ pub enum Kind {
     GatewayClass,
     Gateway,
     HttpRoute,
+    GrpcRoute,
     ReferenceGrant,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Ingress,
         Kind::IngressClass,
         Kind::Service,
@@ -49,6 +50,7 @@ impl Kind {
         Kind::GatewayClass,
         Kind::Gateway,
         Kind::HttpRoute,
+        Kind::GrpcRoute,
         Kind::ReferenceGrant,
     ];
 
@@ -65,6 +67,7 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::Gateway => "Gateway",
             Kind::HttpRoute => "HTTPRoute",
+            Kind::GrpcRoute => "GRPCRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
         }
     }
@@ -130,6 +133,7 @@ pub enum Object {
     GatewayClass(Arc<GatewayClass>),
     Gateway(Arc<Gateway>),
     HttpRoute(Arc<HttpRoute>),
+    GrpcRoute(Arc<GrpcRoute>),
     ReferenceGrant(Arc<ReferenceGrant>),
 }
 
@@ -147,6 +151,7 @@ impl Object {
             Object::GatewayClass(_) => Kind::GatewayClass,
             Object::Gateway(_) => Kind::Gateway,
             Object::HttpRoute(_) => Kind::HttpRoute,
+            Object::GrpcRoute(_) => Kind::GrpcRoute,
             Object::ReferenceGrant(_) => Kind::ReferenceGrant,
         }
     }
@@ -164,6 +169,7 @@ impl Object {
             Object::GatewayClass(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
         }
     }
@@ -191,6 +197,7 @@ pub struct Index {
     pub gateway_classes: BTreeMap<Key, Arc<GatewayClass>>,
     pub gateways: BTreeMap<Key, Arc<Gateway>>,
     pub http_routes: BTreeMap<Key, Arc<HttpRoute>>,
+    pub grpc_routes: BTreeMap<Key, Arc<GrpcRoute>>,
     pub reference_grants: BTreeMap<Key, Arc<ReferenceGrant>>,
     /// Problems found by the source itself (a manifest that does not parse, say); carried
     /// into the snapshot next to the problems translation finds.
@@ -239,6 +246,9 @@ impl Index {
             Object::HttpRoute(o) => {
                 self.http_routes.insert(key, o);
             }
+            Object::GrpcRoute(o) => {
+                self.grpc_routes.insert(key, o);
+            }
             Object::ReferenceGrant(o) => {
                 self.reference_grants.insert(key, o);
             }
@@ -281,6 +291,9 @@ impl Index {
             Kind::HttpRoute => {
                 self.http_routes.remove(key);
             }
+            Kind::GrpcRoute => {
+                self.grpc_routes.remove(key);
+            }
             Kind::ReferenceGrant => {
                 self.reference_grants.remove(key);
             }
@@ -319,6 +332,7 @@ impl Index {
             Kind::GatewayClass => self.gateway_classes.retain(|k, _| keep(k)),
             Kind::Gateway => self.gateways.retain(|k, _| keep(k)),
             Kind::HttpRoute => self.http_routes.retain(|k, _| keep(k)),
+            Kind::GrpcRoute => self.grpc_routes.retain(|k, _| keep(k)),
             Kind::ReferenceGrant => self.reference_grants.retain(|k, _| keep(k)),
         }
         for object in objects {
@@ -341,6 +355,7 @@ impl Index {
             Kind::GatewayClass => self.gateway_classes.clear(),
             Kind::Gateway => self.gateways.clear(),
             Kind::HttpRoute => self.http_routes.clear(),
+            Kind::GrpcRoute => self.grpc_routes.clear(),
             Kind::ReferenceGrant => self.reference_grants.clear(),
         }
     }

@@ -126,6 +126,7 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         "GatewayClass" => (Kind::GatewayClass, gateway_api::API_VERSION),
         "Gateway" => (Kind::Gateway, gateway_api::API_VERSION),
         "HTTPRoute" => (Kind::HttpRoute, gateway_api::API_VERSION),
+        "GRPCRoute" => (Kind::GrpcRoute, gateway_api::API_VERSION),
         "ReferenceGrant" => (Kind::ReferenceGrant, gateway_api::API_VERSION),
         other => {
             debug!(
@@ -198,6 +199,7 @@ fn document(origin: &str, index: usize, value: Value, out: &mut Parsed) {
         }
         Kind::Gateway => typed(value, kind).map(|(o, u)| (Object::Gateway(Arc::new(o)), u)),
         Kind::HttpRoute => typed(value, kind).map(|(o, u)| (Object::HttpRoute(Arc::new(o)), u)),
+        Kind::GrpcRoute => typed(value, kind).map(|(o, u)| (Object::GrpcRoute(Arc::new(o)), u)),
         Kind::ReferenceGrant => {
             typed(value, kind).map(|(o, u)| (Object::ReferenceGrant(Arc::new(o)), u))
         }
@@ -294,6 +296,7 @@ fn set_namespace(object: &mut Object, namespace: &str) {
         }
         Object::Gateway(o) => &mut Arc::make_mut(o).metadata,
         Object::HttpRoute(o) => &mut Arc::make_mut(o).metadata,
+        Object::GrpcRoute(o) => &mut Arc::make_mut(o).metadata,
         Object::ReferenceGrant(o) => &mut Arc::make_mut(o).metadata,
     };
     meta.namespace = Some(namespace.to_owned());

@@ -417,6 +417,20 @@ pub struct GatewayRule {
     pub action: Action,
     /// Names the rule in metrics and the access log: namespace, route, first Service.
     pub owner: Arc<Owner>,
+    /// A GRPCRoute rule: it takes gRPC requests only (`content-type: application/grpc*`),
+    /// before any HTTPRoute rule; its upstream speaks HTTP/2; errors are gRPC statuses.
+    pub grpc: bool,
+}
+
+/// Whether a request is gRPC: its `content-type` is `application/grpc` or
+/// `application/grpc+...`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
 }
 
 /// One match of one rule: where the rule's matches meet the index.
@@ -463,9 +477,14 @@ impl Entry {
 }
 
 impl Entry {
-    /// The match in a few words: `PathPrefix /api GET x-v=1 ?q=1`.
+    /// The match in a few words: `PathPrefix /api GET x-v=1 ?q=1`; `gRPC Exact /pkg.S/M`.
     pub fn summary(&self) -> String {
-        let mut out = format!("{} {}", self.path.kind(), self.path.value());
+        let mut out = format!(
+            "{}{} {}",
+            if self.rule.grpc { "gRPC " } else { "" },
+            self.path.kind(),
+            self.path.value()
+        );
         if let Some(c) = self.conditions.as_deref() {
             if let Some(m) = &c.method {
                 out.push(' ');
@@ -676,30 +695,6 @@ impl Hostname {
             Hostname::Any => true,
         }
     }
-
-    /// The spec's hostname precedence: exact before any wildcard, longer wildcard first,
-    /// none last (smaller wins).
-    fn rank(&self) -> (u8, Reverse<usize>) {
-        match self {
-            Hostname::Exact(h) => (0, Reverse(h.len())),
-            Hostname::Wildcard(s) => (1, Reverse(s.len())),
-            Hostname::Any => (2, Reverse(0)),
-        }
-    }
-
-    /// Whether this hostname takes every host `other` takes (a wildcard covering an exact
-    /// name or a longer wildcard).
-    fn covers(&self, other: &Hostname) -> bool {
-        match (self, other) {
-            (Hostname::Any, _) => true,
-            (Hostname::Wildcard(s), Hostname::Exact(h)) => Hostname::Wildcard(s.clone()).matches(h),
-            (Hostname::Wildcard(s), Hostname::Wildcard(o)) => {
-                o == s || o.strip_suffix(s.as_str()).is_some_and(|l| l.ends_with('.'))
-            }
-            (Hostname::Exact(a), Hostname::Exact(b)) => a == b,
-            _ => false,
-        }
-    }
 }
 
 impl fmt::Display for Hostname {
@@ -733,6 +728,8 @@ fn display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Erro
 #[derive(Clone, Debug, Default)]
 pub struct RuleSet {
     pub entries: Vec<Entry>,
+    /// The GRPCRoute rules of this listener and hostname: tried first, for gRPC requests.
+    grpc: Option<Box<RuleSet>>,
     exact: HashMap<Box<str>, Vec<u32>, RandomState>,
     regex: Vec<u32>,
     prefix: PathTable,
@@ -749,13 +746,27 @@ struct PrefixGroup {
 impl PartialEq for RuleSet {
     fn eq(&self, other: &Self) -> bool {
         // The indexes are derived from the entries.
-        self.entries == other.entries
+        self.entries == other.entries && self.grpc == other.grpc
     }
 }
 impl Eq for RuleSet {}
 
 impl RuleSet {
-    fn new(mut entries: Vec<Entry>) -> Self {
+    fn new(entries: Vec<Entry>) -> Self {
+        let (grpc, http): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(|e| e.rule.grpc);
+        let mut set = Self::indexed(http);
+        if !grpc.is_empty() {
+            set.grpc = Some(Box::new(Self::indexed(grpc)));
+        }
+        set
+    }
+
+    /// The GRPCRoute rules, in precedence order (tried before `entries` for gRPC requests).
+    pub fn grpc_entries(&self) -> &[Entry] {
+        self.grpc.as_deref().map_or(&[], |g| g.entries.as_slice())
+    }
+
+    fn indexed(mut entries: Vec<Entry>) -> Self {
         entries.sort_by_cached_key(|e| e.rank());
         let mut set = RuleSet::default();
         let mut prefix_groups: HashMap<String, u32, RandomState> = HashMap::default();
@@ -783,8 +794,20 @@ impl RuleSet {
         set
     }
 
-    /// The first entry, in precedence order, that matches the request.
+    /// The first entry, in precedence order, that matches the request: for a gRPC
+    /// request, the GRPCRoute rules first.
     pub fn first(&self, path: &str, req: &RequestFacts<'_>) -> Option<&Entry> {
+        if let Some(grpc) = &self.grpc {
+            if is_grpc(req.headers) {
+                if let Some(e) = grpc.first_indexed(path, req) {
+                    return Some(e);
+                }
+            }
+        }
+        self.first_indexed(path, req)
+    }
+
+    fn first_indexed(&self, path: &str, req: &RequestFacts<'_>) -> Option<&Entry> {
         if !self.exact.is_empty() {
             if let Some(list) = self.exact.get(path) {
                 if let Some(e) = self.first_holding(list, req) {
@@ -967,8 +990,11 @@ struct LevelOut<'a>(&'a (Hostname, Arc<RuleSet>));
 
 impl Serialize for LevelOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("hostname", &self.0 .0.to_string())?;
+        if !self.0 .1.grpc_entries().is_empty() {
+            map.serialize_entry("grpcRules", self.0 .1.grpc_entries())?;
+        }
         map.serialize_entry("rules", &self.0 .1.entries)?;
         map.end()
     }
@@ -1039,23 +1065,35 @@ fn socket(listeners: Vec<ListenerView>) -> SocketRoutes {
         .collect();
     keys.sort();
     keys.dedup();
+    // Listener hostnames are distinct on one socket (the translator refuses the rest).
+    let by_hostname: HashMap<&Hostname, &ListenerView, RandomState> = listeners
+        .iter()
+        .map(|l| (&l.listener.hostname, l))
+        .collect();
+    let levels_of: Vec<HashMap<&Hostname, &Arc<RuleSet>, RandomState>> = listeners
+        .iter()
+        .map(|l| l.levels.iter().map(|(h, set)| (h, set)).collect())
+        .collect();
+    let index_of: HashMap<*const ListenerView, usize, RandomState> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l as *const ListenerView, i))
+        .collect();
     let mut out = SocketRoutes::default();
     for key in keys {
+        // Every hostname that takes this key's hosts, most specific first: the key itself,
+        // the wildcards of its shorter suffixes, none. Lookups, not a scan: linear in the
+        // number of hostnames.
+        let covering = covering(&key);
         // The listener: the most specific hostname that takes this key's hosts.
-        let Some(view) = listeners
-            .iter()
-            .filter(|l| l.listener.hostname.covers(&key))
-            .min_by_key(|l| l.listener.hostname.rank())
-        else {
+        let Some(view) = covering.iter().find_map(|h| by_hostname.get(h).copied()) else {
             continue;
         };
-        let mut levels: Vec<(Hostname, Arc<RuleSet>)> = view
-            .levels
+        let own = &levels_of[index_of[&(view as *const ListenerView)]];
+        let levels: Vec<(Hostname, Arc<RuleSet>)> = covering
             .iter()
-            .filter(|(h, _)| h.covers(&key))
-            .map(|(h, set)| (h.clone(), set.clone()))
+            .filter_map(|h| own.get(h).map(|set| (h.clone(), Arc::clone(set))))
             .collect();
-        levels.sort_by_key(|(h, _)| h.rank());
         let found = Arc::new(HostRoutes {
             listener: view.listener.clone(),
             levels,
@@ -1071,6 +1109,22 @@ fn socket(listeners: Vec<ListenerView>) -> SocketRoutes {
         }
     }
     out.listeners = listeners;
+    out
+}
+
+/// The hostnames that take every host `key` takes, most specific first: `a.b.c` →
+/// `a.b.c`, `*.b.c`, `*.c`, none; `*.b.c` → `*.b.c`, `*.c`, none.
+fn covering(key: &Hostname) -> Vec<Hostname> {
+    let mut out = vec![key.clone()];
+    let mut rest = match key {
+        Hostname::Exact(h) | Hostname::Wildcard(h) => h.as_str(),
+        Hostname::Any => return out,
+    };
+    while let Some((_, suffix)) = rest.split_once('.') {
+        out.push(Hostname::Wildcard(suffix.to_owned()));
+        rest = suffix;
+    }
+    out.push(Hostname::Any);
     out
 }
 

@@ -167,6 +167,42 @@ impl ProxyError {
         }
     }
 
+    /// The error as a gRPC client understands it: HTTP 200, a trailers-only response with
+    /// `grpc-status` and `grpc-message`, the status mapped as gRPC's HTTP-to-status table
+    /// does (404 UNIMPLEMENTED, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 429 and 5xx
+    /// UNAVAILABLE, 504 DEADLINE_EXCEEDED); a Gateway API invalid backend is UNAVAILABLE.
+    pub fn into_grpc_response(self) -> Response<ProxyBody> {
+        let status = self.status();
+        let code: u16 = match status.as_u16() {
+            404 => 12,
+            401 => 16,
+            403 => 7,
+            504 => 4,
+            400 | 408 | 413 | 414 | 431 => 13,
+            429 | 500..=503 => 14,
+            _ => 2,
+        };
+        let message: String = self
+            .body()
+            .trim()
+            .bytes()
+            .map(|b| match b {
+                // grpc-message is percent-encoded outside printable ASCII (and `%`).
+                b' '..=b'~' if b != b'%' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        let mut response = Response::new(ProxyBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(code));
+        if let Ok(v) = HeaderValue::try_from(message) {
+            headers.insert("grpc-message", v);
+        }
+        headers.insert(SERVER, HeaderValue::from_static("wicket"));
+        response
+    }
+
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         let body = match &self {

@@ -148,6 +148,8 @@ struct Trace {
     auth_cookies: Option<(Vec<HeaderValue>, bool)>,
     /// A Gateway API rule with ResponseHeaderModifiers, and the backendRef chosen.
     gateway: Option<(Arc<GatewayRule>, usize)>,
+    /// Errors are answered as gRPC statuses (a GRPCRoute rule, or an unrouted gRPC call).
+    grpc: bool,
 }
 
 /// The access checks the routing step leaves to the request's task (they wait on
@@ -269,7 +271,11 @@ impl Proxy {
                 } else {
                     debug!(%peer, %method, %uri, status = status.as_u16(), error = %error, "request refused");
                 }
-                error.into_response()
+                if trace.grpc {
+                    error.into_grpc_response()
+                } else {
+                    error.into_response()
+                }
             }
         };
         if let Some((cookies, always)) = trace.auth_cookies.take() {
@@ -521,7 +527,11 @@ impl Proxy {
                 None,
                 false,
             ),
-            Lookup::NotFound { .. } => return Err(ProxyError::NoRoute),
+            Lookup::NotFound { .. } => {
+                // A gRPC client is told UNIMPLEMENTED, in its own terms.
+                trace.grpc = crate::model::gateway::is_grpc(req.headers());
+                return Err(ProxyError::NoRoute);
+            }
         };
         let route_path = match route {
             Some(route) if policy.is_some_and(|p| p.affinity.is_some()) => Some(route.path.clone()),
@@ -569,6 +579,7 @@ impl Proxy {
         trace: &mut Trace,
     ) -> Result<Decision, ProxyError> {
         let rule = &matched.entry.rule;
+        trace.grpc = rule.grpc;
         let forward = match &rule.action {
             Action::Redirect(to) => {
                 trace.route = RouteLabels::new(Some(&rule.owner));
@@ -613,8 +624,14 @@ impl Proxy {
             None => None,
         };
         limits::check_declared_body(req.body(), self.max_request_body)?;
+        // gRPC needs HTTP/2 to the pod: prior knowledge, or ALPN over TLS.
+        let protocol = match backend.protocol {
+            UpstreamProtocol::Http1 if rule.grpc => UpstreamProtocol::H2c,
+            UpstreamProtocol::Https if rule.grpc => UpstreamProtocol::H2,
+            other => other,
+        };
         Ok(Decision::Forward(Forward {
-            protocol: backend.protocol,
+            protocol,
             backend,
             hsts: None,
             policy: forward.policy.clone(),

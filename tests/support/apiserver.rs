@@ -77,6 +77,12 @@ const RESOURCES: &[Resource] = &[
         true,
     ),
     (
+        "grpcroutes",
+        "/apis/gateway.networking.k8s.io/v1",
+        "GRPCRoute",
+        true,
+    ),
+    (
         "referencegrants",
         "/apis/gateway.networking.k8s.io/v1",
         "ReferenceGrant",

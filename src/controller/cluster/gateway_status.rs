@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::status::Address;
 use super::View;
-use crate::controller::gateway_api::{Gateway, GatewayClass, HttpRoute, GROUP};
+use crate::controller::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, GROUP};
 use crate::controller::index::{Index, Key, Kind};
 use crate::model::gateway_status::{Condition, ConditionStatus, ObjectStatus};
 use crate::model::Snapshot;
@@ -74,10 +74,18 @@ pub fn desired(
                 ),
                 None => continue,
             },
+            "GRPCRoute" => match index.grpc_routes.get(&key) {
+                Some(o) => (
+                    Kind::GrpcRoute,
+                    o.status.as_ref(),
+                    &o.metadata.resource_version,
+                ),
+                None => continue,
+            },
             _ => continue,
         };
         let status = match kind {
-            Kind::HttpRoute => route_status(object, current, controller, &now),
+            Kind::HttpRoute | Kind::GrpcRoute => route_status(object, current, controller, &now),
             Kind::Gateway => gateway_status(object, current, addresses, &now),
             _ => {
                 json!({ "conditions": conditions(&object.conditions, object.observed_generation, current.and_then(|c| c.get("conditions")), &now) })
@@ -351,6 +359,12 @@ async fn patch(client: &Client, d: &Desired) -> Result<(), kube::Error> {
         }
         Kind::Gateway => {
             let api: Api<Gateway> = Api::namespaced(client.clone(), &d.key.namespace);
+            api.patch_status(&d.key.name, &params, &patch)
+                .await
+                .map(|_| ())
+        }
+        Kind::GrpcRoute => {
+            let api: Api<GrpcRoute> = Api::namespaced(client.clone(), &d.key.namespace);
             api.patch_status(&d.key.name, &params, &patch)
                 .await
                 .map(|_| ())

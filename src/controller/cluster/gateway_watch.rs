@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::watch::{follow, run, strip, Change, Scope};
-use crate::controller::gateway_api::{self, Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+use crate::controller::gateway_api::{
+    self, Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant,
+};
 use crate::controller::index::{Kind, Object};
 
 pub(super) fn namespace(mut o: Namespace) -> Object {
@@ -32,17 +34,29 @@ pub(super) fn gateway(mut o: Gateway) -> Object {
     Object::Gateway(Arc::new(o))
 }
 
+pub(super) fn grpc_route(mut o: GrpcRoute) -> Object {
+    strip(&mut o.metadata, |_| false);
+    Object::GrpcRoute(Arc::new(o))
+}
+
 pub(super) fn http_route(mut o: HttpRoute) -> Object {
     strip(&mut o.metadata, |_| false);
     Object::HttpRoute(Arc::new(o))
 }
 
+/// What discovery found of Gateway API in a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The version ReferenceGrants are served at (`v1` since Gateway API 1.5, `v1beta1`
+    /// before); None when they are not.
+    pub grants: Option<&'static str>,
+    /// GRPCRoute is served (standard since Gateway API 1.1).
+    pub grpc_routes: bool,
+}
+
 /// The Gateway API kinds a cluster serves, found by discovery: `None` when its CRDs are
-/// not installed; else the version ReferenceGrants are served at (`v1` since Gateway API
-/// 1.5, `v1beta1` before; `None` inside when there are none).
-pub async fn discover_gateway_api(
-    client: &Client,
-) -> Result<Option<Option<&'static str>>, kube::Error> {
+/// not installed.
+pub async fn discover_gateway_api(client: &Client) -> Result<Option<Served>, kube::Error> {
     let has = |list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
                plural: &str| { list.resources.iter().any(|r| r.name == plural) };
     let v1 = match client
@@ -59,18 +73,26 @@ pub async fn discover_gateway_api(
     {
         return Ok(None);
     }
+    let grpc_routes = has(&v1, "grpcroutes");
     if has(&v1, "referencegrants") {
-        return Ok(Some(Some("v1")));
+        return Ok(Some(Served {
+            grants: Some("v1"),
+            grpc_routes,
+        }));
     }
-    match client
+    let grants = match client
         .list_api_group_resources(gateway_api::API_VERSION_V1BETA1)
         .await
     {
-        Ok(list) if has(&list, "referencegrants") => Ok(Some(Some("v1beta1"))),
-        Ok(_) => Ok(Some(None)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Some(None)),
-        Err(e) => Err(e),
-    }
+        Ok(list) if has(&list, "referencegrants") => Some("v1beta1"),
+        Ok(_) => None,
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    Ok(Some(Served {
+        grants,
+        grpc_routes,
+    }))
 }
 
 /// Watches the Gateway API kinds once their CRDs are installed: until then one info line,
@@ -87,9 +109,9 @@ pub async fn follow_gateway_api(
 ) {
     let mut said = false;
     let mut listed = false;
-    let grants = loop {
+    let served = loop {
         match discover_gateway_api(&client).await {
-            Ok(Some(grants)) => break grants,
+            Ok(Some(served)) => break served,
             Ok(None) if !said => {
                 info!(recheck = ?recheck, "Gateway API CRDs are not installed: Gateway API is off until they are (checked again periodically)");
                 said = true;
@@ -112,7 +134,7 @@ pub async fn follow_gateway_api(
             () = tx.closed() => return,
         }
     };
-    info!(reference_grants = grants.unwrap_or("not served"), "Gateway API CRDs found: watching GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants and Namespaces");
+    info!(reference_grants = served.grants.unwrap_or("not served"), grpc_routes = served.grpc_routes, "Gateway API CRDs found: watching GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants and Namespaces");
     let mut scopes = vec![
         Scope {
             kind: Kind::GatewayClass,
@@ -135,6 +157,12 @@ pub async fn follow_gateway_api(
                 namespace: ns.clone(),
             });
         }
+        if served.grpc_routes {
+            scopes.push(Scope {
+                kind: Kind::GrpcRoute,
+                namespace: ns.clone(),
+            });
+        }
     }
     // The watchers report here; their changes are passed on, and the first time all of
     // them have listed, this stream counts as listed.
@@ -150,7 +178,7 @@ pub async fn follow_gateway_api(
         )));
         next += 1;
     }
-    if let Some(version) = grants {
+    if let Some(version) = served.grants {
         for ns in spaces {
             tasks.push(tokio::spawn(follow_grants(
                 client.clone(),

@@ -518,6 +518,10 @@ fn view_of(
                     .http_routes
                     .get(&key)
                     .map(|o| (crate::controller::gateway_api::API_VERSION, &o.metadata)),
+                "GRPCRoute" => index
+                    .grpc_routes
+                    .get(&key)
+                    .map(|o| (crate::controller::gateway_api::API_VERSION, &o.metadata)),
                 _ => None,
             };
             let (api_version, meta) = meta?;

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use super::gateway_watch;
 use crate::controller::class::{CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION};
-use crate::controller::gateway_api::{Gateway, GatewayClass, HttpRoute};
+use crate::controller::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute};
 use crate::controller::index::{Key, Kind, Object};
 use crate::controller::translate::TLS_SECRET_TYPE;
 
@@ -288,6 +288,17 @@ pub async fn follow(client: Client, scope: Scope, stream: usize, tx: mpsc::Sende
                 stream,
                 tx,
                 gateway_watch::http_route,
+            )
+            .await
+        }
+        Kind::GrpcRoute => {
+            run::<GrpcRoute>(
+                api(client, ns),
+                watcher::Config::default(),
+                scope,
+                stream,
+                tx,
+                gateway_watch::grpc_route,
             )
             .await
         }

@@ -22,6 +22,7 @@ fn rule(route: &str, index: usize) -> Arc<GatewayRule> {
             status: 302,
         }),
         owner: owner(),
+        grpc: false,
     })
 }
 
@@ -89,15 +90,27 @@ fn wins(a: &Entry, b: &Entry) -> bool {
     order == Less
 }
 
-/// The slow way: every entry that matches, the best by the spec's rules.
+/// The slow way: every entry that matches, the best by the spec's rules; for a gRPC
+/// request the GRPCRoute rules first, and only for one.
 fn reference<'a>(entries: &'a [Entry], path: &str, req: &RequestFacts<'_>) -> Option<&'a Entry> {
-    let mut best: Option<&Entry> = None;
-    for e in entries.iter().filter(|e| e.matches(path, req)) {
-        if best.is_none_or(|b| wins(e, b)) {
-            best = Some(e);
+    let best_of = |grpc: bool| {
+        let mut best: Option<&Entry> = None;
+        for e in entries
+            .iter()
+            .filter(|e| e.rule.grpc == grpc && e.matches(path, req))
+        {
+            if best.is_none_or(|b| wins(e, b)) {
+                best = Some(e);
+            }
         }
-    }
-    best
+        best
+    };
+    let grpc = if is_grpc(req.headers) {
+        best_of(true)
+    } else {
+        None
+    };
+    grpc.or_else(|| best_of(false))
 }
 
 #[test]
@@ -141,7 +154,13 @@ fn the_index_finds_what_the_reference_matcher_finds_on_generated_rules() {
                 c.query.push(("q".into(), ValueMatch::Exact("1".into())));
             }
             let conditions = (c != Conditions::default()).then_some(c);
-            entries.push(entry(path, conditions, fastrand::u32(0..4), i));
+            let mut e = entry(path, conditions, fastrand::u32(0..4), i);
+            if fastrand::u8(0..4) == 0 {
+                let mut rule = (*e.rule).clone();
+                rule.grpc = true;
+                e.rule = Arc::new(rule);
+            }
+            entries.push(e);
         }
         let set = RuleSet::new(entries.clone());
         for _ in 0..60 {
@@ -461,4 +480,19 @@ fn weights_split_requests_and_zero_weights_get_none() {
     assert!((850..1150).contains(&a), "a got {a} of 4000");
     let none = ForwardTo { total: 0, ..f };
     assert!(none.pick().is_none());
+}
+
+#[test]
+fn grpc_requests_are_recognised_by_their_content_type() {
+    let with = |v: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static(v));
+        is_grpc(&h)
+    };
+    assert!(with("application/grpc"));
+    assert!(with("application/grpc+proto"));
+    assert!(with("Application/GRPC"));
+    assert!(!with("application/grpc-web"));
+    assert!(!with("application/json"));
+    assert!(!is_grpc(&HeaderMap::new()));
 }

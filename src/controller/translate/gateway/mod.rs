@@ -21,7 +21,9 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::validate;
 use super::Translator;
-use crate::controller::gateway_api::{Gateway, HttpRoute, Listener, ParentReference, GROUP};
+use crate::controller::gateway_api::{
+    Gateway, GrpcRoute, HttpRoute, Listener, ParentReference, GROUP,
+};
 use crate::controller::index::{Index, Key};
 use crate::model::gateway::{
     Entry, GatewayRule, GatewayTable, GatewayTableBuilder, Hostname, ListenerRef,
@@ -42,6 +44,83 @@ type CompiledRule = (
 /// The core API group, as references spell it.
 pub(super) const GROUP_CORE: &str = "";
 const HTTP_ROUTE: &str = "HTTPRoute";
+const GRPC_ROUTE: &str = "GRPCRoute";
+
+/// An HTTPRoute or a GRPCRoute: what attachment and status need from either.
+#[derive(Clone, Copy)]
+enum AnyRoute<'a> {
+    Http(&'a HttpRoute),
+    Grpc(&'a GrpcRoute),
+}
+
+impl<'a> AnyRoute<'a> {
+    fn meta(self) -> &'a ObjectMeta {
+        match self {
+            AnyRoute::Http(r) => &r.metadata,
+            AnyRoute::Grpc(r) => &r.metadata,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            AnyRoute::Http(_) => HTTP_ROUTE,
+            AnyRoute::Grpc(_) => GRPC_ROUTE,
+        }
+    }
+
+    fn parent_refs(self) -> &'a [ParentReference] {
+        match self {
+            AnyRoute::Http(r) => r.spec.parent_refs.as_deref(),
+            AnyRoute::Grpc(r) => r.spec.parent_refs.as_deref(),
+        }
+        .unwrap_or(&[])
+    }
+
+    fn hostnames(self) -> &'a [String] {
+        match self {
+            AnyRoute::Http(r) => r.spec.hostnames.as_deref(),
+            AnyRoute::Grpc(r) => r.spec.hostnames.as_deref(),
+        }
+        .unwrap_or(&[])
+    }
+
+    /// Each rule: its index, name, and compiled form or why it is refused.
+    fn compile(
+        self,
+        cx: &mut rules::Context<'a, '_>,
+    ) -> Vec<(
+        usize,
+        Option<String>,
+        Result<rules::Compiled, rules::Refused>,
+    )> {
+        match self {
+            AnyRoute::Http(r) => r
+                .spec
+                .rules
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    let at = format!("spec.rules[{i}]");
+                    (i, rule.name.clone(), rules::compile(cx, rule, &at))
+                })
+                .collect(),
+            AnyRoute::Grpc(r) => r
+                .spec
+                .rules
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| {
+                    let at = format!("spec.rules[{i}]");
+                    (i, rule.name.clone(), rules::compile_grpc(cx, rule, &at))
+                })
+                .collect(),
+        }
+    }
+}
 
 /// Whether a ReferenceGrant in `to_namespace` lets a `from_kind` in `from_namespace`
 /// refer to the `to_kind` named `to_name` there.
@@ -99,6 +178,8 @@ struct Candidate<'a> {
     namespaces: FromNamespaces<'a>,
     /// HTTPRoute is among its supported kinds.
     takes_http_routes: bool,
+    /// GRPCRoute is among its supported kinds.
+    takes_grpc_routes: bool,
     /// Its id in the table builder, when it is served.
     served: Option<usize>,
     /// Where its status is: (gateway status, listener status).
@@ -388,6 +469,7 @@ impl<'a> Translator<'a> {
         // Route kinds.
         let mut supported = Vec::new();
         let mut takes_http_routes = false;
+        let mut takes_grpc_routes = false;
         match l.allowed_routes.as_ref().and_then(|a| a.kinds.as_ref()) {
             Some(kinds) if !kinds.is_empty() => {
                 let mut refused = Vec::new();
@@ -396,6 +478,9 @@ impl<'a> Translator<'a> {
                     if group == GROUP && k.kind == HTTP_ROUTE {
                         takes_http_routes = true;
                         supported.push(format!("{GROUP}/{HTTP_ROUTE}"));
+                    } else if group == GROUP && k.kind == GRPC_ROUTE {
+                        takes_grpc_routes = true;
+                        supported.push(format!("{GROUP}/{GRPC_ROUTE}"));
                     } else {
                         refused.push(format!("{group}/{}", k.kind));
                     }
@@ -409,7 +494,9 @@ impl<'a> Translator<'a> {
             }
             _ => {
                 takes_http_routes = true;
+                takes_grpc_routes = true;
                 supported.push(format!("{GROUP}/{HTTP_ROUTE}"));
+                supported.push(format!("{GROUP}/{GRPC_ROUTE}"));
             }
         }
         // Certificates.
@@ -547,6 +634,7 @@ impl<'a> Translator<'a> {
                 hostname,
                 namespaces,
                 takes_http_routes,
+                takes_grpc_routes,
                 served,
                 status: place,
             },
@@ -661,30 +749,33 @@ impl<'a> Translator<'a> {
         statuses: &mut Vec<ObjectStatus>,
     ) {
         let index = self.index;
-        let mut routes: Vec<&'a HttpRoute> =
-            index.http_routes.values().map(|r| r.as_ref()).collect();
-        routes.sort_by(|a, b| age(&a.metadata).cmp(&age(&b.metadata)));
+        let mut routes: Vec<AnyRoute<'a>> = index
+            .http_routes
+            .values()
+            .map(|r| AnyRoute::Http(r))
+            .chain(index.grpc_routes.values().map(|r| AnyRoute::Grpc(r)))
+            .collect();
+        routes.sort_by(|a, b| age(a.meta()).cmp(&age(b.meta())));
         for (order, route) in routes.into_iter().enumerate() {
-            self.http_route(route, order as u32, gateways, builder, statuses);
+            self.route(route, order as u32, gateways, builder, statuses);
         }
     }
 
-    fn http_route(
+    fn route(
         &mut self,
-        route: &'a HttpRoute,
+        route: AnyRoute<'a>,
         order: u32,
         gateways: &BTreeMap<Key, OurGateway<'a>>,
         builder: &mut GatewayTableBuilder,
         statuses: &mut Vec<ObjectStatus>,
     ) {
-        let namespace = route.metadata.namespace.as_deref().unwrap_or("default");
-        let name = route.metadata.name.as_deref().unwrap_or("");
+        let meta = route.meta();
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or("");
+        let kind = route.kind();
         // Only parentRefs to Gateways of ours get a status entry from us.
         let parents: Vec<(&ParentReference, &OurGateway<'a>)> = route
-            .spec
-            .parent_refs
-            .as_deref()
-            .unwrap_or(&[])
+            .parent_refs()
             .iter()
             .filter(|p| {
                 p.group.as_deref().unwrap_or(GROUP) == GROUP
@@ -698,12 +789,12 @@ impl<'a> Translator<'a> {
         if parents.is_empty() {
             return;
         }
-        let object = Arc::new(ObjectRef::namespaced(HTTP_ROUTE, namespace, name));
-        let mut status = ObjectStatus::new((*object).clone(), route.metadata.generation);
+        let object = Arc::new(ObjectRef::namespaced(kind, namespace, name));
+        let mut status = ObjectStatus::new((*object).clone(), meta.generation);
         // Hostnames.
         let mut hostnames = Vec::new();
         let mut bad_hostname = None;
-        for h in route.spec.hostnames.as_deref().unwrap_or(&[]) {
+        for h in route.hostnames() {
             match validate::host(&h.to_ascii_lowercase()) {
                 Ok(_) => hostnames.push(Hostname::parse(h)),
                 Err(why) => bad_hostname = Some(format!("spec.hostnames: {h:?}: {why}")),
@@ -713,16 +804,15 @@ impl<'a> Translator<'a> {
         let mut compiled = Vec::new();
         let mut dropped = Vec::new();
         let mut unresolved = Vec::new();
-        let spec_rules = route.spec.rules.as_deref().unwrap_or(&[]);
         let mut cx = rules::Context {
             index: self.index,
             services: &mut self.services,
             namespace,
             route: name,
-            kind: HTTP_ROUTE,
+            kind,
         };
-        for (i, rule) in spec_rules.iter().enumerate() {
-            match rules::compile(&mut cx, rule, &format!("spec.rules[{i}]")) {
+        for (i, rule_name, outcome) in route.compile(&mut cx) {
+            match outcome {
                 Ok(c) => {
                     unresolved.extend(c.unresolved.iter().map(|u| (u.reason, u.message.clone())));
                     let service = match &c.action {
@@ -736,9 +826,10 @@ impl<'a> Translator<'a> {
                     let rule = Arc::new(GatewayRule {
                         route: object.clone(),
                         index: i,
-                        name: rule.name.clone(),
+                        name: rule_name,
                         action: c.action,
                         owner: Arc::new(Owner::new(Arc::from(namespace), Arc::from(name), service)),
+                        grpc: matches!(route, AnyRoute::Grpc(_)),
                     });
                     compiled.push((rule, c.matches));
                 }
@@ -759,7 +850,7 @@ impl<'a> Translator<'a> {
             };
             let mut conditions = Vec::new();
             let accepted = self.attach(
-                route,
+                kind,
                 namespace,
                 parent,
                 gateway,
@@ -818,7 +909,7 @@ impl<'a> Translator<'a> {
     #[allow(clippy::too_many_arguments)]
     fn attach(
         &self,
-        route: &HttpRoute,
+        kind: &'static str,
         namespace: &str,
         parent: &ParentReference,
         gateway: &OurGateway<'a>,
@@ -858,13 +949,18 @@ impl<'a> Translator<'a> {
         let allowed: Vec<&Candidate<'a>> = selected
             .into_iter()
             .filter(|l| {
-                l.takes_http_routes && self.namespace_allowed(l, gateway.namespace, namespace)
+                let takes = if kind == GRPC_ROUTE {
+                    l.takes_grpc_routes
+                } else {
+                    l.takes_http_routes
+                };
+                takes && self.namespace_allowed(l, gateway.namespace, namespace)
             })
             .collect();
         if allowed.is_empty() {
             return Err((
                 "NotAllowedByListeners",
-                format!("the listeners do not allow HTTPRoutes from namespace {namespace}"),
+                format!("the listeners do not allow {kind}s from namespace {namespace}"),
             ));
         }
         let mut attached = false;
@@ -897,7 +993,6 @@ impl<'a> Translator<'a> {
                 }
             }
         }
-        let _ = route;
         if attached {
             Ok(())
         } else {

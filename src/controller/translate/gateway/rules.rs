@@ -15,8 +15,8 @@ use super::super::service::Resolver;
 use super::super::validate;
 use super::{granted, GROUP_CORE};
 use crate::controller::gateway_api::{
-    HeaderFilter, HttpBackendRef, HttpRouteFilter, HttpRouteMatch, HttpRouteRule, PathModifier,
-    ValueMatch as ValueMatchSpec, GROUP,
+    GrpcMethodMatch, GrpcRouteRule, HeaderFilter, HttpBackendRef, HttpRouteFilter, HttpRouteMatch,
+    HttpRouteRule, PathModifier, ValueMatch as ValueMatchSpec, GROUP,
 };
 use crate::controller::index::Index;
 use crate::model::gateway::{
@@ -57,7 +57,7 @@ pub struct Context<'a, 'r> {
     /// The route's namespace and name.
     pub namespace: &'a str,
     pub route: &'a str,
-    /// `HTTPRoute`, for ReferenceGrant `from` entries.
+    /// `HTTPRoute` or `GRPCRoute`, for ReferenceGrant `from` entries.
     pub kind: &'static str,
 }
 
@@ -119,6 +119,17 @@ pub fn compile(
             unresolved: Vec::new(),
         });
     }
+    forward(cx, refs, at, rule_filters, matches)
+}
+
+/// A rule that forwards: its backendRefs with their weights and own filters.
+fn forward(
+    cx: &mut Context<'_, '_>,
+    refs: &[HttpBackendRef],
+    at: &str,
+    rule_filters: Filters,
+    matches: Vec<(PathMatch, Option<Conditions>)>,
+) -> Result<Compiled, Refused> {
     let mut unresolved = Vec::new();
     let mut backends = Vec::new();
     let mut total = 0u64;
@@ -177,6 +188,104 @@ pub fn compile(
         })),
         unresolved,
     })
+}
+
+/// A GRPCRoute rule: its matches become paths (`/service/method`) matched only for gRPC
+/// requests; filters are the header modifiers; backends as for HTTPRoute.
+pub fn compile_grpc(
+    cx: &mut Context<'_, '_>,
+    rule: &GrpcRouteRule,
+    at: &str,
+) -> Result<Compiled, Refused> {
+    if rule.session_persistence.is_some() {
+        return Err(unsupported(format!(
+            "{at}.sessionPersistence: session persistence is in Gateway API's experimental channel, which wicket does not serve"
+        )));
+    }
+    let mut matches = Vec::new();
+    for (i, m) in rule.matches.as_deref().unwrap_or(&[]).iter().enumerate() {
+        let field = format!("{at}.matches[{i}]");
+        let path = grpc_path(m.method.as_ref(), &field)?;
+        let spec = HttpRouteMatch {
+            headers: m.headers.clone(),
+            ..HttpRouteMatch::default()
+        };
+        let (_, conditions) = one_match(&spec, &field)?;
+        matches.push((path, conditions));
+    }
+    if matches.is_empty() {
+        matches.push((PathMatch::Prefix("/".into()), None));
+    }
+    let filters = rule.filters.as_deref().unwrap_or(&[]);
+    for (i, f) in filters.iter().enumerate() {
+        if matches!(f.type_.as_str(), "RequestRedirect" | "URLRewrite") {
+            return Err(unsupported(format!(
+                "{at}.filters[{i}].type {} is not a GRPCRoute filter",
+                f.type_
+            )));
+        }
+    }
+    let rule_filters = filters_of(filters, &format!("{at}.filters"), None, true)?;
+    let refs = rule.backend_refs.as_deref().unwrap_or(&[]);
+    forward(cx, refs, at, rule_filters, matches)
+}
+
+/// A gRPC method match as a path: service and method → Exact `/service/method`; service
+/// only → PathPrefix `/service`; method only → any service; `RegularExpression` → a path
+/// pattern of both.
+fn grpc_path(m: Option<&GrpcMethodMatch>, at: &str) -> Result<PathMatch, Refused> {
+    let Some(m) = m else {
+        return Ok(PathMatch::Prefix("/".into()));
+    };
+    let service = m.service.as_deref().filter(|s| !s.is_empty());
+    let method = m.method.as_deref().filter(|s| !s.is_empty());
+    match m.type_.as_deref().unwrap_or("Exact") {
+        "Exact" => {
+            for (what, value) in [("service", service), ("method", method)] {
+                if let Some(v) = value {
+                    let ok = v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+                        && !(what == "method" && v.contains('.'));
+                    if !ok {
+                        return Err(unsupported(format!(
+                            "{at}.method.{what} {v:?} is not a gRPC {what} name"
+                        )));
+                    }
+                }
+            }
+            Ok(match (service, method) {
+                (Some(s), Some(m)) => PathMatch::Exact(format!("/{s}/{m}")),
+                (Some(s), None) => PathMatch::Prefix(normalize_prefix(&format!("/{s}"))),
+                (None, Some(m)) => PathMatch::Regex(
+                    Pattern::full(&format!("/[^/]+/{}", regex::escape(m)))
+                        .map_err(|why| unsupported(format!("{at}.method.method: {why}")))?,
+                ),
+                (None, None) => {
+                    return Err(unsupported(format!(
+                        "{at}.method needs a service or a method"
+                    )))
+                }
+            })
+        }
+        "RegularExpression" => {
+            let pattern = format!(
+                "/(?:{})/(?:{})",
+                service.unwrap_or("[^/]+"),
+                method.unwrap_or("[^/]+")
+            );
+            Pattern::full(&pattern)
+                .map(PathMatch::Regex)
+                .map_err(|why| {
+                    unsupported(format!(
+                        "{at}.method is not a pair of regular expressions wicket can use: {why}"
+                    ))
+                })
+        }
+        other => Err(unsupported(format!(
+            "{at}.method.type {other:?} is not one of Exact, RegularExpression"
+        ))),
+    }
 }
 
 fn one_match(m: &HttpRouteMatch, at: &str) -> Result<(PathMatch, Option<Conditions>), Refused> {
