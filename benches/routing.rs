@@ -6,9 +6,17 @@
 //! * `translate/annotated`: the same world where every third Ingress carries
 //!   ingress-nginx annotations (body size, timeouts, CORS, cookie affinity, and on every
 //!   ninth a rewrite-target that puts its host in regex mode). Target ≤ 150 ms.
+//! * `translate/gateway_2000x5`: the Gateway API counterpart of `translate/full`: one
+//!   GatewayClass, one Gateway (an HTTP listener on port 80 taking routes from every
+//!   namespace), 2,000 HTTPRoutes of one hostname each and 5 rules (PathPrefix `/`, an
+//!   Exact path, two longer PathPrefixes, a PathPrefix with a header match: 10,000 rules),
+//!   over the same 10,000 Services and 50,000 endpoints, no Ingress. Target: the Ingress
+//!   build target, ≤ 150 ms.
 //! * `lookup/*`: normalise the Host and find the route: hit, miss, wildcard. Target
-//!   ≤ 300 ns median. `lookup/allowlist_1000_ranges`: one client address checked against an
-//!   allow list of 1,000 CIDR ranges.
+//!   ≤ 300 ns median. `lookup/gateway_hit`: the same host and path as `lookup/hit` found
+//!   in the `translate/gateway_2000x5` world's Gateway API table (`GatewayTable::lookup`).
+//!   `lookup/allowlist_1000_ranges`: one client address checked against an allow list of
+//!   1,000 CIDR ranges.
 //!
 //! * `access/basic_auth_remembered`: a request whose credentials were checked before (the
 //!   common case: no bcrypt). `access/bcrypt_cost_10_check`: one check that is not
@@ -36,8 +44,14 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use wicket::admin::dashboard;
+use wicket::controller::gateway_api::{
+    AllowedRoutes, Gateway, GatewayClass, GatewayClassSpec, GatewaySpec, HttpBackendRef,
+    HttpPathMatch, HttpRoute, HttpRouteMatch, HttpRouteRule, HttpRouteSpec, Listener,
+    ParentReference, RouteNamespaces, ValueMatch,
+};
 use wicket::controller::index::{Index, Object};
 use wicket::controller::{translate, Settings};
+use wicket::model::gateway::RequestFacts;
 use wicket::model::{Lookup, Snapshot};
 use wicket::proxy::route::normalize_host;
 
@@ -128,27 +142,9 @@ fn ingress(i: usize, host: String, annotated: bool) -> Object {
     }))
 }
 
-fn world(annotated: bool) -> Index {
-    let mut objects = vec![Object::IngressClass(Arc::new(IngressClass {
-        metadata: ObjectMeta {
-            name: Some("wicket".to_owned()),
-            ..Default::default()
-        },
-        spec: Some(IngressClassSpec {
-            controller: Some("wicket.dev/ingress-controller".to_owned()),
-            parameters: None,
-        }),
-    }))];
-    for i in 0..HOSTS {
-        objects.push(ingress(i, format!("host-{i}.example.com"), annotated));
-    }
-    for i in 0..WILDCARD_HOSTS {
-        objects.push(ingress(
-            HOSTS + i,
-            format!("*.tenant-{i}.example.com"),
-            annotated,
-        ));
-    }
+/// The Services, each with one EndpointSlice of 5 ready endpoints, that both worlds route to.
+fn services() -> Vec<Object> {
+    let mut objects = Vec::with_capacity(2 * SERVICES);
     for s in 0..SERVICES {
         objects.push(Object::Service(Arc::new(Service {
             metadata: meta("bench", &format!("svc-{s}")),
@@ -189,7 +185,157 @@ fn world(annotated: bool) -> Index {
             }]),
         })));
     }
+    objects
+}
+
+fn world(annotated: bool) -> Index {
+    let mut objects = vec![Object::IngressClass(Arc::new(IngressClass {
+        metadata: ObjectMeta {
+            name: Some("wicket".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(IngressClassSpec {
+            controller: Some("wicket.dev/ingress-controller".to_owned()),
+            parameters: None,
+        }),
+    }))];
+    for i in 0..HOSTS {
+        objects.push(ingress(i, format!("host-{i}.example.com"), annotated));
+    }
+    for i in 0..WILDCARD_HOSTS {
+        objects.push(ingress(
+            HOSTS + i,
+            format!("*.tenant-{i}.example.com"),
+            annotated,
+        ));
+    }
+    objects.extend(services());
     Index::from_objects(objects)
+}
+
+/// One rule of a bench HTTPRoute: a path match (`Exact` or `PathPrefix`), optionally a
+/// header match, to one Service's port 80.
+fn gateway_rule(
+    kind: &str,
+    path: &str,
+    header: Option<(&str, &str)>,
+    service: usize,
+) -> HttpRouteRule {
+    HttpRouteRule {
+        matches: Some(vec![HttpRouteMatch {
+            path: Some(HttpPathMatch {
+                type_: Some(kind.to_owned()),
+                value: Some(path.to_owned()),
+            }),
+            headers: header.map(|(name, value)| {
+                vec![ValueMatch {
+                    type_: None,
+                    name: name.to_owned(),
+                    value: value.to_owned(),
+                }]
+            }),
+            ..Default::default()
+        }]),
+        backend_refs: Some(vec![HttpBackendRef {
+            name: format!("svc-{service}"),
+            port: Some(80),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+/// HTTPRoute `route-{i}` for `host-{i}.example.com`, attached to Gateway bench/gw, with 5
+/// rules to the same Services as Ingress `ing-{i}` of the Ingress world.
+fn http_route(i: usize) -> Object {
+    let service = |p: usize| (i * PATHS_PER_HOST + p) % SERVICES;
+    let rules = vec![
+        gateway_rule("PathPrefix", "/", None, service(0)),
+        gateway_rule("Exact", "/api/v1/items", None, service(1)),
+        gateway_rule("PathPrefix", "/api/v2/items", None, service(2)),
+        gateway_rule("PathPrefix", "/api/v3/items", None, service(3)),
+        gateway_rule(
+            "PathPrefix",
+            "/api/v4/items",
+            Some(("x-version", "4")),
+            service(4),
+        ),
+    ];
+    Object::HttpRoute(Arc::new(HttpRoute {
+        metadata: meta("bench", &format!("route-{i}")),
+        spec: HttpRouteSpec {
+            parent_refs: Some(vec![ParentReference {
+                name: "gw".to_owned(),
+                namespace: Some("bench".to_owned()),
+                ..Default::default()
+            }]),
+            hostnames: Some(vec![format!("host-{i}.example.com")]),
+            rules: Some(rules),
+        },
+        ..Default::default()
+    }))
+}
+
+/// The Gateway API world: GatewayClass wicket, Gateway bench/gw (HTTP on port 80, routes
+/// from all namespaces), `HOSTS` HTTPRoutes of `PATHS_PER_HOST` rules, the Services.
+fn gateway_world() -> Index {
+    let mut objects = vec![
+        Object::GatewayClass(Arc::new(GatewayClass {
+            metadata: ObjectMeta {
+                name: Some("wicket".to_owned()),
+                ..Default::default()
+            },
+            spec: GatewayClassSpec {
+                controller_name: "wicket.dev/gateway-controller".to_owned(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })),
+        Object::Gateway(Arc::new(Gateway {
+            metadata: meta("bench", "gw"),
+            spec: GatewaySpec {
+                gateway_class_name: "wicket".to_owned(),
+                listeners: vec![Listener {
+                    name: "http".to_owned(),
+                    port: 80,
+                    protocol: "HTTP".to_owned(),
+                    allowed_routes: Some(AllowedRoutes {
+                        namespaces: Some(RouteNamespaces {
+                            from: Some("All".to_owned()),
+                            selector: None,
+                        }),
+                        kinds: None,
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        })),
+    ];
+    objects.extend((0..HOSTS).map(http_route));
+    objects.extend(services());
+    Index::from_objects(objects)
+}
+
+/// The Gateway API rule a plain-HTTP GET without headers finds: its backend's Service.
+fn gateway_lookup(
+    snapshot: &Snapshot,
+    raw_host: &str,
+    path: &str,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let host = normalize_host(raw_host).ok()?;
+    let facts = RequestFacts {
+        method: &http::Method::GET,
+        headers,
+        query: None,
+    };
+    let matched = snapshot
+        .gateway
+        .as_deref()?
+        .lookup(false, &host, path, &facts)?;
+    Some(matched.entry.outcome())
 }
 
 fn lookup(snapshot: &Snapshot, raw_host: &str, path: &str) -> bool {
@@ -229,6 +375,31 @@ fn benches(c: &mut Criterion) {
     group.bench_function("annotated", |b| {
         b.iter(|| translate::build(black_box(&annotated), &settings))
     });
+    let gateway_index = gateway_world();
+    let gateway_snapshot = translate::build(&gateway_index, &settings);
+    assert!(
+        gateway_snapshot.problems.is_empty(),
+        "{:?}",
+        &gateway_snapshot.problems[..3.min(gateway_snapshot.problems.len())]
+    );
+    let gateway_table = gateway_snapshot
+        .gateway
+        .as_deref()
+        .expect("the Gateway API world has a Gateway API table");
+    let (listener, levels) = gateway_table.http.listeners().next().unwrap();
+    assert_eq!(listener.port, 80);
+    assert_eq!(levels.len(), HOSTS);
+    assert_eq!(
+        levels
+            .iter()
+            .map(|(_, set)| set.entries.len())
+            .sum::<usize>(),
+        HOSTS * PATHS_PER_HOST
+    );
+    assert_eq!(gateway_snapshot.table.route_count(), 0);
+    group.bench_function("gateway_2000x5", |b| {
+        b.iter(|| translate::build(black_box(&gateway_index), &settings))
+    });
     group.finish();
 
     assert!(lookup(
@@ -242,6 +413,25 @@ fn benches(c: &mut Criterion) {
         "/api/v2/items"
     ));
     assert!(!lookup(&snapshot, "nobody.example.org", "/"));
+    // The Gateway API world's rules: the same Services as the Ingress world's paths.
+    let no_headers = http::HeaderMap::new();
+    let found = |host: &str, path: &str, headers: &http::HeaderMap| {
+        gateway_lookup(&gateway_snapshot, host, path, headers)
+    };
+    let service = |i: usize, p: usize| format!("svc-{}", (i * PATHS_PER_HOST + p) % SERVICES);
+    let outcome = found("host-1234.example.com", "/api/v3/items/42", &no_headers).unwrap();
+    assert!(outcome.contains(&service(1234, 3)), "{outcome}");
+    let outcome = found("host-1234.example.com", "/api/v1/items", &no_headers).unwrap();
+    assert!(outcome.contains(&service(1234, 1)), "{outcome}");
+    let outcome = found("host-1234.example.com", "/api/v1/items/42", &no_headers).unwrap();
+    assert!(outcome.contains(&service(1234, 0)), "Exact: {outcome}");
+    let outcome = found("host-1234.example.com", "/api/v4/items/42", &no_headers).unwrap();
+    assert!(outcome.contains(&service(1234, 0)), "no header: {outcome}");
+    let mut versioned = http::HeaderMap::new();
+    versioned.insert("x-version", http::HeaderValue::from_static("4"));
+    let outcome = found("Host-1234.Example.com:8080", "/api/v4/items/42", &versioned).unwrap();
+    assert!(outcome.contains(&service(1234, 4)), "header: {outcome}");
+    assert!(found("nobody.example.org", "/", &no_headers).is_none());
 
     let traffic = wicket::admin::traffic::Traffic::new();
     let now = std::time::Instant::now();
@@ -283,6 +473,22 @@ fn benches(c: &mut Criterion) {
                 black_box("host-1234.example.com"),
                 black_box("/api/v3/items/42"),
             )
+        })
+    });
+    let gateway_table = gateway_snapshot.gateway.as_deref().unwrap();
+    group.bench_function("gateway_hit", |b| {
+        b.iter(|| {
+            let Ok(host) = normalize_host(black_box("host-1234.example.com")) else {
+                return false;
+            };
+            let facts = RequestFacts {
+                method: &http::Method::GET,
+                headers: &no_headers,
+                query: None,
+            };
+            gateway_table
+                .lookup(false, &host, black_box("/api/v3/items/42"), &facts)
+                .is_some()
         })
     });
     group.bench_function("hit_mixed_case_with_port", |b| {

@@ -15,11 +15,26 @@
 # and prints (instructions(2N) - instructions(N)) / N: the cost of one request, without
 # start-up and shutdown. KEEP=DIR keeps the profiles for callgrind_annotate. ANNOTATIONS=
 # 'k: "v", ...' puts annotations on the benchmark's Ingress (the cost of a route's policy).
+# ROUTE=gateway routes the same requests through a Gateway API HTTPRoute of the same shape
+# instead of the Ingress (GatewayClass, Gateway with an HTTP listener on port 80 and an
+# HTTPS one on 443 with the same certificate, one `PathPrefix /` rule for bench.test to the
+# same Service); each run first checks that the route is in /debug/routes and answers.
 # Needs valgrind, h2load (nghttp2-client), nginx, curl, openssl.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . benches/load/common.sh
 mode=${1:-http}
+route=${ROUTE:-ingress}
+case "$route" in
+  ingress) ;;
+  gateway)
+    if [ -n "${ANNOTATIONS:-}" ]; then
+      echo "ANNOTATIONS are Ingress annotations: not with ROUTE=gateway" >&2
+      exit 2
+    fi
+    ;;
+  *) echo "ROUTE: ingress or gateway, not $route" >&2; exit 2 ;;
+esac
 requests=${2:-20000}
 binary=${3:-target/dist/wicket}
 work=$(mktemp -d)
@@ -45,6 +60,62 @@ nginx -c "$work/backend.conf" -p "$work" &
 
 bench_cert "$work"
 bench_manifests "$work/manifests/bench.yaml" "$work/cert.pem" "$work/key.pem" 19100 "${ANNOTATIONS:-}"
+if [ "$route" = gateway ]; then
+  # The same world without the Ingress: its route as a Gateway API HTTPRoute instead.
+  awk 'function flush() {
+         if (doc != "" && doc !~ /(^|\n)kind: Ingress\n/) printf "%s%s", (n++ ? "---\n" : ""), doc
+         doc = ""
+       }
+       /^---$/ { flush(); next }
+       { doc = doc $0 "\n" }
+       END { flush() }' "$work/manifests/bench.yaml" > "$work/bench.yaml"
+  cat >> "$work/bench.yaml" <<YAML
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: wicket}
+spec: {controllerName: wicket.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench}
+spec:
+  gatewayClassName: wicket
+  listeners:
+  - {name: http, protocol: HTTP, port: 80}
+  - name: https
+    protocol: HTTPS
+    port: 443
+    tls: {mode: Terminate, certificateRefs: [{name: bench-tls}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bench}
+spec:
+  parentRefs: [{name: bench}]
+  hostnames: [bench.test]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    backendRefs: [{name: pod, port: 80}]
+YAML
+  mv "$work/bench.yaml" "$work/manifests/bench.yaml"
+fi
+
+# Whether bench.test goes through the HTTPRoute: it is in the Gateway API table, and with
+# no Ingress nothing else routes it. One request, the same in both runs: no effect on the
+# difference.
+through_gateway() {
+  local routes
+  routes=$(curl -sf http://127.0.0.1:18354/debug/routes) || routes=""
+  if ! grep -q '"path": *"PathPrefix /"' <<<"$routes"; then
+    echo "no Gateway API route in /debug/routes" >&2
+    return 1
+  fi
+  if [ "$(curl -sf --connect-to bench.test:18180:127.0.0.1:18180 http://bench.test:18180/)" != ok ]; then
+    echo "bench.test is not answered through the HTTPRoute" >&2
+    return 1
+  fi
+}
 
 # Total instructions of one wicket run serving $1 requests.
 run() {
@@ -58,6 +129,11 @@ run() {
     curl -sf http://127.0.0.1:18354/readyz >/dev/null 2>&1 && break
     sleep 0.1
   done
+  if [ "$route" = gateway ] && ! through_gateway; then
+    kill -TERM "$pid"
+    wait "$pid" || true
+    exit 1
+  fi
   if [ "$mode" = h2 ]; then
     h2load -n "$n" -c 10 -m 10 --connect-to=127.0.0.1:18543 https://bench.test:18543/ >/dev/null
   elif [ "$mode" = https ]; then
@@ -70,8 +146,10 @@ run() {
   grep '^summary:' "$out" | awk '{print $2}'
 }
 
+label=""
+if [ "$route" = gateway ]; then label=", Gateway API route"; fi
 one=$(run "$requests")
 two=$(run $((requests * 2)))
 # KEEP=DIR keeps the callgrind profiles (callgrind_annotate DIR/callgrind.N).
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$work"/callgrind.* "$KEEP"/; fi
-echo "$mode: $(( (two - one) / requests )) instructions per request ($binary; N=$requests: $one, 2N: $two)"
+echo "$mode: $(( (two - one) / requests )) instructions per request ($binary$label; N=$requests: $one, 2N: $two)"
