@@ -570,12 +570,36 @@ async fn gateway_routes_come_first_and_unmatched_requests_go_on_to_ingresses() {
         service("web", &web),
         service("legacy", &legacy),
         route("default", "new", "  hostnames: [both.test]\n  rules: [{matches: [{path: {value: /new}}], backendRefs: [{name: web, port: 80}]}]\n"),
-        ingress("old", &[("both.test", "/", "Prefix", "legacy"), ("only-ingress.test", "/", "Prefix", "legacy")]),
+        ingress(
+            "old",
+            &[
+                ("both.test", "/", "Prefix", "legacy"),
+                ("both.test", "/new/page", "Exact", "legacy"),
+                ("only-ingress.test", "/", "Prefix", "legacy")
+            ]
+        ),
     );
     let w = Wicket::start(&manifests).await;
     assert_eq!(w.get("both.test", "/new/x").await.pod(), "web-0");
     assert_eq!(w.get("both.test", "/other").await.pod(), "legacy-0");
     assert_eq!(w.get("only-ingress.test", "/").await.pod(), "legacy-0");
+    // Gateway API wins an overlap, and says so on the Ingress that loses.
+    assert_eq!(w.get("both.test", "/new/page").await.pod(), "web-0");
+    let problems: Vec<String> = w.routes().await["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_owned())
+        .collect();
+    let shadowed: Vec<&String> = problems
+        .iter()
+        .filter(|m| m.contains("Gateway API routes are matched before Ingress rules"))
+        .collect();
+    assert_eq!(shadowed.len(), 1, "{problems:#?}");
+    assert!(
+        shadowed[0].starts_with("host both.test path /new/page: rule 0 of HTTPRoute default/new answers these requests first over HTTP"),
+        "{shadowed:?}"
+    );
     let text = w.admin_get("/debug/routes?format=text").await.body;
     assert!(
         text.contains("Gateway API: listener http of Gateway default/gw"),
@@ -967,6 +991,104 @@ async fn grpc_routes_match_service_and_method_over_h2c_and_answer_errors_as_grpc
             "gateway.networking.k8s.io/HTTPRoute",
             "gateway.networking.k8s.io/GRPCRoute"
         ])
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn listener_kinds_and_certificate_grants_are_honoured() {
+    let web = pods("web", 1).await;
+    let cert = test_cert(&["granted.test"]);
+    let listeners = concat!(
+        "  - {name: grpc-only, protocol: HTTP, port: 80, hostname: grpc.test, allowedRoutes: {kinds: [{kind: GRPCRoute}]}}\n",
+        "  - {name: odd-kinds, protocol: HTTP, port: 80, hostname: odd.test, allowedRoutes: {kinds: [{kind: TCPRoute}, {kind: HTTPRoute}]}}\n",
+        "  - name: granted\n    protocol: HTTPS\n    port: 443\n    hostname: granted.test\n    tls: {certificateRefs: [{name: shared, namespace: certs}]}\n",
+    );
+    let secret = tls_secret("shared", &cert).replace(
+        "metadata: {name: shared}",
+        "metadata: {name: shared, namespace: certs}",
+    );
+    let grant = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: ReferenceGrant\nmetadata: {name: gateways, namespace: certs}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: default}]\n  to: [{group: \"\", kind: Secret, name: shared}]\n";
+    let manifests = format!(
+        "{CLASS}{}{secret}{grant}{}{}{}",
+        gateway("default", "gw", listeners),
+        service("web", &web),
+        route(
+            "default",
+            "to-grpc-only",
+            "  parentRefs: [{name: gw, sectionName: grpc-only}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n"
+        )
+        .replace("  parentRefs: [{name: gw, namespace: default}]\n", ""),
+        route(
+            "default",
+            "secure",
+            "  parentRefs: [{name: gw, sectionName: granted}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n"
+        )
+        .replace("  parentRefs: [{name: gw, namespace: default}]\n", ""),
+    );
+    let w = Wicket::start(&manifests).await;
+    let routes = w.routes().await;
+    assert_eq!(
+        parent_condition(&routes, "default/to-grpc-only", "Accepted"),
+        ("False".into(), "NotAllowedByListeners".into())
+    );
+    let gw = status(&routes, "Gateway", "default/gw");
+    let listener = |name: &str| {
+        gw["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        listener("grpc-only")["supportedKinds"],
+        serde_json::json!(["gateway.networking.k8s.io/GRPCRoute"])
+    );
+    let odd = listener("odd-kinds");
+    assert_eq!(
+        condition(&odd["conditions"], "ResolvedRefs"),
+        ("False".into(), "InvalidRouteKinds".into())
+    );
+    assert_eq!(
+        odd["supportedKinds"],
+        serde_json::json!(["gateway.networking.k8s.io/HTTPRoute"]),
+        "the kinds it can take are still listed and served"
+    );
+    assert_eq!(condition(&odd["conditions"], "Programmed").0, "True");
+    // The Secret in another namespace is served: the grant allows this Gateway's namespace.
+    assert_eq!(
+        condition(&listener("granted")["conditions"], "ResolvedRefs").0,
+        "True"
+    );
+    let stream = tls_connect(w.https(), Some("granted.test"), &[b"http/1.1"]).await;
+    assert_eq!(served(&stream), cert.der);
+    assert_eq!(
+        H1::over(stream).await.get("granted.test", "/").await.pod(),
+        "web-0"
+    );
+    // Revoked: the listener loses the certificate with the next table.
+    std::fs::write(w.path().join("main.yaml"), manifests.replace(grant, "")).unwrap();
+    eventually("the grant revoked", || async {
+        let routes = w.routes().await;
+        let gw = status(&routes, "Gateway", "default/gw").clone();
+        let l = gw["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "granted")
+            .unwrap()
+            .clone();
+        (condition(&l["conditions"], "ResolvedRefs") == ("False".into(), "RefNotPermitted".into()))
+            .then_some(())
+    })
+    .await;
+    let stream = tls_connect(w.https(), Some("granted.test"), &[b"http/1.1"]).await;
+    assert_ne!(
+        served(&stream),
+        cert.der,
+        "no longer served with the revoked certificate"
     );
     w.stop().await;
 }

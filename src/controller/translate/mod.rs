@@ -93,6 +93,9 @@ pub fn build_reusing(index: &Index, settings: &Settings, previous: Option<&Snaps
     for (ingress, reason, message) in literal_paths {
         problems.insert(Problem::new((*ingress).clone(), reason, message));
     }
+    if let Some(gateway) = gateway.as_deref() {
+        problems.extend(gateway::shadowed_ingress_rules(&table, gateway));
+    }
     problems.extend(services.into_problems());
     problems.extend(index.source_problems.iter().cloned());
     ignored.sort();

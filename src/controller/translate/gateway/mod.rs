@@ -1083,6 +1083,60 @@ impl<'a> Translator<'a> {
     }
 }
 
+/// Ingress rules a Gateway API rule takes the requests of: for each Ingress route, the
+/// request for exactly its host and path (GET, no headers), over plain HTTP and HTTPS. The
+/// Gateway API rule answers it (README, "Gateway API and Ingress together"); the Ingress
+/// rule keeps only the requests no Gateway API rule matches. Wildcard Ingress hosts are
+/// tried with one name under them.
+pub(super) fn shadowed_ingress_rules(
+    table: &crate::model::RouteTable,
+    gateway: &crate::model::gateway::GatewayTable,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let method = http::Method::GET;
+    let headers = http::HeaderMap::new();
+    let facts = crate::model::gateway::RequestFacts {
+        method: &method,
+        headers: &headers,
+        query: None,
+    };
+    for vhost in table.virtual_hosts() {
+        let host = match &vhost.host {
+            HostMatch::Exact(h) => h.clone(),
+            HostMatch::Wildcard(suffix) => format!("any.{suffix}"),
+            HostMatch::Any => continue,
+        };
+        for route in &vhost.routes {
+            if route.regex {
+                continue;
+            }
+            let taken = [false, true].into_iter().find_map(|tls| {
+                gateway
+                    .lookup(tls, &host, &route.path, &facts)
+                    .map(|m| (tls, m))
+            });
+            if let Some((tls, m)) = taken {
+                let rule = &m.entry.rule;
+                out.push(Problem::new(
+                    (*route.ingress).clone(),
+                    Reason::PathConflict,
+                    format!(
+                        "host {} path {}: rule {} of {} {}/{} answers these requests first over {} (Gateway API routes are matched before Ingress rules); this rule gets only what no Gateway API rule matches",
+                        vhost.host,
+                        route.path,
+                        rule.index,
+                        rule.route.kind,
+                        rule.route.namespace.as_deref().unwrap_or(""),
+                        rule.route.name,
+                        if tls { "HTTPS" } else { "HTTP" }
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The hostnames a route serves on a listener (GATEWAY-API.md, hostname intersection).
 pub(crate) fn intersect(route: &[Hostname], listener: &Hostname) -> Vec<Hostname> {
     if route.is_empty() {
