@@ -891,28 +891,12 @@ async fn explain_walks_listener_hostnames_precedence_and_filters() {
 /// One gRPC-shaped call (HTTP/2 prior knowledge, `content-type: application/grpc`, an
 /// empty message) to wicket's plain socket.
 async fn grpc_call(w: &Wicket, authority: &str, path: &str) -> Reply {
-    use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(w.http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
     let req = http::Request::post(format!("http://{authority}{path}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
         .unwrap();
-    let response = sender.send_request(req).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    w.h2_send(req).await
 }
 
 #[tokio::test]

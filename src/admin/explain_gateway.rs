@@ -94,38 +94,22 @@ pub fn check(
             }
             let path_ok = entry.path.matches(path);
             let holds = entry.conditions.as_deref().is_none_or(|c| c.holds(req));
-            if entry.rule.grpc && !is_grpc(req.headers) {
-                if out.rules.len() < MAX_LISTED {
-                    out.rules.push(RuleCheck {
-                        hostname: hostname.to_string(),
-                        route: format!(
-                            "{}/{}",
-                            entry.rule.route.namespace.as_deref().unwrap_or(""),
-                            entry.rule.route.name
-                        ),
-                        rule: entry.rule.index,
-                        what: entry.summary(),
-                        matches: false,
-                        chosen: false,
-                        why: "a GRPCRoute rule: it takes gRPC requests only (content-type application/grpc; explain one with header=content-type:application/grpc)".to_owned(),
-                    });
-                }
-                continue;
-            }
+            let grpc_only = entry.rule.grpc && !is_grpc(req.headers);
             let is_chosen = chosen == Some(entry as *const Entry);
-            let why = match (path_ok, holds) {
-                (false, _) => format!(
+            let why = match (grpc_only, path_ok, holds) {
+                (true, ..) => "a GRPCRoute rule: it takes gRPC requests only (content-type application/grpc; explain one with header=content-type:application/grpc)".to_owned(),
+                (false, false, _) => format!(
                     "the path does not match {} {}",
                     entry.path.kind(),
                     entry.path.value()
                 ),
-                (true, false) => {
+                (false, true, false) => {
                     "the path matches, but not its method, headers or query parameters".to_owned()
                 }
-                (true, true) if is_chosen => {
+                (false, true, true) if is_chosen => {
                     "matches, and comes first in precedence order".to_owned()
                 }
-                (true, true) => {
+                (false, true, true) => {
                     "matches, but a rule before it in precedence order answers".to_owned()
                 }
             };
@@ -138,7 +122,7 @@ pub fn check(
                 ),
                 rule: entry.rule.index,
                 what: entry.summary(),
-                matches: path_ok && holds,
+                matches: !grpc_only && path_ok && holds,
                 chosen: is_chosen,
                 why,
             });

@@ -431,15 +431,20 @@ impl Wicket {
 
     /// One HTTP/2 (prior knowledge, cleartext) request with `:authority` = `authority`.
     pub async fn h2_get(&self, authority: &str, path: &str) -> Reply {
+        let req = Request::get(format!("http://{authority}{path}"))
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        self.h2_send(req).await
+    }
+
+    /// One HTTP/2 (prior knowledge, cleartext) request on a new connection.
+    pub async fn h2_send(&self, req: Request<Full<Bytes>>) -> Reply {
         let stream = tokio::net::TcpStream::connect(self.http).await.unwrap();
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
                 .unwrap();
         tokio::spawn(conn);
-        let req = Request::get(format!("http://{authority}{path}"))
-            .body(Full::<Bytes>::default())
-            .unwrap();
         let response = sender.send_request(req).await.unwrap();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
