@@ -522,6 +522,7 @@ async fn https_listeners_serve_their_certificate_by_sni_and_isolate_routes() {
         "  - {name: http, protocol: HTTP, port: 80}\n",
         "  - name: https\n    protocol: HTTPS\n    port: 443\n    hostname: secure.test\n    tls: {certificateRefs: [{name: secure-cert}]}\n",
         "  - name: borrowed\n    protocol: HTTPS\n    port: 443\n    hostname: borrowed.test\n    tls: {certificateRefs: [{name: theirs, namespace: certs}]}\n",
+        "  - name: other\n    protocol: HTTPS\n    port: 443\n    hostname: other.test\n    tls: {certificateRefs: [{name: secure-cert}]}\n",
     );
     let manifests = format!(
         "{CLASS}{}{}{}{}{}{}",
@@ -531,7 +532,7 @@ async fn https_listeners_serve_their_certificate_by_sni_and_isolate_routes() {
         service("secure", &secure),
         route("default", "plain", "  parentRefs: [{name: gw, sectionName: http}]\n  rules: [{backendRefs: [{name: web, port: 80}]}]\n")
             .replace("  parentRefs: [{name: gw, namespace: default}]\n", ""),
-        route("default", "tls", "  parentRefs: [{name: gw, sectionName: https}]\n  rules: [{backendRefs: [{name: secure, port: 80}]}]\n")
+        route("default", "tls", "  parentRefs: [{name: gw, sectionName: https}, {name: gw, sectionName: other}]\n  rules: [{backendRefs: [{name: secure, port: 80}]}]\n")
             .replace("  parentRefs: [{name: gw, namespace: default}]\n", ""),
     );
     let w = Wicket::start_with(&manifests, Config::local()).await;
@@ -543,6 +544,15 @@ async fn https_listeners_serve_their_certificate_by_sni_and_isolate_routes() {
     );
     // Over plain HTTP the same host is the HTTP listener's, with its own routes.
     assert_eq!(w.get("secure.test", "/").await.pod(), "web-0");
+    // A Host of another HTTPS listener on a connection made for this one: 421.
+    let stream = tls_connect(w.https(), Some("secure.test"), &[b"http/1.1"]).await;
+    let reply = H1::over(stream).await.get("other.test", "/").await;
+    assert_eq!(reply.status, StatusCode::MISDIRECTED_REQUEST);
+    let stream = tls_connect(w.https(), Some("other.test"), &[b"http/1.1"]).await;
+    assert_eq!(
+        H1::over(stream).await.get("other.test", "/").await.pod(),
+        "secure-0"
+    );
 
     let routes = w.routes().await;
     let gw = status(&routes, "Gateway", "default/gw");

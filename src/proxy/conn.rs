@@ -87,6 +87,8 @@ pub struct ConnInfo {
     pub port: HeaderValue,
     /// The certificate the client sent in the handshake (hosts with `auth-tls-*` ask).
     pub peer_cert: Option<Arc<PeerCert>>,
+    /// The TLS server name the client asked for (lowercase), if it sent one.
+    pub sni: Option<Box<str>>,
     tracked: Arc<Tracked>,
 }
 
@@ -189,8 +191,15 @@ impl ConnInfo {
             client: headers::ip_value(peer.ip()),
             port: HeaderValue::from(local.port()),
             peer_cert: None,
+            sni: None,
             tracked,
         }
+    }
+
+    /// The server name of a TLS connection.
+    pub fn with_sni(mut self, sni: Option<&str>) -> Self {
+        self.sni = sni.map(|s| s.to_ascii_lowercase().into_boxed_str());
+        self
     }
 
     /// The client certificate of a TLS connection.

@@ -75,6 +75,10 @@ pub enum ProxyError {
     /// no ReferenceGrant), or the rule has no backend: 500, as the spec asks.
     #[error("invalid backend reference: {0}")]
     InvalidBackend(Arc<str>),
+    /// Over TLS, the request's Host belongs to another Gateway API listener than the one
+    /// the connection's server name (SNI) chose.
+    #[error("misdirected request")]
+    Misdirected,
     /// The backend has no usable endpoint.
     #[error("no usable endpoint for {0}")]
     NoEndpoints(Arc<str>),
@@ -112,6 +116,7 @@ impl ProxyError {
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Forbidden => StatusCode::FORBIDDEN,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -142,6 +147,9 @@ impl ProxyError {
             ProxyError::BodyTooLarge => "413 request body too large\n",
             ProxyError::BodyTimeout => "408 request timeout: the request body stopped arriving\n",
             ProxyError::MethodNotAllowed => "405 method not allowed\n",
+            ProxyError::Misdirected => {
+                "421 misdirected request: this connection's TLS server name is for another listener\n"
+            }
             ProxyError::NoRoute => "404 not found: no route for this host and path\n",
             ProxyError::Forbidden => "403 forbidden\n",
             ProxyError::Unauthorized(_) => "401 authorization required\n",

@@ -350,6 +350,14 @@ impl Proxy {
                 query: req.uri().query(),
             };
             if let Some(matched) = table.lookup(conn.tls, &host, path, &facts) {
+                // A Host of another listener than the one the TLS server name chose: the
+                // certificate was for that one (GATEWAY-API.md, listener isolation).
+                if let Some(sni) = conn.sni.as_deref().filter(|sni| *sni != &*host) {
+                    let chose = table.https.host(sni).map(|h| &*h.listener);
+                    if chose.is_some_and(|l| l != matched.listener) {
+                        return Err(ProxyError::Misdirected);
+                    }
+                }
                 if self.source.is_some()
                     && !SourceRanges::admits(None, self.source.as_deref(), client)
                 {

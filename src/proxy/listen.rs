@@ -200,7 +200,8 @@ pub async fn run<H, Fut>(
                             .1
                             .peer_certificates()
                             .and_then(PeerCert::new);
-                        let conn = Arc::new(conn.with_peer_cert(cert));
+                        let sni = stream.get_ref().1.server_name();
+                        let conn = Arc::new(conn.with_peer_cert(cert).with_sni(sni));
                         server.serve(stream, conn, handler).await;
                     }
                 }
