@@ -177,3 +177,41 @@ fn status_carries_the_generation_it_was_computed_for() {
         Some(7)
     );
 }
+
+#[test]
+fn grpc_methods_become_paths_and_http_only_filters_are_refused() {
+    let s = snapshot(&format!(
+        "{CLASS}---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  gatewayClassName: wicket\n  listeners: [{{name: http, protocol: HTTP, port: 80}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {{name: rpc}}\nspec:\n  parentRefs: [{{name: gw}}]\n  rules:\n  - matches:\n    - method: {{service: pkg.Svc, method: Get}}\n    - method: {{service: pkg.Other}}\n    - method: {{method: Ping}}\n    - method: {{type: RegularExpression, service: \"pkg\\\\..*\", method: \"List.*\"}}\n  - matches: [{{method: {{service: pkg.Svc}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {{hostname: x.test}}}}]\n"
+    ));
+    let table = s.gateway.as_deref().expect("served");
+    let (_, levels) = table.http.listeners().next().expect("a listener");
+    let summaries: Vec<String> = levels[0]
+        .1
+        .grpc_entries()
+        .iter()
+        .map(|e| e.summary())
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "gRPC Exact /pkg.Svc/Get",
+            "gRPC RegularExpression /(?:pkg\\..*)/(?:List.*)",
+            "gRPC RegularExpression /[^/]+/Ping",
+            "gRPC PathPrefix /pkg.Other",
+        ]
+    );
+    assert!(levels[0].1.entries.is_empty(), "no HTTPRoute rules");
+    let route = object(&s, "GRPCRoute", "rpc").expect("status");
+    let partly = route.parents[0]
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "PartiallyInvalid")
+        .expect("rule 1 dropped");
+    assert!(
+        partly
+            .message
+            .contains("RequestRedirect is not a GRPCRoute filter"),
+        "{}",
+        partly.message
+    );
+}
