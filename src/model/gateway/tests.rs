@@ -1,5 +1,6 @@
 use super::*;
 use crate::model::normalize_prefix;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 fn owner() -> Arc<Owner> {
     Arc::new(Owner::new(

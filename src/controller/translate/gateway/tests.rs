@@ -2,6 +2,7 @@
 //! matching, listener conflicts and the status that results, on objects read from YAML.
 
 use super::*;
+use crate::controller::gateway_api::GROUP;
 use crate::controller::index::Index;
 use crate::controller::manifest;
 use crate::controller::translate::build;
