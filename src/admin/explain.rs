@@ -614,13 +614,7 @@ pub fn to_text(e: &Explanation) -> String {
             e.virtual_host.as_deref().unwrap_or("?")
         );
         for r in &e.rules {
-            let mark = if r.chosen {
-                "=>"
-            } else if r.matches {
-                " ~"
-            } else {
-                "  "
-            };
+            let mark = mark(r.chosen, r.matches);
             let _ = writeln!(
                 out,
                 "  {mark} {} {} ({}): {}",
@@ -654,6 +648,17 @@ pub fn to_text(e: &Explanation) -> String {
     }
     super::explain_gateway::to_text(&mut out, &e.gateway_api);
     out
+}
+
+/// A candidate rule's mark in the text form: `=>` chosen, `~` matches too, else blank.
+pub(super) fn mark(chosen: bool, matches: bool) -> &'static str {
+    if chosen {
+        "=>"
+    } else if matches {
+        " ~"
+    } else {
+        "  "
+    }
 }
 
 fn backend_text(out: &mut String, title: &str, b: &BackendCheck) {

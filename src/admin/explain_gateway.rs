@@ -235,13 +235,7 @@ pub fn to_text(out: &mut String, checks: &[GatewayCheck]) {
             let _ = writeln!(out, "  {s}");
         }
         for r in &c.rules {
-            let mark = if r.chosen {
-                "=>"
-            } else if r.matches {
-                " ~"
-            } else {
-                "  "
-            };
+            let mark = super::explain::mark(r.chosen, r.matches);
             let _ = writeln!(
                 out,
                 "  {mark} [{}] {} rule {}: {}: {}",
