@@ -52,7 +52,9 @@ fn syntax_error(message: &str) -> String {
     last.trim().trim_start_matches("error: ").to_owned()
 }
 
-fn compile(pattern: &str) -> Result<Regex, String> {
+/// Compiles a pattern with the size limit every user pattern gets; the error says why not,
+/// in the regex crate's words.
+pub(crate) fn compile(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .size_limit(PATTERN_SIZE_LIMIT)
         .build()

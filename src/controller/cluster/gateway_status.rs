@@ -289,33 +289,22 @@ fn same_parent(a: &Value, b: &Value) -> bool {
 /// Writes status while this replica leads; idle otherwise.
 pub async fn run(
     client: Client,
-    mut views: watch::Receiver<Arc<View>>,
-    mut leader: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    views: watch::Receiver<Arc<View>>,
+    leader: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     // What we last wrote per object, at which resourceVersion: until the watch shows our
     // write, a rebuild does not write the same again.
     let mut written: HashMap<(Kind, Key), (Option<String>, Value)> = HashMap::new();
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+    let mut turns = super::Turns::new(views, leader, stop);
+    while let Some(turn) = turns.next().await {
+        let view = match turn {
+            super::Turn::NotLeading => {
+                written.clear();
+                continue;
             }
+            super::Turn::Write(view) => view,
         };
-        tokio::select! {
-            changed = views.changed() => if changed.is_err() { return },
-            changed = leader.changed() => if changed.is_err() { return },
-            () = retry => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        retry_at = None;
-        if !*leader.borrow_and_update() {
-            written.clear();
-            continue;
-        }
-        let view = views.borrow_and_update().clone();
         let mut ok = true;
         for d in &view.gateway {
             let id = (d.kind, d.key.clone());
@@ -324,7 +313,7 @@ pub async fn run(
                     continue;
                 }
             }
-            match super::while_leader(&leader, patch(&client, d)).await {
+            match super::while_leader(turns.leader(), patch(&client, d)).await {
                 Ok(()) => {
                     info!(kind = %d.kind, object = %d.key, "Gateway API status updated");
                     written.insert(id, (d.resource_version.clone(), d.status.clone()));
@@ -341,7 +330,7 @@ pub async fn run(
         }
         written.retain(|(k, key), _| view.gateway.iter().any(|d| d.kind == *k && d.key == *key));
         if !ok {
-            retry_at = Some(tokio::time::Instant::now() + RETRY);
+            turns.retry_after(RETRY);
         }
     }
 }

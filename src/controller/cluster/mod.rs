@@ -557,6 +557,70 @@ fn reference(
     }
 }
 
+/// What wakes a leader-only status writer.
+pub(super) enum Turn {
+    /// This replica leads: bring the cluster in line with this view.
+    Write(Arc<View>),
+    /// This replica does not lead (or no longer): forget what was written.
+    NotLeading,
+}
+
+/// The wake-ups of a leader-only status writer: a new view, a change of leadership, a
+/// retry after a failed write, or the stop.
+pub(super) struct Turns {
+    views: tokio_watch::Receiver<Arc<View>>,
+    leader: tokio_watch::Receiver<bool>,
+    stop: tokio_watch::Receiver<bool>,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+impl Turns {
+    pub(super) fn new(
+        views: tokio_watch::Receiver<Arc<View>>,
+        leader: tokio_watch::Receiver<bool>,
+        stop: tokio_watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            views,
+            leader,
+            stop,
+            retry_at: None,
+        }
+    }
+
+    /// The next thing to do; None once stopped.
+    pub(super) async fn next(&mut self) -> Option<Turn> {
+        let retry_at = self.retry_at;
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = self.views.changed() => changed.ok()?,
+            changed = self.leader.changed() => changed.ok()?,
+            () = retry => {}
+            _ = self.stop.wait_for(|s| *s) => return None,
+        }
+        self.retry_at = None;
+        if !*self.leader.borrow_and_update() {
+            return Some(Turn::NotLeading);
+        }
+        Some(Turn::Write(self.views.borrow_and_update().clone()))
+    }
+
+    /// Whether this replica leads, for [`while_leader`].
+    pub(super) fn leader(&self) -> &tokio_watch::Receiver<bool> {
+        &self.leader
+    }
+
+    /// Wakes the writer again after `after`, unless something else wakes it first.
+    pub(super) fn retry_after(&mut self, after: Duration) {
+        self.retry_at = Some(tokio::time::Instant::now() + after);
+    }
+}
+
 /// How long one status or Event write may take (kube's client retries 429/503/504 with
 /// backoff; past this the write is given up and tried again later).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);

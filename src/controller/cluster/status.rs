@@ -120,36 +120,23 @@ pub fn service_addresses(service: &Service) -> Option<Vec<Address>> {
 /// Writes status while this replica leads; idle otherwise.
 pub async fn run(
     client: Client,
-    mut views: watch::Receiver<Arc<View>>,
-    mut leader: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
+    views: watch::Receiver<Arc<View>>,
+    leader: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let mut writer = Writer {
         client,
         written: HashMap::new(),
     };
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    loop {
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+    let mut turns = super::Turns::new(views, leader, stop);
+    while let Some(turn) = turns.next().await {
+        match turn {
+            super::Turn::NotLeading => writer.written.clear(),
+            super::Turn::Write(view) => {
+                if !writer.sync(&view, turns.leader()).await {
+                    turns.retry_after(RETRY);
+                }
             }
-        };
-        tokio::select! {
-            changed = views.changed() => if changed.is_err() { return },
-            changed = leader.changed() => if changed.is_err() { return },
-            () = retry => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        retry_at = None;
-        if !*leader.borrow_and_update() {
-            writer.written.clear();
-            continue;
-        }
-        let view = views.borrow_and_update().clone();
-        if !writer.sync(&view, &leader).await {
-            retry_at = Some(tokio::time::Instant::now() + RETRY);
         }
     }
 }

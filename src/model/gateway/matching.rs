@@ -21,21 +21,7 @@ impl Pattern {
     /// Compiles `pattern` anchored at both ends (Gateway API regular expressions match the
     /// whole value). The regex crate runs in linear time whatever the pattern.
     pub fn full(pattern: &str) -> Result<Self, String> {
-        regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map(Pattern)
-            .map_err(|e| match e {
-                regex::Error::Syntax(s) => s
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_owned(),
-                other => other.to_string(),
-            })
+        crate::model::regex_paths::compile(&format!("^(?:{pattern})$")).map(Pattern)
     }
 
     /// The pattern as written.

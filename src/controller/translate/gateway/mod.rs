@@ -253,6 +253,6 @@ impl<'a> Translator<'a> {
     }
 }
 
-#[cfg(test)]
-use routes::intersect;
 pub(super) use routes::shadowed_ingress_rules;
+#[cfg(test)]
+use routes::{intersect, selects};

@@ -63,41 +63,48 @@ impl<'a> AnyRoute<'a> {
     }
 
     /// Each rule: its index, name, and compiled form or why it is refused.
-    fn compile(
-        self,
-        cx: &mut rules::Context<'a, '_>,
-    ) -> Vec<(
-        usize,
-        Option<String>,
-        Result<rules::Compiled, rules::Refused>,
-    )> {
+    fn compile(self, cx: &mut rules::Context<'a, '_>) -> Vec<CompiledOrRefused> {
         match self {
-            AnyRoute::Http(r) => r
-                .spec
-                .rules
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-                .map(|(i, rule)| {
-                    let at = format!("spec.rules[{i}]");
-                    (i, rule.name.clone(), rules::compile(cx, rule, &at))
-                })
-                .collect(),
-            AnyRoute::Grpc(r) => r
-                .spec
-                .rules
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .enumerate()
-                .map(|(i, rule)| {
-                    let at = format!("spec.rules[{i}]");
-                    (i, rule.name.clone(), rules::compile_grpc(cx, rule, &at))
-                })
-                .collect(),
+            AnyRoute::Http(r) => each_rule(
+                r.spec.rules.as_deref(),
+                cx,
+                |rule| &rule.name,
+                rules::compile,
+            ),
+            AnyRoute::Grpc(r) => each_rule(
+                r.spec.rules.as_deref(),
+                cx,
+                |rule| &rule.name,
+                rules::compile_grpc,
+            ),
         }
     }
+}
+
+/// A rule's index, name, and compiled form or why it is refused.
+type CompiledOrRefused = (
+    usize,
+    Option<String>,
+    Result<rules::Compiled, rules::Refused>,
+);
+
+fn each_rule<'a, R>(
+    list: Option<&[R]>,
+    cx: &mut rules::Context<'a, '_>,
+    name: impl Fn(&R) -> &Option<String>,
+    compile: impl Fn(&mut rules::Context<'a, '_>, &R, &str) -> Result<rules::Compiled, rules::Refused>,
+) -> Vec<CompiledOrRefused> {
+    list.unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            (
+                i,
+                name(rule).clone(),
+                compile(cx, rule, &format!("spec.rules[{i}]")),
+            )
+        })
+        .collect()
 }
 
 impl<'a> Translator<'a> {
@@ -466,30 +473,18 @@ pub(super) fn intersect(route: &[Hostname], listener: &Hostname) -> Vec<Hostname
 }
 
 /// A label selector against a namespace's labels (`kubernetes.io/metadata.name` is always
-/// there, as the API server sets it).
-fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>, namespace: &str) -> bool {
-    let get = |k: &str| -> Option<&str> {
-        if k == "kubernetes.io/metadata.name" {
-            return Some(namespace);
-        }
-        labels.get(k).map(String::as_str)
-    };
-    let labels_ok = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(|m| m.iter().all(|(k, v)| get(k) == Some(v.as_str())));
-    let expressions_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let values = e.values.as_deref().unwrap_or(&[]);
-            match e.operator.as_str() {
-                "In" => get(&e.key).is_some_and(|v| values.iter().any(|x| x == v)),
-                "NotIn" => get(&e.key).is_none_or(|v| !values.iter().any(|x| x == v)),
-                "Exists" => get(&e.key).is_some(),
-                "DoesNotExist" => get(&e.key).is_none(),
-                // An operator the API does not define selects nothing (fail closed).
-                _ => false,
-            }
-        })
-    });
-    labels_ok && expressions_ok
+/// there, as the API server sets it), with kube's own selector matching. A selector that
+/// does not parse selects nothing (fail closed).
+pub(super) fn selects(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+    namespace: &str,
+) -> bool {
+    use kube::core::SelectorExt as _;
+    let mut labels = labels.clone();
+    labels.insert(
+        "kubernetes.io/metadata.name".to_owned(),
+        namespace.to_owned(),
+    );
+    kube::core::Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(&labels))
 }

@@ -216,3 +216,35 @@ fn grpc_methods_become_paths_and_http_only_filters_are_refused() {
         partly.message
     );
 }
+
+#[test]
+fn namespace_selectors_match_labels_and_the_namespace_name_and_fail_closed() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+    let labels = std::collections::BTreeMap::from([("team".to_owned(), "blue".to_owned())]);
+    let expr = |key: &str, operator: &str, values: &[&str]| LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }]),
+        ..LabelSelector::default()
+    };
+    assert!(selects(
+        &expr("team", "In", &["blue", "red"]),
+        &labels,
+        "shop"
+    ));
+    assert!(!selects(&expr("team", "NotIn", &["blue"]), &labels, "shop"));
+    assert!(selects(
+        &expr("kubernetes.io/metadata.name", "In", &["shop"]),
+        &labels,
+        "shop"
+    ));
+    assert!(!selects(
+        &expr("kubernetes.io/metadata.name", "In", &["shop"]),
+        &labels,
+        "blog"
+    ));
+    // An operator the API does not define selects nothing.
+    assert!(!selects(&expr("team", "Near", &["blue"]), &labels, "shop"));
+}
